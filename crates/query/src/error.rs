@@ -1,0 +1,15 @@
+//! The query layer's error type.
+
+use shoal_store::StoreError;
+
+/// A query that could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueryError {
+    /// The query is malformed (unknown comparator, wrong value type, ...).
+    #[error("{0}")]
+    Invalid(String),
+    /// The store failed or the table does not exist.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

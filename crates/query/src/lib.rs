@@ -1,0 +1,12 @@
+//! Shoal's query layer: condition trees, `search_by_*`, sorting, paging and projection,
+//! answered from a [`shoal_store::Snapshot`] with index scans wherever an index can
+//! narrow the candidates; every candidate is re-checked against the full condition, so
+//! indexes only ever speed a query up, never change its answer.
+
+mod condition;
+mod error;
+mod search;
+
+pub use condition::{Comparator, Condition, Operator};
+pub use error::QueryError;
+pub use search::{Projection, Query, Sort, by_ids, run, value_condition};

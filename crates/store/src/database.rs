@@ -1,0 +1,168 @@
+//! One database: its LMDB environment, trees, catalog, writer and change feed.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+
+use heed::{Env, WithoutTls};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::catalog::{Catalog, TableDef};
+use crate::error::{Result, StoreError};
+use crate::mutate::{Outcome, Write};
+use crate::read::Snapshot;
+use crate::trees::Trees;
+use crate::txlog::{Committed, LogEntry};
+use crate::writer::{Command, Writer, WriterStats};
+
+/// A handle on one open database. Cheap to share (`Arc`); all writes go through its writer.
+pub struct Database {
+    name: String,
+    env: &'static Env<WithoutTls>,
+    trees: Trees,
+    catalog: Arc<RwLock<Arc<Catalog>>>,
+    tx: mpsc::Sender<Command>,
+    feed: broadcast::Sender<Arc<Committed>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    stats: Arc<WriterStats>,
+}
+
+/// Per-database settings.
+pub(crate) struct DatabaseConfig {
+    pub(crate) writer: Writer,
+    pub(crate) queue: usize,
+}
+
+impl Database {
+    /// Loads the catalog and starts the writer thread.
+    pub(crate) fn start(config: DatabaseConfig) -> Result<Arc<Self>> {
+        let DatabaseConfig { writer, queue } = config;
+        let (tx, rx) = mpsc::channel(queue);
+        let db = Database {
+            name: writer.name.clone(),
+            env: writer.env,
+            trees: writer.trees,
+            catalog: writer.catalog.clone(),
+            tx,
+            feed: writer.feed.clone(),
+            thread: Mutex::new(None),
+            stats: writer.stats.clone(),
+        };
+        let handle = std::thread::Builder::new()
+            .name(format!("writer-{}", db.name))
+            .spawn(move || writer.run(rx))?;
+        *db.thread.lock().expect("thread lock") = Some(handle);
+        Ok(Arc::new(db))
+    }
+
+    /// Reads the catalog stored in `trees`.
+    pub(crate) fn load_catalog(env: &Env<WithoutTls>, trees: &Trees) -> Result<Catalog> {
+        let txn = env.read_txn()?;
+        let mut catalog = Catalog::default();
+        for item in trees.meta.prefix_iter(&txn, b"table/")? {
+            let (_, bytes) = item?;
+            let def: TableDef = serde_json::from_slice(bytes)
+                .map_err(|_| StoreError::Corrupt("table definition".into()))?;
+            catalog.tables.insert(def.name.clone(), Arc::new(def));
+        }
+        catalog.next_id = trees
+            .meta
+            .get(&txn, b"next_table_id")?
+            .and_then(|b| b.try_into().ok())
+            .map_or(1, u32::from_be_bytes);
+        Ok(catalog)
+    }
+
+    /// Timestamp of the last logged transaction, if any is retained.
+    pub(crate) fn last_hlc(env: &Env<WithoutTls>, trees: &Trees) -> Result<Option<u64>> {
+        let txn = env.read_txn()?;
+        trees
+            .log
+            .last(&txn)?
+            .map(|(_, bytes)| LogEntry::decode(bytes).map(|e| e.hlc))
+            .transpose()
+    }
+
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Queues a write and waits until it is durably committed (or refused).
+    pub async fn write(&self, write: Write, user: Option<&str>) -> Result<Outcome> {
+        let (reply, answer) = oneshot::channel();
+        let command = Command::Write {
+            write,
+            user: user.map(str::to_owned),
+            reply,
+        };
+        self.tx
+            .send(command)
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// A consistent read-only view.
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        // The catalog first: a transaction opened after it sees at least the commit that
+        // produced it.
+        let catalog = self.catalog();
+        Ok(Snapshot {
+            txn: self.env.read_txn()?,
+            trees: self.trees,
+            catalog,
+            database: self.name.clone(),
+        })
+    }
+
+    /// The tables as of the last commit.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.read().expect("catalog lock").clone()
+    }
+
+    /// Subscribes to entries committed from now on. A receiver that falls behind the
+    /// feed's capacity gets `Lagged` and must catch up from the log.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Committed>> {
+        self.feed.subscribe()
+    }
+
+    /// The writer's counters.
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
+    }
+
+    /// Bytes the database occupies on disk.
+    pub fn disk_size(&self) -> u64 {
+        self.env.real_disk_size().unwrap_or(0)
+    }
+
+    /// Asks the writer to trim the log if it is due; never waits.
+    pub(crate) fn nudge_trim(&self) {
+        let _ = self.tx.try_send(Command::Trim);
+    }
+
+    /// Empties the database and stops its writer; the handle refuses writes afterwards.
+    pub(crate) async fn drop_all(&self) -> Result<()> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::Drop(reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)??;
+        self.join().await;
+        Ok(())
+    }
+
+    /// Finishes queued writes and stops the writer.
+    pub(crate) async fn shutdown(&self) {
+        let _ = self.tx.send(Command::Shutdown).await;
+        self.join().await;
+    }
+
+    async fn join(&self) {
+        let handle = self.thread.lock().expect("thread lock").take();
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+}

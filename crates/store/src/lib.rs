@@ -1,0 +1,67 @@
+//! Shoal's storage engine.
+//!
+//! A [`Store`] holds a node's databases, one LMDB environment each. A [`Database`] keeps
+//! its tables, their secondary indexes, its transaction log and its metadata as trees of
+//! that one environment, so each commit covers all of them atomically.
+//!
+//! Guarantees:
+//! - **Durable group commit.** [`Database::write`] returns only after the transaction
+//!   holding the write has been committed and synced. One writer thread per database
+//!   batches concurrent writes into one transaction; each request is applied in a nested
+//!   transaction, so it is all-or-nothing even inside a batch.
+//! - **Snapshot reads.** [`Database::snapshot`] is a read transaction: consistent, never
+//!   blocked by the writer.
+//! - **Versions.** Every stored record carries its HLC timestamp and origin node; deletes
+//!   leave tombstones.
+//! - **Transaction log.** Every write appends a [`LogEntry`] in the same commit; the log is
+//!   trimmed by age and size ([`Retention`]) and every entry is also published on the
+//!   database's change feed ([`Database::subscribe`]).
+//!
+//! The store knows nothing of HTTP, peers or configuration files.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), shoal_store::StoreError> {
+//! use shoal_store::{Mode, Store, StoreOptions, TableSpec, Write};
+//! let dir = tempfile::tempdir()?;
+//! let store = Store::open(StoreOptions::new(dir.path(), "node-a"))?;
+//! let db = store.create_database("dev").await?;
+//! db.write(Write::CreateTable(TableSpec { name: "dog".into(), primary_key: "id".into(), ..Default::default() }), None).await?;
+//! let record = serde_json::json!({"id": 1, "name": "Penny"});
+//! let records = vec![record.as_object().unwrap().clone()];
+//! let outcome = db.write(Write::Records { table: "dog".into(), mode: Mode::Insert, records }, None).await?;
+//! assert_eq!(outcome.written, vec![serde_json::json!(1)]);
+//! let snapshot = db.snapshot()?;
+//! let dog = snapshot.table("dog")?;
+//! assert!(snapshot.get(&dog, &serde_json::json!(1))?.unwrap().json.is_some());
+//! store.close().await;
+//! # Ok(()) }
+//! ```
+
+mod catalog;
+mod database;
+mod error;
+mod hlc;
+mod index;
+pub mod key;
+mod mutate;
+mod read;
+mod record;
+mod store;
+mod trees;
+mod txlog;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+pub use catalog::{CREATED_TIME, Catalog, TableDef, TableSpec, UPDATED_TIME};
+pub use database::Database;
+pub use error::{Result, StoreError};
+pub use hlc::{Hlc, from_ms, to_ms, wall_ms};
+pub use mutate::{MAX_KEY_LEN, Mode, Outcome, Write};
+pub use read::{Row, Snapshot};
+pub use record::Version;
+pub use store::{Store, StoreOptions};
+pub use txlog::{Change, ChangeKind, Committed, LogEntry, Retention};
+pub use writer::WriterStats;

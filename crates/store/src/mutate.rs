@@ -1,0 +1,503 @@
+//! Local writes: what one request does inside the writer's transaction. Each function
+//! either completes its whole request or returns an error, and the writer then discards
+//! the request's nested transaction, so nothing is ever half-applied.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use heed::RwTxn;
+use serde_json::{Map, Value};
+
+use crate::catalog::{
+    CREATED_TIME, Catalog, MAX_NAME_LEN, TableDef, TableSpec, UPDATED_TIME, validate_name,
+};
+use crate::error::{Result, StoreError};
+use crate::hlc;
+use crate::index;
+use crate::key;
+use crate::record::Version;
+use crate::trees::{Trees, count_key, meta_get_u64, meta_put_u64, table_prefix};
+use crate::txlog::{Change, ChangeKind, LogEntry};
+
+/// Longest encoded primary key accepted; keeps index keys under LMDB's 511-byte limit.
+pub const MAX_KEY_LEN: usize = 200;
+
+/// How a batch of records is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Create records; existing keys are skipped.
+    Insert,
+    /// Merge into existing records; missing keys are skipped.
+    Update,
+    /// Merge into existing records or create them.
+    Upsert,
+}
+
+impl Mode {
+    /// The operation's name, as logged.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Insert => "insert",
+            Mode::Update => "update",
+            Mode::Upsert => "upsert",
+        }
+    }
+}
+
+/// One write request to a database.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Create a table.
+    CreateTable(TableSpec),
+    /// Drop a table and all its records.
+    DropTable(String),
+    /// Declare an attribute.
+    CreateAttribute {
+        /// Table name.
+        table: String,
+        /// Attribute name.
+        attribute: String,
+        /// Whether it is indexed.
+        indexed: bool,
+    },
+    /// Remove an attribute from the table and every record.
+    DropAttribute {
+        /// Table name.
+        table: String,
+        /// Attribute name.
+        attribute: String,
+    },
+    /// Insert, update or upsert records.
+    Records {
+        /// Table name.
+        table: String,
+        /// How.
+        mode: Mode,
+        /// The records, JSON objects.
+        records: Vec<Map<String, Value>>,
+    },
+    /// Delete records by primary key.
+    Delete {
+        /// Table name.
+        table: String,
+        /// Primary keys.
+        ids: Vec<Value>,
+    },
+}
+
+/// What a write did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Outcome {
+    /// Keys written (records writes and deletes).
+    pub written: Vec<Value>,
+    /// Keys skipped: already there (insert), missing (update, delete).
+    pub skipped: Vec<Value>,
+    /// Attributes first seen in this write.
+    pub new_attributes: Vec<String>,
+    /// Timestamp of the transaction, in milliseconds.
+    pub txn_time: f64,
+}
+
+/// Where a request is applied.
+pub(crate) struct Ctx<'a> {
+    pub(crate) trees: &'a Trees,
+    pub(crate) database: &'a str,
+    pub(crate) catalog: &'a mut Catalog,
+    pub(crate) hlc: u64,
+    pub(crate) origin: &'a str,
+}
+
+impl Ctx<'_> {
+    fn table(&self, name: &str) -> Result<Arc<TableDef>> {
+        self.catalog
+            .tables
+            .get(name)
+            .cloned()
+            .ok_or_else(|| StoreError::TableNotFound {
+                database: self.database.to_owned(),
+                table: name.to_owned(),
+            })
+    }
+
+    fn save_table(&mut self, txn: &mut RwTxn, def: TableDef) -> Result<()> {
+        let bytes = serde_json::to_vec(&def).expect("table definitions serialise");
+        self.trees.meta.put(txn, &table_key(&def.name), &bytes)?;
+        self.catalog.tables.insert(def.name.clone(), Arc::new(def));
+        Ok(())
+    }
+}
+
+/// Meta key of a table definition.
+pub(crate) fn table_key(name: &str) -> Vec<u8> {
+    format!("table/{name}").into_bytes()
+}
+
+/// Key of a record in the records tree.
+pub(crate) fn record_key(table: &TableDef, pk: &Value) -> Result<Vec<u8>> {
+    let mut out = table_prefix(table.id).to_vec();
+    if !matches!(pk, Value::String(_) | Value::Number(_)) || !key::encode_into(pk, &mut out) {
+        return Err(StoreError::Invalid(format!(
+            "primary key '{}' must be a string or a number, got {pk}",
+            table.primary_key
+        )));
+    }
+    if out.len() - 4 > MAX_KEY_LEN {
+        return Err(StoreError::Invalid(format!(
+            "primary key value is longer than {MAX_KEY_LEN} bytes"
+        )));
+    }
+    Ok(out)
+}
+
+/// Applies one request; returns its outcome and the log entry to append, if it changed data.
+pub(crate) fn apply(
+    txn: &mut RwTxn,
+    ctx: &mut Ctx,
+    write: Write,
+    user: Option<String>,
+) -> Result<(Outcome, Option<LogEntry>)> {
+    let done = |ctx: &Ctx| Outcome {
+        txn_time: hlc::to_ms(ctx.hlc),
+        ..Outcome::default()
+    };
+    match write {
+        Write::CreateTable(spec) => create_table(txn, ctx, spec).map(|()| (done(ctx), None)),
+        Write::DropTable(name) => drop_table(txn, ctx, &name).map(|()| (done(ctx), None)),
+        Write::CreateAttribute {
+            table,
+            attribute,
+            indexed,
+        } => create_attribute(txn, ctx, &table, &attribute, indexed).map(|()| (done(ctx), None)),
+        Write::DropAttribute { table, attribute } => {
+            drop_attribute(txn, ctx, &table, &attribute).map(|()| (done(ctx), None))
+        }
+        Write::Records {
+            table,
+            mode,
+            records,
+        } => write_records(txn, ctx, &table, mode, records, user),
+        Write::Delete { table, ids } => delete(txn, ctx, &table, ids, user),
+    }
+}
+
+fn create_table(txn: &mut RwTxn, ctx: &mut Ctx, spec: TableSpec) -> Result<()> {
+    validate_name("table", &spec.name)?;
+    validate_name("primary key", &spec.primary_key)?;
+    if ctx.catalog.tables.contains_key(&spec.name) {
+        return Err(StoreError::TableExists {
+            database: ctx.database.to_owned(),
+            table: spec.name,
+        });
+    }
+    let mut attributes = vec![
+        spec.primary_key.clone(),
+        CREATED_TIME.to_owned(),
+        UPDATED_TIME.to_owned(),
+    ];
+    let mut indexed = None;
+    if !spec.attributes.is_empty() {
+        let mut set = BTreeSet::from([CREATED_TIME.to_owned(), UPDATED_TIME.to_owned()]);
+        for (name, is_indexed) in &spec.attributes {
+            validate_name("attribute", name)?;
+            if !attributes.contains(name) {
+                attributes.push(name.clone());
+            }
+            if *is_indexed {
+                set.insert(name.clone());
+            }
+        }
+        indexed = Some(set);
+    }
+    let id = ctx.catalog.next_id;
+    ctx.catalog.next_id += 1;
+    ctx.trees
+        .meta
+        .put(txn, b"next_table_id", &ctx.catalog.next_id.to_be_bytes())?;
+    let def = TableDef {
+        id,
+        name: spec.name,
+        primary_key: spec.primary_key,
+        attributes,
+        indexed,
+        replicate: spec.replicate.unwrap_or(true),
+        created: ctx.hlc,
+    };
+    ctx.save_table(txn, def)
+}
+
+fn drop_table(txn: &mut RwTxn, ctx: &mut Ctx, name: &str) -> Result<()> {
+    let def = ctx.table(name)?;
+    let prefix = table_prefix(def.id);
+    let end = key::prefix_end(&prefix);
+    let range = (
+        std::ops::Bound::Included(&prefix[..]),
+        std::ops::Bound::Excluded(&end[..]),
+    );
+    ctx.trees.records.delete_range(txn, &range)?;
+    ctx.trees.index.delete_range(txn, &range)?;
+    ctx.trees.meta.delete(txn, &table_key(name))?;
+    ctx.trees.meta.delete(txn, &count_key(def.id))?;
+    ctx.catalog.tables.remove(name);
+    Ok(())
+}
+
+fn create_attribute(
+    txn: &mut RwTxn,
+    ctx: &mut Ctx,
+    table: &str,
+    attribute: &str,
+    indexed: bool,
+) -> Result<()> {
+    validate_name("attribute", attribute)?;
+    let def = ctx.table(table)?;
+    if def.attributes.iter().any(|a| a == attribute) {
+        return Err(StoreError::AttributeExists {
+            database: ctx.database.to_owned(),
+            table: table.to_owned(),
+            attribute: attribute.to_owned(),
+        });
+    }
+    let mut new = (*def).clone();
+    new.attributes.push(attribute.to_owned());
+    let backfill = match &mut new.indexed {
+        Some(set) if indexed => set.insert(attribute.to_owned()),
+        _ => false,
+    };
+    if backfill {
+        // Records written before the declaration may already carry the attribute.
+        for (pk, record) in live_records(txn, ctx.trees, &def)? {
+            index::update(
+                txn,
+                ctx.trees,
+                &new,
+                &pk,
+                None,
+                Some(&only(&record, attribute)),
+            )?;
+        }
+    }
+    ctx.save_table(txn, new)
+}
+
+fn drop_attribute(txn: &mut RwTxn, ctx: &mut Ctx, table: &str, attribute: &str) -> Result<()> {
+    let def = ctx.table(table)?;
+    if attribute == def.primary_key {
+        return Err(StoreError::Invalid(
+            "You cannot drop a hash attribute".to_owned(),
+        ));
+    }
+    if attribute == CREATED_TIME || attribute == UPDATED_TIME {
+        return Err(StoreError::Invalid(format!(
+            "cannot drop internal timestamp attribute: {attribute}"
+        )));
+    }
+    if !def.attributes.iter().any(|a| a == attribute) {
+        return Err(StoreError::AttributeNotFound {
+            database: ctx.database.to_owned(),
+            table: table.to_owned(),
+            attribute: attribute.to_owned(),
+        });
+    }
+    for (pk, mut record) in live_records(txn, ctx.trees, &def)? {
+        let Some(old) = record.remove(attribute) else {
+            continue;
+        };
+        let mut pk_key = table_prefix(def.id).to_vec();
+        pk_key.extend_from_slice(&pk);
+        let mut single = Map::new();
+        single.insert(attribute.to_owned(), old);
+        index::update(txn, ctx.trees, &def, &pk, Some(&single), None)?;
+        let json = serde_json::to_vec(&record).expect("maps serialise");
+        let bytes = Version::encode(ctx.hlc, ctx.origin, Some(&json));
+        ctx.trees.records.put(txn, &pk_key, &bytes)?;
+    }
+    let mut new = (*def).clone();
+    new.attributes.retain(|a| a != attribute);
+    if let Some(set) = &mut new.indexed {
+        set.remove(attribute);
+    }
+    ctx.save_table(txn, new)
+}
+
+/// The attribute alone, for index maintenance of one attribute.
+fn only(record: &Map<String, Value>, attribute: &str) -> Map<String, Value> {
+    record
+        .get(attribute)
+        .map(|v| Map::from_iter([(attribute.to_owned(), v.clone())]))
+        .unwrap_or_default()
+}
+
+/// Every live record of a table as (encoded primary key, record).
+fn live_records(
+    txn: &RwTxn,
+    trees: &Trees,
+    def: &TableDef,
+) -> Result<Vec<(Vec<u8>, Map<String, Value>)>> {
+    let prefix = table_prefix(def.id);
+    let mut out = Vec::new();
+    for item in trees.records.prefix_iter(txn, &prefix)? {
+        let (k, v) = item?;
+        if let Some(record) = Version::decode(v)?.value()? {
+            out.push((k[4..].to_vec(), record));
+        }
+    }
+    Ok(out)
+}
+
+fn write_records(
+    txn: &mut RwTxn,
+    ctx: &mut Ctx,
+    table: &str,
+    mode: Mode,
+    records: Vec<Map<String, Value>>,
+    user: Option<String>,
+) -> Result<(Outcome, Option<LogEntry>)> {
+    let def = ctx.table(table)?;
+    let mut attributes = def.attributes.clone();
+    let now = Value::from(hlc::to_ms(ctx.hlc));
+    let mut outcome = Outcome {
+        txn_time: hlc::to_ms(ctx.hlc),
+        ..Outcome::default()
+    };
+    let mut changes = Vec::with_capacity(records.len());
+    let mut added: i64 = 0;
+    for mut record in records {
+        let pk = match record.get(&def.primary_key) {
+            Some(Value::Null) | None if mode == Mode::Update => {
+                return Err(StoreError::Invalid(
+                    "a valid hash attribute must be provided with update record".to_owned(),
+                ));
+            }
+            Some(Value::Null) | None => {
+                let id = Value::String(uuid::Uuid::now_v7().to_string());
+                record.insert(def.primary_key.clone(), id.clone());
+                id
+            }
+            Some(pk) => pk.clone(),
+        };
+        let key = record_key(&def, &pk)?;
+        let old = match ctx.trees.records.get(txn, &key)? {
+            Some(bytes) => Version::decode(bytes)?.value()?,
+            None => None,
+        };
+        let skip = match mode {
+            Mode::Insert => old.is_some(),
+            Mode::Update => old.is_none(),
+            Mode::Upsert => false,
+        };
+        if skip {
+            outcome.skipped.push(pk);
+            continue;
+        }
+        for name in record.keys() {
+            if !attributes.contains(name) {
+                if name.is_empty() || name.len() > MAX_NAME_LEN {
+                    return Err(StoreError::Invalid(format!(
+                        "Invalid attribute name: '{name}'"
+                    )));
+                }
+                attributes.push(name.clone());
+                outcome.new_attributes.push(name.clone());
+            }
+        }
+        record.insert(UPDATED_TIME.to_owned(), now.clone());
+        let (new, change) = match &old {
+            Some(old) => {
+                let mut merged = old.clone();
+                for (k, v) in &record {
+                    if k != CREATED_TIME {
+                        merged.insert(k.clone(), v.clone());
+                    }
+                }
+                record.remove(CREATED_TIME);
+                (merged, (ChangeKind::Patch, Value::Object(record)))
+            }
+            None => {
+                added += 1;
+                record.insert(CREATED_TIME.to_owned(), now.clone());
+                (record.clone(), (ChangeKind::Put, Value::Object(record)))
+            }
+        };
+        let json = serde_json::to_vec(&new).expect("maps serialise");
+        index::update(txn, ctx.trees, &def, &key[4..], old.as_ref(), Some(&new))?;
+        let bytes = Version::encode(ctx.hlc, ctx.origin, Some(&json));
+        ctx.trees.records.put(txn, &key, &bytes)?;
+        changes.push(Change {
+            table: table.to_owned(),
+            key: pk.clone(),
+            kind: change.0,
+            value: Some(change.1),
+        });
+        outcome.written.push(pk);
+    }
+    adjust_count(txn, ctx.trees, def.id, added)?;
+    if !outcome.new_attributes.is_empty() {
+        let mut new = (*def).clone();
+        new.attributes = attributes;
+        ctx.save_table(txn, new)?;
+    }
+    Ok((outcome, log_entry(ctx, user, mode.name(), changes)))
+}
+
+fn delete(
+    txn: &mut RwTxn,
+    ctx: &mut Ctx,
+    table: &str,
+    ids: Vec<Value>,
+    user: Option<String>,
+) -> Result<(Outcome, Option<LogEntry>)> {
+    let def = ctx.table(table)?;
+    let mut outcome = Outcome {
+        txn_time: hlc::to_ms(ctx.hlc),
+        ..Outcome::default()
+    };
+    let mut changes = Vec::new();
+    for pk in ids {
+        let key = record_key(&def, &pk)?;
+        let old = match ctx.trees.records.get(txn, &key)? {
+            Some(bytes) => Version::decode(bytes)?.value()?,
+            None => None,
+        };
+        let Some(old) = old else {
+            outcome.skipped.push(pk);
+            continue;
+        };
+        index::update(txn, ctx.trees, &def, &key[4..], Some(&old), None)?;
+        let bytes = Version::encode(ctx.hlc, ctx.origin, None);
+        ctx.trees.records.put(txn, &key, &bytes)?;
+        changes.push(Change {
+            table: table.to_owned(),
+            key: pk.clone(),
+            kind: ChangeKind::Delete,
+            value: None,
+        });
+        outcome.written.push(pk);
+    }
+    adjust_count(txn, ctx.trees, def.id, -(outcome.written.len() as i64))?;
+    Ok((outcome, log_entry(ctx, user, "delete", changes)))
+}
+
+fn adjust_count(txn: &mut RwTxn, trees: &Trees, table_id: u32, delta: i64) -> Result<()> {
+    if delta != 0 {
+        let key = count_key(table_id);
+        let count = meta_get_u64(txn, trees, &key)?.saturating_add_signed(delta);
+        meta_put_u64(txn, trees, &key, count)?;
+    }
+    Ok(())
+}
+
+fn log_entry(
+    ctx: &Ctx,
+    user: Option<String>,
+    operation: &str,
+    changes: Vec<Change>,
+) -> Option<LogEntry> {
+    (!changes.is_empty()).then(|| LogEntry {
+        hlc: ctx.hlc,
+        origin: ctx.origin.to_owned(),
+        origin_seq: 0, // set by the writer when the entry gets its sequence
+        user,
+        operation: operation.to_owned(),
+        changes,
+    })
+}

@@ -1,0 +1,171 @@
+//! Reads: a snapshot is one LMDB read transaction plus the catalog of the same moment.
+//! Snapshots never block the writer and are never blocked by it.
+
+use std::ops::Bound;
+use std::sync::Arc;
+
+use heed::{RoTxn, WithoutTls};
+use serde_json::Value;
+
+use crate::catalog::{Catalog, TableDef};
+use crate::error::{Result, StoreError};
+use crate::index;
+use crate::key;
+use crate::mutate::record_key;
+use crate::record::Version;
+use crate::trees::{Trees, count_key, meta_get_u64, table_prefix};
+use crate::txlog::{Committed, LogEntry, SEQ_KEY};
+
+/// A consistent, read-only view of one database.
+pub struct Snapshot {
+    pub(crate) txn: RoTxn<'static, WithoutTls>,
+    pub(crate) trees: Trees,
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) database: String,
+}
+
+/// A live record: its primary key and stored version.
+pub type Row<'a> = (Value, Version<'a>);
+
+impl Snapshot {
+    /// The database's tables as of this snapshot.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// A table's definition, or [`StoreError::TableNotFound`].
+    pub fn table(&self, name: &str) -> Result<Arc<TableDef>> {
+        self.catalog
+            .tables
+            .get(name)
+            .cloned()
+            .ok_or_else(|| StoreError::TableNotFound {
+                database: self.database.clone(),
+                table: name.to_owned(),
+            })
+    }
+
+    /// The stored version of a record, tombstones included.
+    pub fn get(&self, table: &TableDef, pk: &Value) -> Result<Option<Version<'_>>> {
+        let key = record_key(table, pk)?;
+        self.trees
+            .records
+            .get(&self.txn, &key)?
+            .map(Version::decode)
+            .transpose()
+    }
+
+    /// Live records with primary keys between the bounds (an open end stops at the other
+    /// end's type), in key order or reversed.
+    pub fn scan(
+        &self,
+        table: &TableDef,
+        lower: Bound<&Value>,
+        upper: Bound<&Value>,
+        reverse: bool,
+    ) -> Result<Box<dyn Iterator<Item = Result<Row<'_>>> + '_>> {
+        let prefix = table_prefix(table.id);
+        let (start, end) = index::value_range(&prefix, lower, upper);
+        let range = (Bound::Included(&start[..]), Bound::Excluded(&end[..]));
+        Ok(if reverse {
+            Box::new(
+                self.trees
+                    .records
+                    .rev_range(&self.txn, &range)?
+                    .filter_map(live_row),
+            )
+        } else {
+            Box::new(
+                self.trees
+                    .records
+                    .range(&self.txn, &range)?
+                    .filter_map(live_row),
+            )
+        })
+    }
+
+    /// Primary keys of records whose `attribute` (or an element of it) lies between the
+    /// bounds, inclusive, in value order. Long strings are indexed by their first bytes, so
+    /// callers must re-check candidates; a key may repeat (several matching elements).
+    pub fn index_scan(
+        &self,
+        table: &TableDef,
+        attribute: &str,
+        lower: Bound<&Value>,
+        upper: Bound<&Value>,
+    ) -> Result<impl Iterator<Item = Result<Value>> + '_> {
+        let prefix = index::attribute_prefix(table, attribute);
+        let (start, end) = index::value_range(&prefix, lower, upper);
+        self.index_keys(prefix.len(), start, end)
+    }
+
+    /// Primary keys of records whose string `attribute` starts with `text`.
+    pub fn index_prefix(
+        &self,
+        table: &TableDef,
+        attribute: &str,
+        text: &str,
+    ) -> Result<impl Iterator<Item = Result<Value>> + '_> {
+        let prefix = index::attribute_prefix(table, attribute);
+        let (start, end) = index::prefix_range(&prefix, text);
+        self.index_keys(prefix.len(), start, end)
+    }
+
+    fn index_keys(
+        &self,
+        skip: usize,
+        start: Vec<u8>,
+        end: Vec<u8>,
+    ) -> Result<impl Iterator<Item = Result<Value>> + '_> {
+        let range = (Bound::Included(&start[..]), Bound::Excluded(&end[..]));
+        let iter = self.trees.index.range(&self.txn, &range)?;
+        Ok(iter.map(move |item| {
+            let (k, _) = item?;
+            let corrupt = || StoreError::Corrupt("index key".into());
+            let rest = key::skip(&k[skip..]).ok_or_else(corrupt)?;
+            let (pk, _) = key::decode(rest).ok_or_else(corrupt)?;
+            Ok(pk)
+        }))
+    }
+
+    /// Number of live records in a table.
+    pub fn record_count(&self, table: &TableDef) -> Result<u64> {
+        meta_get_u64(&self.txn, &self.trees, &count_key(table.id))
+    }
+
+    /// Sequence number of the last committed log entry (0 if none yet).
+    pub fn last_seq(&self) -> Result<u64> {
+        meta_get_u64(&self.txn, &self.trees, SEQ_KEY)
+    }
+
+    /// Retained log entries from sequence `from` on, in commit order.
+    pub fn log(&self, from: u64) -> Result<impl Iterator<Item = Result<Committed>> + '_> {
+        let start = from.to_be_bytes();
+        let range = (Bound::Included(&start[..]), Bound::Unbounded);
+        Ok(self.trees.log.range(&self.txn, &range)?.map(|item| {
+            let (k, v) = item?;
+            let seq = u64::from_be_bytes(
+                k.try_into()
+                    .map_err(|_| StoreError::Corrupt("log key".into()))?,
+            );
+            Ok(Committed {
+                seq,
+                entry: LogEntry::decode(v)?,
+            })
+        }))
+    }
+}
+
+/// A records-tree entry as a row, or `None` for a tombstone.
+fn live_row<'t>(item: heed::Result<(&'t [u8], &'t [u8])>) -> Option<Result<Row<'t>>> {
+    let decoded = (|| {
+        let (k, v) = item?;
+        let version = Version::decode(v)?;
+        if version.json.is_none() {
+            return Ok(None);
+        }
+        let (pk, _) = key::decode(&k[4..]).ok_or_else(|| StoreError::Corrupt("key".into()))?;
+        Ok(Some((pk, version)))
+    })();
+    decoded.transpose()
+}

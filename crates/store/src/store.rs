@@ -1,0 +1,249 @@
+//! The set of databases under a root folder: `<root>/database/<name>/` holds one LMDB
+//! environment per database.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, LazyLock, Mutex, RwLock};
+
+use heed::{Env, EnvOpenOptions, WithoutTls};
+use tokio::sync::broadcast;
+
+use crate::catalog::validate_name;
+use crate::database::{Database, DatabaseConfig};
+use crate::error::{Result, StoreError};
+use crate::hlc::Hlc;
+use crate::trees::Trees;
+use crate::txlog::Retention;
+use crate::writer::Writer;
+
+/// Environments opened by this process, by path. LMDB allows one open per path and the
+/// trees borrow their environment, so each stays open (and is reused) for the process's life.
+static OPEN_ENVS: LazyLock<Mutex<HashMap<PathBuf, &'static Env<WithoutTls>>>> =
+    LazyLock::new(Default::default);
+
+/// File marking a dropped database, whose folder is removed at the next start.
+const DROPPED_MARKER: &str = "dropped";
+
+/// Store settings.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Folder holding one sub-folder per database.
+    pub path: PathBuf,
+    /// This node's name, recorded as the origin of local writes.
+    pub node_name: String,
+    /// LMDB map size per database, in bytes: the most a database can hold.
+    pub map_size: usize,
+    /// Transaction log retention.
+    pub retention: Retention,
+    /// Most requests committed together by one group commit.
+    pub max_batch: usize,
+    /// Capacity of each writer's queue; senders wait when it is full (back-pressure).
+    pub write_queue: usize,
+    /// Capacity of each change feed.
+    pub feed_capacity: usize,
+    /// Most concurrent read transactions per database.
+    pub max_readers: u32,
+}
+
+impl StoreOptions {
+    /// Defaults for a store at `path` on node `node_name`.
+    pub fn new(path: impl Into<PathBuf>, node_name: impl Into<String>) -> Self {
+        StoreOptions {
+            path: path.into(),
+            node_name: node_name.into(),
+            map_size: 64 << 30,
+            retention: Retention::default(),
+            max_batch: 1024,
+            write_queue: 4096,
+            feed_capacity: 4096,
+            max_readers: 1024,
+        }
+    }
+}
+
+/// All databases of a node.
+pub struct Store {
+    options: StoreOptions,
+    hlc: Arc<Hlc>,
+    databases: RwLock<BTreeMap<String, Arc<Database>>>,
+    /// Serialises create and drop of databases.
+    ddl: tokio::sync::Mutex<()>,
+}
+
+impl Store {
+    /// Opens every database under the root, removing those dropped before a crash.
+    pub fn open(options: StoreOptions) -> Result<Self> {
+        std::fs::create_dir_all(&options.path)?;
+        let store = Store {
+            options,
+            hlc: Arc::new(Hlc::new()),
+            databases: RwLock::new(BTreeMap::new()),
+            ddl: tokio::sync::Mutex::new(()),
+        };
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&store.options.path)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                if let Some(name) = entry.file_name().to_str() {
+                    names.push(name.to_owned());
+                }
+            }
+        }
+        names.sort();
+        for name in names {
+            let path = store.options.path.join(&name);
+            if path.join(DROPPED_MARKER).exists() {
+                // Dropped before a restart; an environment still open in this process
+                // (a store reopened in tests) keeps its emptied files for reuse.
+                if !OPEN_ENVS.lock().expect("env registry").contains_key(&path) {
+                    std::fs::remove_dir_all(&path)?;
+                }
+                continue;
+            }
+            let env = store.open_env(&name)?;
+            let trees = Trees::open(env)?;
+            let db = store.start_database(&name, env, trees)?;
+            store
+                .databases
+                .write()
+                .expect("databases lock")
+                .insert(name, db);
+        }
+        Ok(store)
+    }
+
+    /// The node's clock.
+    pub fn hlc(&self) -> &Arc<Hlc> {
+        &self.hlc
+    }
+
+    /// This node's name.
+    pub fn node_name(&self) -> &str {
+        &self.options.node_name
+    }
+
+    /// The named database, or [`StoreError::DatabaseNotFound`].
+    pub fn database(&self, name: &str) -> Result<Arc<Database>> {
+        self.databases
+            .read()
+            .expect("databases lock")
+            .get(name)
+            .cloned()
+            .ok_or_else(|| StoreError::DatabaseNotFound(name.to_owned()))
+    }
+
+    /// All open databases, by name.
+    pub fn databases(&self) -> Vec<Arc<Database>> {
+        self.databases
+            .read()
+            .expect("databases lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Creates a database.
+    pub async fn create_database(&self, name: &str) -> Result<Arc<Database>> {
+        validate_name("database", name)?;
+        let _ddl = self.ddl.lock().await;
+        if self.database(name).is_ok() {
+            return Err(StoreError::DatabaseExists(name.to_owned()));
+        }
+        let env = self.open_env(name)?;
+        let trees = Trees::open(env)?;
+        let marker = self.options.path.join(name).join(DROPPED_MARKER);
+        if marker.exists() {
+            // Reusing the environment of a dropped database: make sure it is empty.
+            let mut txn = env.write_txn()?;
+            trees.clear(&mut txn)?;
+            txn.commit()?;
+            std::fs::remove_file(marker)?;
+        }
+        let db = self.start_database(name, env, trees)?;
+        self.databases
+            .write()
+            .expect("databases lock")
+            .insert(name.to_owned(), db.clone());
+        Ok(db)
+    }
+
+    /// Drops a database: empties it durably, then forgets it.
+    pub async fn drop_database(&self, name: &str) -> Result<()> {
+        let _ddl = self.ddl.lock().await;
+        let db = self.database(name)?;
+        self.databases.write().expect("databases lock").remove(name);
+        // The marker first: whatever happens next, the next start removes the folder.
+        let marker = self.options.path.join(name).join(DROPPED_MARKER);
+        std::fs::File::create(&marker)?.sync_all()?;
+        db.drop_all().await
+    }
+
+    /// Asks every writer to trim its log if due; call periodically.
+    pub fn trim_logs(&self) {
+        for db in self.databases() {
+            db.nudge_trim();
+        }
+    }
+
+    /// Finishes queued writes and stops every writer.
+    pub async fn close(&self) {
+        for db in self.databases() {
+            db.shutdown().await;
+        }
+    }
+
+    fn open_env(&self, name: &str) -> Result<&'static Env<WithoutTls>> {
+        let path = self.options.path.join(name);
+        std::fs::create_dir_all(&path)?;
+        let mut envs = OPEN_ENVS.lock().expect("env registry");
+        if let Some(env) = envs.get(&path) {
+            return Ok(env);
+        }
+        let mut options = EnvOpenOptions::new().read_txn_without_tls();
+        options
+            .map_size(self.options.map_size)
+            .max_dbs(8)
+            .max_readers(self.options.max_readers);
+        #[allow(unsafe_code)]
+        // Safety: the environment's files belong to this process alone (the node holds a
+        // lock on its root folder) and are only touched through LMDB; no unsafe flags
+        // such as NO_SYNC or NO_LOCK are set.
+        let env = unsafe { options.open(&path)? };
+        // Trees borrow their environment for as long as they live, which is the life of
+        // the process; leaking one small handle per database gives them that.
+        let env: &'static Env<WithoutTls> = Box::leak(Box::new(env));
+        envs.insert(path, env);
+        Ok(env)
+    }
+
+    fn start_database(
+        &self,
+        name: &str,
+        env: &'static Env<WithoutTls>,
+        trees: Trees,
+    ) -> Result<Arc<Database>> {
+        let catalog = Database::load_catalog(env, &trees)?;
+        if let Some(last) = Database::last_hlc(env, &trees)? {
+            // Never hand out a timestamp below one already committed, even if the wall
+            // clock went back while the node was down.
+            self.hlc.observe(last);
+        }
+        let (feed, _) = broadcast::channel(self.options.feed_capacity);
+        let writer = Writer {
+            name: name.to_owned(),
+            env,
+            trees,
+            catalog: Arc::new(RwLock::new(Arc::new(catalog))),
+            feed,
+            hlc: self.hlc.clone(),
+            origin: self.options.node_name.clone(),
+            retention: self.options.retention,
+            max_batch: self.options.max_batch,
+            stats: Default::default(),
+        };
+        Database::start(DatabaseConfig {
+            writer,
+            queue: self.options.write_queue,
+        })
+    }
+}

@@ -1,0 +1,345 @@
+//! Behaviour of the store as a whole: group commit, write semantics, scans, the log.
+
+use std::ops::Bound;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use serde_json::{Map, Value, json};
+
+use crate::{Mode, Retention, Store, StoreError, StoreOptions, TableSpec, Write};
+
+fn obj(v: Value) -> Map<String, Value> {
+    v.as_object().expect("object").clone()
+}
+
+fn records(table: &str, mode: Mode, recs: Vec<Value>) -> Write {
+    Write::Records {
+        table: table.into(),
+        mode,
+        records: recs.into_iter().map(obj).collect(),
+    }
+}
+
+async fn store_with_dog(dir: &std::path::Path) -> (Store, Arc<crate::Database>) {
+    let store = Store::open(StoreOptions::new(dir, "n1")).unwrap();
+    let db = store.create_database("dev").await.unwrap();
+    let spec = TableSpec {
+        name: "dog".into(),
+        primary_key: "id".into(),
+        ..Default::default()
+    };
+    db.write(Write::CreateTable(spec), None).await.unwrap();
+    (store, db)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_commit_answers_each_caller_with_its_own_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, db) = store_with_dog(dir.path()).await;
+    let before = db.stats().commits.load(Ordering::Relaxed);
+    let tasks: Vec<_> = (0..400)
+        .map(|i| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                // Every fourth request is bad and must fail alone.
+                let table = if i % 4 == 3 { "nope" } else { "dog" };
+                let w = records(table, Mode::Insert, vec![json!({"id": i, "n": i})]);
+                (i, db.write(w, None).await)
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (i, result) = task.await.unwrap();
+        if i % 4 == 3 {
+            assert!(
+                matches!(result, Err(StoreError::TableNotFound { .. })),
+                "{i}: {result:?}"
+            );
+        } else {
+            assert_eq!(result.unwrap().written, vec![json!(i)]);
+        }
+    }
+    let commits = db.stats().commits.load(Ordering::Relaxed) - before;
+    assert!(commits < 400, "requests were batched: {commits} commits");
+    let snap = db.snapshot().unwrap();
+    let dog = snap.table("dog").unwrap();
+    assert_eq!(snap.record_count(&dog).unwrap(), 300);
+    assert!(snap.get(&dog, &json!(3)).unwrap().is_none());
+    store.close().await;
+}
+
+#[tokio::test]
+async fn insert_update_upsert_delete_semantics() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, db) = store_with_dog(dir.path()).await;
+    let out = db
+        .write(
+            records(
+                "dog",
+                Mode::Insert,
+                vec![
+                    json!({"id": 1, "name": "Penny", "age": 5}),
+                    json!({"id": 1}),
+                    json!({"name": "anon"}),
+                ],
+            ),
+            Some("admin"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.written.len(), 2);
+    assert_eq!(out.skipped, vec![json!(1)]);
+    assert!(out.written[1].is_string(), "generated key");
+    assert_eq!(
+        out.new_attributes,
+        vec!["name".to_string(), "age".to_string()]
+    );
+
+    let out = db
+        .write(
+            records(
+                "dog",
+                Mode::Update,
+                vec![json!({"id": 1, "age": 6}), json!({"id": 2, "age": 1})],
+            ),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!((out.written, out.skipped), (vec![json!(1)], vec![json!(2)]));
+    let err = db
+        .write(records("dog", Mode::Update, vec![json!({"age": 1})]), None)
+        .await;
+    assert!(matches!(err, Err(StoreError::Invalid(_))));
+
+    db.write(
+        records(
+            "dog",
+            Mode::Upsert,
+            vec![
+                json!({"id": 1, "owner": "Kyle"}),
+                json!({"id": 2, "name": "Ginger"}),
+            ],
+        ),
+        None,
+    )
+    .await
+    .unwrap();
+    let snap = db.snapshot().unwrap();
+    let dog = snap.table("dog").unwrap();
+    let one = snap
+        .get(&dog, &json!(1))
+        .unwrap()
+        .unwrap()
+        .value()
+        .unwrap()
+        .unwrap();
+    assert_eq!(one["name"], "Penny", "update and upsert merge");
+    assert_eq!(
+        (one["age"].clone(), one["owner"].clone()),
+        (json!(6), json!("Kyle"))
+    );
+    assert!(one["__createdtime__"].as_f64().unwrap() < one["__updatedtime__"].as_f64().unwrap());
+    drop(snap);
+
+    let out = db
+        .write(
+            Write::Delete {
+                table: "dog".into(),
+                ids: vec![json!(2), json!(99)],
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (out.written, out.skipped),
+        (vec![json!(2)], vec![json!(99)])
+    );
+    let snap = db.snapshot().unwrap();
+    let tomb = snap.get(&dog, &json!(2)).unwrap().unwrap();
+    assert!(tomb.json.is_none(), "delete leaves a tombstone");
+    assert_eq!(snap.record_count(&dog).unwrap(), 2);
+
+    let ops: Vec<String> = snap
+        .log(0)
+        .unwrap()
+        .map(|c| c.unwrap().entry.operation)
+        .collect();
+    assert_eq!(ops, ["insert", "update", "upsert", "delete"]);
+    drop(snap);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn index_scans_find_ranges_prefixes_and_array_elements() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, db) = store_with_dog(dir.path()).await;
+    let long = "x".repeat(500);
+    db.write(
+        records(
+            "dog",
+            Mode::Insert,
+            vec![
+                json!({"id": 1, "age": 3, "name": "Penny", "tags": ["a", "b"]}),
+                json!({"id": 2, "age": 7, "name": "Pepper", "tags": ["b"]}),
+                json!({"id": 3, "age": "old", "name": long.clone()}),
+                json!({"id": 4, "age": 11.5, "name": "Kato"}),
+            ],
+        ),
+        None,
+    )
+    .await
+    .unwrap();
+    let snap = db.snapshot().unwrap();
+    let dog = snap.table("dog").unwrap();
+    let keys = |it: Box<dyn Iterator<Item = crate::Result<Value>> + '_>| -> Vec<Value> {
+        it.map(Result::unwrap).collect()
+    };
+    let n = |v: i64| json!(v);
+    assert_eq!(
+        keys(Box::new(
+            snap.index_scan(&dog, "age", Bound::Included(&n(3)), Bound::Included(&n(7)))
+                .unwrap()
+        )),
+        vec![n(1), n(2)]
+    );
+    assert_eq!(
+        keys(Box::new(
+            snap.index_scan(&dog, "age", Bound::Included(&n(5)), Bound::Unbounded)
+                .unwrap()
+        )),
+        vec![n(2), n(4)],
+        "numbers only"
+    );
+    assert_eq!(
+        keys(Box::new(snap.index_prefix(&dog, "name", "Pe").unwrap())),
+        vec![n(1), n(2)]
+    );
+    assert_eq!(
+        keys(Box::new(
+            snap.index_prefix(&dog, "name", &long[..300]).unwrap()
+        )),
+        vec![n(3)],
+        "long values found by prefix"
+    );
+    let b = json!("b");
+    assert_eq!(
+        keys(Box::new(
+            snap.index_scan(&dog, "tags", Bound::Included(&b), Bound::Included(&b))
+                .unwrap()
+        )),
+        vec![n(1), n(2)]
+    );
+    let rows: Vec<Value> = snap
+        .scan(&dog, Bound::Unbounded, Bound::Unbounded, true)
+        .unwrap()
+        .map(|r| r.unwrap().0)
+        .collect();
+    assert_eq!(rows, vec![n(4), n(3), n(2), n(1)]);
+    drop(snap);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn data_survives_reopen_and_dropped_databases_stay_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (store, db) = store_with_dog(dir.path()).await;
+        db.write(records("dog", Mode::Insert, vec![json!({"id": "a"})]), None)
+            .await
+            .unwrap();
+        let tmp = store.create_database("tmp").await.unwrap();
+        tmp.write(
+            Write::CreateTable(TableSpec {
+                name: "t".into(),
+                primary_key: "id".into(),
+                ..Default::default()
+            }),
+            None,
+        )
+        .await
+        .unwrap();
+        store.drop_database("tmp").await.unwrap();
+        assert!(matches!(
+            tmp.write(Write::DropTable("t".into()), None).await,
+            Err(StoreError::Closed)
+        ));
+        let again = store.create_database("tmp").await.unwrap();
+        assert!(
+            again.catalog().tables.is_empty(),
+            "re-created database starts empty"
+        );
+        store.drop_database("tmp").await.unwrap();
+        store.close().await;
+    }
+    let store = Store::open(StoreOptions::new(dir.path(), "n1")).unwrap();
+    let names: Vec<String> = store
+        .databases()
+        .iter()
+        .map(|d| d.name().to_owned())
+        .collect();
+    assert_eq!(names, ["dev"]);
+    let db = store.database("dev").unwrap();
+    let snap = db.snapshot().unwrap();
+    let dog = snap.table("dog").unwrap();
+    assert!(snap.get(&dog, &json!("a")).unwrap().unwrap().json.is_some());
+    let last = snap.log(0).unwrap().last().unwrap().unwrap().entry.hlc;
+    assert!(store.hlc().now() > last, "clock resumes above the log");
+    drop(snap);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn log_is_trimmed_to_its_size_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = StoreOptions::new(dir.path(), "n1");
+    options.retention = Retention {
+        max_age_ms: u64::MAX,
+        max_bytes: 2_000,
+    };
+    let store = Store::open(options).unwrap();
+    let db = store.create_database("dev").await.unwrap();
+    db.write(
+        Write::CreateTable(TableSpec {
+            name: "dog".into(),
+            primary_key: "id".into(),
+            ..Default::default()
+        }),
+        None,
+    )
+    .await
+    .unwrap();
+    for i in 0..100 {
+        db.write(
+            records(
+                "dog",
+                Mode::Insert,
+                vec![json!({"id": i, "pad": "p".repeat(50)})],
+            ),
+            None,
+        )
+        .await
+        .unwrap();
+    }
+    // Trims happen at most once a second; ask until one has run.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let snap = db.snapshot().unwrap();
+        let first = snap.log(0).unwrap().next().unwrap().unwrap().seq;
+        if first > 1 {
+            let bytes: usize = snap
+                .log(0)
+                .unwrap()
+                .map(|c| c.unwrap().entry.encode().unwrap().len())
+                .sum();
+            assert!(bytes <= 2_000, "{bytes} bytes retained");
+            assert_eq!(snap.last_seq().unwrap(), 100);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "log never trimmed");
+        store.trim_logs();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    store.close().await;
+}

@@ -1,0 +1,85 @@
+//! The trees inside one database's environment, and small helpers over the `meta` tree.
+//!
+//! | tree    | key                                               | value               |
+//! |---------|---------------------------------------------------|---------------------|
+//! | meta    | `table/<name>`, `seq`, `log_bytes`, `count/<id>`… | JSON or u64 BE      |
+//! | records | table id (u32 BE) + encoded primary key           | [`crate::Version`]  |
+//! | index   | table id + encoded attribute + value + key        | empty               |
+//! | log     | local sequence (u64 BE)                           | [`crate::LogEntry`] |
+
+use heed::types::Bytes;
+use heed::{CommitOrAbort, Env, RoTxn, RwTxn, WithoutTls};
+
+use crate::error::Result;
+
+/// A tree of raw bytes.
+pub(crate) type Tree = heed::Database<'static, Bytes, Bytes>;
+
+/// The four trees of a database.
+#[derive(Clone, Copy)]
+pub(crate) struct Trees {
+    pub(crate) meta: Tree,
+    pub(crate) records: Tree,
+    pub(crate) index: Tree,
+    pub(crate) log: Tree,
+}
+
+impl Trees {
+    /// Opens (creating if needed) the trees of `env`.
+    pub(crate) fn open(env: &'static Env<WithoutTls>) -> Result<Self> {
+        let txn = env.write_txn()?;
+        let opened = env.create_databases_and_commit(txn, |opener, txn| {
+            let trees: [Tree; 4] = [
+                opener.create_database(txn, Some("meta"))?,
+                opener.create_database(txn, Some("records"))?,
+                opener.create_database(txn, Some("index"))?,
+                opener.create_database(txn, Some("log"))?,
+            ];
+            Ok::<_, heed::Error>(CommitOrAbort::<_, ()>::Commit(trees))
+        })?;
+        let Some([meta, records, index, log]) = opened.commit() else {
+            unreachable!("the closure never aborts");
+        };
+        Ok(Trees {
+            meta,
+            records,
+            index,
+            log,
+        })
+    }
+
+    /// Empties every tree (drop database).
+    pub(crate) fn clear(&self, txn: &mut RwTxn) -> Result<()> {
+        for tree in [self.meta, self.records, self.index, self.log] {
+            tree.clear(txn)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads a u64 from `meta`, 0 if absent.
+pub(crate) fn meta_get_u64(txn: &RoTxn, trees: &Trees, key: &[u8]) -> Result<u64> {
+    Ok(trees
+        .meta
+        .get(txn, key)?
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_be_bytes))
+}
+
+/// Writes a u64 to `meta`.
+pub(crate) fn meta_put_u64(txn: &mut RwTxn, trees: &Trees, key: &[u8], value: u64) -> Result<()> {
+    trees.meta.put(txn, key, &value.to_be_bytes())?;
+    Ok(())
+}
+
+/// Meta key of a table's live record count.
+pub(crate) fn count_key(table_id: u32) -> Vec<u8> {
+    let mut key = b"count/".to_vec();
+    key.extend_from_slice(&table_id.to_be_bytes());
+    key
+}
+
+/// Prefix of a table's keys in `records` and `index`.
+pub(crate) fn table_prefix(table_id: u32) -> [u8; 4] {
+    table_id.to_be_bytes()
+}

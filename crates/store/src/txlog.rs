@@ -1,0 +1,178 @@
+//! The transaction log: one entry per logical transaction, keyed by local sequence, written
+//! in the same LMDB commit as the data it describes, trimmed by age and size.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Result, StoreError};
+use crate::hlc;
+use crate::trees::{Trees, meta_get_u64, meta_put_u64};
+
+const FORMAT: u8 = 1;
+/// Meta key of the last local sequence number.
+pub(crate) const SEQ_KEY: &[u8] = b"seq";
+/// Meta key of the total encoded size of retained log entries.
+const BYTES_KEY: &[u8] = b"log_bytes";
+
+/// What a change did to a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    /// The record was replaced by `value`.
+    Put,
+    /// The attributes in `value` were merged into the record.
+    Patch,
+    /// The record was deleted.
+    Delete,
+}
+
+/// One record's change within a transaction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// Table name.
+    pub table: String,
+    /// Primary key.
+    pub key: Value,
+    /// What happened.
+    pub kind: ChangeKind,
+    /// The full record (put), the merged attributes (patch), nothing (delete).
+    pub value: Option<Value>,
+}
+
+/// A logical transaction as the log keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// HLC timestamp shared by every change of the transaction.
+    pub hlc: u64,
+    /// Node where the transaction was first committed.
+    pub origin: String,
+    /// Sequence of the transaction in its origin's log.
+    pub origin_seq: u64,
+    /// User who made the request, if known.
+    pub user: Option<String>,
+    /// The operation as the client named it (`insert`, `update`, `upsert`, `delete`).
+    pub operation: String,
+    /// The changes, in the order they were made.
+    pub changes: Vec<Change>,
+}
+
+impl LogEntry {
+    /// Wall-clock milliseconds of the transaction, as Harper shows timestamps.
+    pub fn timestamp(&self) -> f64 {
+        hlc::to_ms(self.hlc)
+    }
+
+    pub(crate) fn encode(&self) -> Result<Vec<u8>> {
+        let mut out = vec![FORMAT];
+        rmp_serde::encode::write_named(&mut out, self)
+            .map_err(|e| StoreError::Invalid(format!("cannot encode log entry: {e}")))?;
+        Ok(out)
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self> {
+        match bytes.split_first() {
+            Some((&FORMAT, body)) => {
+                rmp_serde::from_slice(body).map_err(|_| StoreError::Corrupt("log entry".into()))
+            }
+            _ => Err(StoreError::Corrupt("log entry".into())),
+        }
+    }
+}
+
+/// A log entry with its local sequence number, as published on the change feed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Committed {
+    /// Local sequence number.
+    pub seq: u64,
+    /// The entry.
+    pub entry: LogEntry,
+}
+
+/// Appends an entry in `txn`, returning its sequence number. A local entry (origin_seq 0)
+/// takes the new sequence as its origin sequence.
+pub(crate) fn append(txn: &mut heed::RwTxn, trees: &Trees, entry: &mut LogEntry) -> Result<u64> {
+    let seq = meta_get_u64(txn, trees, SEQ_KEY)? + 1;
+    if entry.origin_seq == 0 {
+        entry.origin_seq = seq;
+    }
+    let bytes = entry.encode()?;
+    trees.log.put(txn, &seq.to_be_bytes(), &bytes)?;
+    meta_put_u64(txn, trees, SEQ_KEY, seq)?;
+    let total = meta_get_u64(txn, trees, BYTES_KEY)? + bytes.len() as u64;
+    meta_put_u64(txn, trees, BYTES_KEY, total)?;
+    Ok(seq)
+}
+
+/// How long the log is kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Entries older than this many milliseconds are removed.
+    pub max_age_ms: u64,
+    /// The oldest entries are removed while the log is larger than this many bytes.
+    pub max_bytes: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            max_age_ms: 3 * 24 * 3600 * 1000,
+            max_bytes: 1 << 30,
+        }
+    }
+}
+
+/// Removes at most `budget` entries that fall outside `retention`; returns how many went.
+/// Bounded so that one trim never holds the writer for long; the next one continues.
+pub(crate) fn trim(
+    txn: &mut heed::RwTxn,
+    trees: &Trees,
+    retention: Retention,
+    now_ms: u64,
+    budget: usize,
+) -> Result<usize> {
+    let mut total = meta_get_u64(txn, trees, BYTES_KEY)?;
+    let cutoff = now_ms.saturating_sub(retention.max_age_ms);
+    let mut doomed = Vec::new();
+    for item in trees.log.iter(txn)? {
+        if doomed.len() >= budget {
+            break;
+        }
+        let (key, bytes) = item?;
+        let too_big = total > retention.max_bytes;
+        let too_old = LogEntry::decode(bytes)?.hlc >> 16 < cutoff;
+        if !too_big && !too_old {
+            break;
+        }
+        total = total.saturating_sub(bytes.len() as u64);
+        doomed.push(key.to_vec());
+    }
+    for key in &doomed {
+        trees.log.delete(txn, key)?;
+    }
+    meta_put_u64(txn, trees, BYTES_KEY, total)?;
+    Ok(doomed.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_round_trip() {
+        let entry = LogEntry {
+            hlc: 5 << 16,
+            origin: "a".into(),
+            origin_seq: 3,
+            user: Some("admin".into()),
+            operation: "insert".into(),
+            changes: vec![Change {
+                table: "dog".into(),
+                key: Value::from(1),
+                kind: ChangeKind::Put,
+                value: Some(serde_json::json!({"id": 1, "tags": ["x", 2.5, null]})),
+            }],
+        };
+        assert_eq!(LogEntry::decode(&entry.encode().unwrap()).unwrap(), entry);
+        assert!(LogEntry::decode(&[9, 1, 2]).is_err());
+    }
+}

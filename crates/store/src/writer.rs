@@ -1,0 +1,218 @@
+//! Group commit: one writer thread per database drains its queue, applies every waiting
+//! request in one LMDB transaction (each in a nested transaction, so one bad request
+//! cannot spoil the others), commits once (one fsync), and only then answers each caller
+//! and publishes the log entries on the change feed.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use heed::{Env, WithoutTls};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::catalog::Catalog;
+use crate::error::{Result, StoreError};
+use crate::hlc::{self, Hlc};
+use crate::mutate::{self, Ctx, Outcome, Write};
+use crate::trees::Trees;
+use crate::txlog::{self, Committed, Retention};
+
+/// How often the log is trimmed at most.
+const TRIM_EVERY: Duration = Duration::from_secs(1);
+/// Most log entries removed by one trim.
+const TRIM_BUDGET: usize = 100_000;
+
+/// A message to a writer.
+pub(crate) enum Command {
+    /// Apply a write.
+    Write {
+        write: Write,
+        user: Option<String>,
+        reply: oneshot::Sender<Result<Outcome>>,
+    },
+    /// Trim the log if due (sent by a timer so that idle databases are trimmed too).
+    Trim,
+    /// Empty the database and stop.
+    Drop(oneshot::Sender<Result<()>>),
+    /// Stop after everything queued before this.
+    Shutdown,
+}
+
+/// State shared between a database handle and its writer.
+pub(crate) struct Writer {
+    pub(crate) name: String,
+    pub(crate) env: &'static Env<WithoutTls>,
+    pub(crate) trees: Trees,
+    pub(crate) catalog: Arc<RwLock<Arc<Catalog>>>,
+    pub(crate) feed: broadcast::Sender<Arc<Committed>>,
+    pub(crate) hlc: Arc<Hlc>,
+    pub(crate) origin: String,
+    pub(crate) retention: Retention,
+    pub(crate) max_batch: usize,
+    pub(crate) stats: Arc<WriterStats>,
+}
+
+/// Counters of a database's writer.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Transactions committed.
+    pub commits: AtomicU64,
+    /// Write requests answered.
+    pub requests: AtomicU64,
+}
+
+type Pending = (Write, Option<String>, oneshot::Sender<Result<Outcome>>);
+
+impl Writer {
+    /// Runs until shut down or dropped; call on a dedicated thread.
+    pub(crate) fn run(self, mut rx: mpsc::Receiver<Command>) {
+        let mut last_trim = Instant::now();
+        let mut batch: Vec<Pending> = Vec::with_capacity(self.max_batch);
+        while let Some(first) = rx.blocking_recv() {
+            let mut next = Some(first);
+            // Take what is already waiting, up to the batch limit, stopping at control commands.
+            while let Some(cmd) = next.take() {
+                match cmd {
+                    Command::Write { write, user, reply } => {
+                        batch.push((write, user, reply));
+                        if batch.len() < self.max_batch {
+                            next = rx.try_recv().ok();
+                        }
+                    }
+                    Command::Trim => {
+                        if last_trim.elapsed() >= TRIM_EVERY {
+                            self.trim_alone();
+                            last_trim = Instant::now();
+                        }
+                    }
+                    Command::Drop(reply) => {
+                        self.commit_batch(&mut batch, false);
+                        let _ = reply.send(self.drop_all());
+                        return;
+                    }
+                    Command::Shutdown => {
+                        self.commit_batch(&mut batch, false);
+                        return;
+                    }
+                }
+            }
+            let trim = last_trim.elapsed() >= TRIM_EVERY;
+            if trim {
+                last_trim = Instant::now();
+            }
+            self.commit_batch(&mut batch, trim);
+        }
+        self.commit_batch(&mut batch, false);
+    }
+
+    fn commit_batch(&self, batch: &mut Vec<Pending>, trim: bool) {
+        if batch.is_empty() {
+            return;
+        }
+        let (ops, replies): (Vec<_>, Vec<_>) = batch
+            .drain(..)
+            .map(|(write, user, reply)| ((write, user), reply))
+            .unzip();
+        let mut catalog = Catalog::clone(&self.catalog.read().expect("catalog lock"));
+        let mut results = Vec::with_capacity(ops.len());
+        let mut entries = Vec::new();
+        let committed = (|| -> Result<()> {
+            let mut txn = self.env.write_txn()?;
+            for (write, user) in ops {
+                let before = catalog.clone();
+                let mut nested = self.env.nested_write_txn(&mut txn)?;
+                let mut ctx = Ctx {
+                    trees: &self.trees,
+                    database: &self.name,
+                    catalog: &mut catalog,
+                    hlc: self.hlc.now(),
+                    origin: &self.origin,
+                };
+                let applied = mutate::apply(&mut nested, &mut ctx, write, user).and_then(
+                    |(outcome, entry)| {
+                        let committed = match entry {
+                            Some(mut entry) => {
+                                let seq = txlog::append(&mut nested, &self.trees, &mut entry)?;
+                                Some(Committed { seq, entry })
+                            }
+                            None => None,
+                        };
+                        Ok((outcome, committed))
+                    },
+                );
+                match applied {
+                    Ok((outcome, committed)) => {
+                        nested.commit()?;
+                        entries.extend(committed);
+                        results.push(Ok(outcome));
+                    }
+                    Err(e) => {
+                        nested.abort();
+                        catalog = before;
+                        results.push(Err(e));
+                    }
+                }
+            }
+            if trim {
+                txlog::trim(
+                    &mut txn,
+                    &self.trees,
+                    self.retention,
+                    hlc::wall_ms(),
+                    TRIM_BUDGET,
+                )?;
+            }
+            txn.commit()?;
+            Ok(())
+        })();
+        match committed {
+            Ok(()) => {
+                self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .requests
+                    .fetch_add(results.len() as u64, Ordering::Relaxed);
+                *self.catalog.write().expect("catalog lock") = Arc::new(catalog);
+                for entry in entries {
+                    // No subscriber is not an error.
+                    let _ = self.feed.send(Arc::new(entry));
+                }
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::error!(database = %self.name, error = %e, "batch commit failed");
+                let message = e.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::CommitFailed(message.clone())));
+                }
+            }
+        }
+    }
+
+    fn trim_alone(&self) {
+        let result = (|| -> Result<usize> {
+            let mut txn = self.env.write_txn()?;
+            let n = txlog::trim(
+                &mut txn,
+                &self.trees,
+                self.retention,
+                hlc::wall_ms(),
+                TRIM_BUDGET,
+            )?;
+            txn.commit()?;
+            Ok(n)
+        })();
+        if let Err(e) = result {
+            tracing::warn!(database = %self.name, error = %e, "log trim failed");
+        }
+    }
+
+    fn drop_all(&self) -> Result<()> {
+        let mut txn = self.env.write_txn()?;
+        self.trees.clear(&mut txn)?;
+        txn.commit()?;
+        *self.catalog.write().expect("catalog lock") = Arc::new(Catalog::default());
+        Ok(())
+    }
+}
