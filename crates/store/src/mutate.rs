@@ -16,7 +16,7 @@ use crate::hlc;
 use crate::index;
 use crate::key;
 use crate::record::Version;
-use crate::trees::{Trees, count_key, meta_get_u64, meta_put_u64, table_prefix};
+use crate::trees::{Trees, count_key, meta_get_u64, meta_put_u64, table_prefix, updated_key};
 use crate::txlog::{Change, ChangeKind, LogEntry};
 
 /// Longest encoded primary key accepted; keeps index keys under LMDB's 511-byte limit.
@@ -237,6 +237,7 @@ fn drop_table(txn: &mut RwTxn, ctx: &mut Ctx, name: &str) -> Result<()> {
     ctx.trees.index.delete_range(txn, &range)?;
     ctx.trees.meta.delete(txn, &table_key(name))?;
     ctx.trees.meta.delete(txn, &count_key(def.id))?;
+    ctx.trees.meta.delete(txn, &updated_key(def.id))?;
     ctx.catalog.tables.remove(name);
     Ok(())
 }
@@ -430,7 +431,7 @@ fn write_records(
         });
         outcome.written.push(pk);
     }
-    adjust_count(txn, ctx.trees, def.id, added)?;
+    adjust_count(txn, ctx, def.id, added)?;
     if !outcome.new_attributes.is_empty() {
         let mut new = (*def).clone();
         new.attributes = attributes;
@@ -473,11 +474,14 @@ fn delete(
         });
         outcome.written.push(pk);
     }
-    adjust_count(txn, ctx.trees, def.id, -(outcome.written.len() as i64))?;
+    adjust_count(txn, ctx, def.id, -(outcome.written.len() as i64))?;
     Ok((outcome, log_entry(ctx, user, "delete", changes)))
 }
 
-fn adjust_count(txn: &mut RwTxn, trees: &Trees, table_id: u32, delta: i64) -> Result<()> {
+/// Records the table's new live count and last write time.
+fn adjust_count(txn: &mut RwTxn, ctx: &Ctx, table_id: u32, delta: i64) -> Result<()> {
+    let trees = ctx.trees;
+    meta_put_u64(txn, trees, &updated_key(table_id), ctx.hlc)?;
     if delta != 0 {
         let key = count_key(table_id);
         let count = meta_get_u64(txn, trees, &key)?.saturating_add_signed(delta);

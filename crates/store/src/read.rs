@@ -13,7 +13,7 @@ use crate::index;
 use crate::key;
 use crate::mutate::record_key;
 use crate::record::Version;
-use crate::trees::{Trees, count_key, meta_get_u64, table_prefix};
+use crate::trees::{Trees, count_key, meta_get_u64, table_prefix, updated_key};
 use crate::txlog::{Committed, LogEntry, SEQ_KEY};
 
 /// A consistent, read-only view of one database.
@@ -131,6 +131,12 @@ impl Snapshot {
     /// Number of live records in a table.
     pub fn record_count(&self, table: &TableDef) -> Result<u64> {
         meta_get_u64(&self.txn, &self.trees, &count_key(table.id))
+    }
+
+    /// HLC timestamp of the table's last record write, if any.
+    pub fn last_updated(&self, table: &TableDef) -> Result<Option<u64>> {
+        let hlc = meta_get_u64(&self.txn, &self.trees, &updated_key(table.id))?;
+        Ok((hlc > 0).then_some(hlc))
     }
 
     /// Sequence number of the last committed log entry (0 if none yet).

@@ -79,6 +79,13 @@ pub(crate) fn count_key(table_id: u32) -> Vec<u8> {
     key
 }
 
+/// Meta key of the HLC timestamp of a table's last write.
+pub(crate) fn updated_key(table_id: u32) -> Vec<u8> {
+    let mut key = b"updated/".to_vec();
+    key.extend_from_slice(&table_id.to_be_bytes());
+    key
+}
+
 /// Prefix of a table's keys in `records` and `index`.
 pub(crate) fn table_prefix(table_id: u32) -> [u8; 4] {
     table_id.to_be_bytes()

@@ -1,0 +1,100 @@
+//! `ApiError`: every failure, as Harper shows it — `{"error": "..."}` with a status.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use shoal_auth::AuthError;
+use shoal_query::QueryError;
+use shoal_store::StoreError;
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// The `error` text.
+    pub message: String,
+}
+
+impl ApiError {
+    /// 400 with a message.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+
+    /// 404 with a message.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
+        }
+    }
+
+    /// Writes answer a missing database or table with 400, as Harper's writes do.
+    pub(crate) fn not_found_as_bad_request(mut self) -> Self {
+        if self.status == StatusCode::NOT_FOUND {
+            self.status = StatusCode::BAD_REQUEST;
+        }
+        self
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let status = match &e {
+            StoreError::DatabaseNotFound(_)
+            | StoreError::TableNotFound { .. }
+            | StoreError::AttributeNotFound { .. } => StatusCode::NOT_FOUND,
+            StoreError::DatabaseExists(_)
+            | StoreError::TableExists { .. }
+            | StoreError::AttributeExists { .. }
+            | StoreError::Invalid(_) => StatusCode::BAD_REQUEST,
+            StoreError::MapFull => StatusCode::INSUFFICIENT_STORAGE,
+            StoreError::Closed => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status.is_server_error() {
+            tracing::error!(error = %e, "store error");
+        }
+        ApiError {
+            status,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        match e {
+            QueryError::Store(e) => e.into(),
+            other => ApiError::bad_request(other.to_string()),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        let status = match &e {
+            AuthError::MissingCredentials | AuthError::LoginFailed | AuthError::Inactive => {
+                StatusCode::UNAUTHORIZED
+            }
+            AuthError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AuthError::Invalid(_) => StatusCode::BAD_REQUEST,
+            AuthError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError {
+            status,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.message });
+        (self.status, axum::Json(body)).into_response()
+    }
+}

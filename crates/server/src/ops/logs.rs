@@ -1,0 +1,170 @@
+//! read_transaction_log and read_audit_log, both answered from the transaction log.
+
+use serde_json::{Map, Value, json};
+use shoal_store::{ChangeKind, Committed};
+
+use super::Reply;
+use crate::AppState;
+use crate::error::ApiError;
+use crate::request::OpRequest;
+
+/// A table's share of one logged transaction.
+struct TableEntry {
+    operation: String,
+    user: Option<String>,
+    timestamp: f64,
+    keys: Vec<Value>,
+    records: Vec<Value>,
+}
+
+/// Retained entries touching `table`, oldest first, filtered by time.
+async fn entries(
+    state: &AppState,
+    req: &OpRequest,
+    from: f64,
+    to: f64,
+) -> Result<Vec<TableEntry>, ApiError> {
+    let db = state.store.database(&req.database()?)?;
+    let table = req.table()?;
+    tokio::task::spawn_blocking(move || -> Result<Vec<TableEntry>, ApiError> {
+        let snapshot = db.snapshot()?;
+        snapshot.table(&table)?;
+        let mut out = Vec::new();
+        for item in snapshot.log(0)? {
+            let Committed { entry, .. } = item?;
+            let timestamp = entry.timestamp();
+            if timestamp < from || timestamp > to {
+                continue;
+            }
+            let mut keys = Vec::new();
+            let mut records = Vec::new();
+            for change in entry.changes.into_iter().filter(|c| c.table == table) {
+                keys.push(change.key);
+                if change.kind != ChangeKind::Delete {
+                    records.extend(change.value);
+                }
+            }
+            if !keys.is_empty() {
+                out.push(TableEntry {
+                    operation: entry.operation,
+                    user: entry.user,
+                    timestamp,
+                    keys,
+                    records,
+                });
+            }
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(|e| ApiError {
+        status: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        message: format!("log read failed: {e}"),
+    })?
+}
+
+fn time(req: &OpRequest, name: &str) -> Result<Option<f64>, ApiError> {
+    match req.get(&[name]) {
+        None => Ok(None),
+        Some(v) => v.as_f64().map(Some).ok_or_else(|| {
+            ApiError::bad_request(format!("'{name}' must be a timestamp in milliseconds"))
+        }),
+    }
+}
+
+pub(super) async fn read_transaction_log(
+    state: &AppState,
+    req: OpRequest,
+) -> Result<Reply, ApiError> {
+    let from = time(&req, "from")?.unwrap_or(f64::MIN);
+    let to = time(&req, "to")?.unwrap_or(f64::MAX);
+    let limit = req.count("limit")?.unwrap_or(usize::MAX);
+    let out: Vec<Value> = entries(state, &req, from, to)
+        .await?
+        .into_iter()
+        .take(limit)
+        .map(|e| {
+            let mut v = json!({
+                "operation": e.operation,
+                "user": e.user,
+                "timestamp": e.timestamp,
+                "hash_values": e.keys,
+            });
+            if !e.records.is_empty() {
+                v["records"] = Value::Array(e.records);
+            }
+            v
+        })
+        .collect();
+    Ok(Reply::Json(Value::Array(out)))
+}
+
+pub(super) async fn read_audit_log(state: &AppState, req: OpRequest) -> Result<Reply, ApiError> {
+    let search_type = req.optional::<String>(&["search_type"])?;
+    let values: Vec<Value> = req.optional(&["search_values"])?.unwrap_or_default();
+    let limit = req.count("limit")?.unwrap_or(usize::MAX);
+    let render = |e: &TableEntry| {
+        let mut v = json!({
+            "operation": e.operation,
+            "user_name": e.user,
+            "timestamp": e.timestamp,
+            "hash_values": e.keys,
+        });
+        if !e.records.is_empty() {
+            v["records"] = Value::Array(e.records.clone());
+        }
+        v
+    };
+    match search_type.as_deref() {
+        None | Some("timestamp") => {
+            let bound = |i: usize| -> Result<Option<f64>, ApiError> {
+                values
+                    .get(i)
+                    .map(|v| {
+                        v.as_f64().ok_or_else(|| {
+                            ApiError::bad_request("'search_values' must be timestamps")
+                        })
+                    })
+                    .transpose()
+            };
+            let from = bound(0)?.unwrap_or(f64::MIN);
+            let to = bound(1)?.unwrap_or(f64::MAX);
+            let out = entries(state, &req, from, to)
+                .await?
+                .iter()
+                .take(limit)
+                .map(render)
+                .collect();
+            Ok(Reply::Json(Value::Array(out)))
+        }
+        Some("username") => {
+            let mut out = Map::new();
+            for e in entries(state, &req, f64::MIN, f64::MAX).await? {
+                let user = e.user.clone().unwrap_or_default();
+                if values.iter().any(|v| v.as_str() == Some(&user)) {
+                    push(&mut out, user, render(&e));
+                }
+            }
+            Ok(Reply::Json(Value::Object(out)))
+        }
+        Some("hash_value") => {
+            let mut out = Map::new();
+            for e in entries(state, &req, f64::MIN, f64::MAX).await? {
+                for key in e.keys.iter().filter(|k| values.contains(k)) {
+                    let name = key.as_str().map_or_else(|| key.to_string(), str::to_owned);
+                    push(&mut out, name, render(&e));
+                }
+            }
+            Ok(Reply::Json(Value::Object(out)))
+        }
+        Some(other) => Err(ApiError::bad_request(format!(
+            "Invalid searchType '{other}'"
+        ))),
+    }
+}
+
+fn push(out: &mut Map<String, Value>, key: String, entry: Value) {
+    if let Value::Array(list) = out.entry(key).or_insert_with(|| Value::Array(Vec::new())) {
+        list.push(entry);
+    }
+}

@@ -1,0 +1,191 @@
+//! Databases, tables and attributes: create, drop, describe.
+
+use serde_json::{Map, Value, json};
+use shoal_store::{Database, StoreError, TableDef, TableSpec, Write, to_ms};
+
+use super::Reply;
+use crate::AppState;
+use crate::error::ApiError;
+use crate::request::OpRequest;
+
+pub(super) async fn create_database(state: &AppState, req: OpRequest) -> Result<Reply, ApiError> {
+    let name = req.database()?;
+    state.store.create_database(&name).await?;
+    Ok(Reply::message(format!(
+        "database '{name}' successfully created"
+    )))
+}
+
+pub(super) async fn drop_database(state: &AppState, req: OpRequest) -> Result<Reply, ApiError> {
+    let name = req.string(&["database", "schema"])?;
+    if name == shoal_auth::SYSTEM_DATABASE {
+        return Err(ApiError::bad_request(
+            "the system database cannot be dropped",
+        ));
+    }
+    state.store.drop_database(&name).await?;
+    Ok(Reply::message(format!("successfully deleted '{name}'")))
+}
+
+pub(super) async fn create_table(state: &AppState, req: OpRequest) -> Result<Reply, ApiError> {
+    let database = req.database()?;
+    let table = req.table()?;
+    let mut primary_key = req.optional::<String>(&["primary_key", "hash_attribute"])?;
+    let mut attributes = Vec::new();
+    if let Some(list) = req.get(&["attributes"]) {
+        let list = list
+            .as_array()
+            .ok_or_else(|| ApiError::bad_request("'attributes' must be an array"))?;
+        for attr in list {
+            let name = attr
+                .get("name")
+                .or_else(|| attr.get("attribute"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| ApiError::bad_request("each attribute needs a 'name'"))?;
+            if attr.get("is_primary_key") == Some(&Value::Bool(true)) && primary_key.is_none() {
+                primary_key = Some(name.to_owned());
+            }
+            let indexed = attr
+                .get("indexed")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            attributes.push((name.to_owned(), indexed));
+        }
+    }
+    let primary_key =
+        primary_key.ok_or_else(|| ApiError::bad_request("'primary_key' is required"))?;
+    let replicate = req.optional::<bool>(&["replicate"])?;
+    let db = match state.store.database(&database) {
+        Ok(db) => db,
+        // Harper creates the database on first use by create_table.
+        Err(StoreError::DatabaseNotFound(_)) => {
+            match state.store.create_database(&database).await {
+                Err(StoreError::DatabaseExists(_)) => state.store.database(&database)?,
+                other => other?,
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let spec = TableSpec {
+        name: table.clone(),
+        primary_key,
+        attributes,
+        replicate,
+    };
+    db.write(Write::CreateTable(spec), None).await?;
+    Ok(Reply::message(format!(
+        "table '{database}.{table}' successfully created."
+    )))
+}
+
+pub(super) async fn drop_table(state: &AppState, req: OpRequest) -> Result<Reply, ApiError> {
+    let database = req.database()?;
+    let table = req.table()?;
+    let db = state.store.database(&database)?;
+    db.write(Write::DropTable(table.clone()), None).await?;
+    Ok(Reply::message(format!(
+        "successfully deleted table '{database}.{table}'"
+    )))
+}
+
+pub(super) async fn create_attribute(state: &AppState, req: OpRequest) -> Result<Reply, ApiError> {
+    let database = req.database()?;
+    let table = req.table()?;
+    let attribute = req.string(&["attribute"])?;
+    let indexed = req.optional::<bool>(&["indexed"])?.unwrap_or(true);
+    let db = state.store.database(&database)?;
+    let write = Write::CreateAttribute {
+        table: table.clone(),
+        attribute: attribute.clone(),
+        indexed,
+    };
+    db.write(write, None).await?;
+    Ok(Reply::message(format!(
+        "attribute '{database}.{table}.{attribute}' successfully created."
+    )))
+}
+
+pub(super) async fn drop_attribute(state: &AppState, req: OpRequest) -> Result<Reply, ApiError> {
+    let database = req.database()?;
+    let table = req.table()?;
+    let attribute = req.string(&["attribute"])?;
+    let db = state.store.database(&database)?;
+    let write = Write::DropAttribute {
+        table,
+        attribute: attribute.clone(),
+    };
+    db.write(write, None).await?;
+    Ok(Reply::message(format!(
+        "successfully deleted attribute '{attribute}'"
+    )))
+}
+
+pub(super) fn describe_all(state: &AppState) -> Result<Reply, ApiError> {
+    let mut out = Map::new();
+    for db in state.store.databases() {
+        if db.name() != shoal_auth::SYSTEM_DATABASE {
+            out.insert(db.name().to_owned(), describe_tables(&db)?);
+        }
+    }
+    Ok(Reply::Json(Value::Object(out)))
+}
+
+pub(super) fn describe_database(state: &AppState, req: OpRequest) -> Result<Reply, ApiError> {
+    let db = state.store.database(&req.database()?)?;
+    Ok(Reply::Json(describe_tables(&db)?))
+}
+
+pub(super) fn describe_table(state: &AppState, req: OpRequest) -> Result<Reply, ApiError> {
+    let database = req.database()?;
+    let table = req.table()?;
+    let db = state.store.database(&database)?;
+    let snapshot = db.snapshot()?;
+    let def = snapshot.table(&table)?;
+    Ok(Reply::Json(describe(&db, &snapshot, &def)?))
+}
+
+fn describe_tables(db: &Database) -> Result<Value, ApiError> {
+    let snapshot = db.snapshot()?;
+    let mut out = Map::new();
+    for def in snapshot.catalog().tables.values() {
+        out.insert(def.name.clone(), describe(db, &snapshot, def)?);
+    }
+    Ok(Value::Object(out))
+}
+
+fn describe(
+    db: &Database,
+    snapshot: &shoal_store::Snapshot,
+    def: &TableDef,
+) -> Result<Value, ApiError> {
+    let attributes: Vec<Value> = def
+        .attributes
+        .iter()
+        .map(|a| {
+            let mut attr =
+                json!({ "attribute": a, "indexed": def.is_indexed(a) || *a == def.primary_key });
+            if *a == def.primary_key {
+                attr["is_primary_key"] = Value::Bool(true);
+            }
+            attr
+        })
+        .collect();
+    let mut out = json!({
+        "schema": db.name(),
+        "database": db.name(),
+        "name": def.name,
+        "hash_attribute": def.primary_key,
+        "primary_key": def.primary_key,
+        "audit": true,
+        "schema_defined": def.indexed.is_some(),
+        "replicate": def.replicate,
+        "attributes": attributes,
+        "db_size": db.disk_size(),
+        "record_count": snapshot.record_count(def)?,
+        "__createdtime__": to_ms(def.created),
+    });
+    if let Some(updated) = snapshot.last_updated(def)? {
+        out["last_updated_record"] = json!(to_ms(updated));
+    }
+    Ok(out)
+}

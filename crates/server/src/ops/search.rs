@@ -1,0 +1,153 @@
+//! search_by_id, search_by_value, search_by_conditions.
+
+use serde::Deserialize;
+use serde_json::Value;
+use shoal_query::{Comparator, Condition, Operator, Projection, Query, Sort};
+
+use super::Reply;
+use crate::AppState;
+use crate::error::ApiError;
+use crate::request::OpRequest;
+
+pub(super) fn by_id(state: &AppState, req: OpRequest) -> Result<Reply, ApiError> {
+    let ids = match req.get(&["ids", "hash_values"]) {
+        Some(Value::Array(ids)) => ids,
+        Some(_) => return Err(ApiError::bad_request("'ids' must be an array")),
+        None => return Err(ApiError::bad_request("'ids' is required")),
+    };
+    if ids.iter().any(|id| !(id.is_string() || id.is_number())) {
+        return Err(ApiError::bad_request("'ids' must be strings or numbers"));
+    }
+    let projection = Projection::from_attributes(req.get_attributes()?);
+    let db = state.store.database(&req.database()?)?;
+    let snapshot = db.snapshot()?;
+    let table = snapshot.table(&req.table()?)?;
+    Ok(Reply::records(shoal_query::by_ids(
+        &snapshot,
+        &table,
+        ids,
+        &projection,
+    )?))
+}
+
+pub(super) async fn by_value(state: &AppState, req: OpRequest) -> Result<Reply, ApiError> {
+    let attribute = req.string(&["search_attribute", "attribute"])?;
+    let value = req
+        .get(&["search_value", "value"])
+        .ok_or_else(|| ApiError::bad_request("'search_value' is required"))?;
+    let mut query = paging(&req)?;
+    query.condition = shoal_query::value_condition(&attribute, value);
+    if req.optional::<bool>(&["desc"])?.unwrap_or(false) && query.sort.is_none() {
+        query.sort = Some(Sort {
+            attribute,
+            descending: true,
+            next: None,
+        });
+    }
+    run(state, &req, query).await
+}
+
+pub(super) async fn by_conditions(state: &AppState, req: OpRequest) -> Result<Reply, ApiError> {
+    let conditions = req
+        .get(&["conditions"])
+        .ok_or_else(|| ApiError::bad_request("'conditions' is required"))?;
+    let operator = operator(req.get(&["operator"]))?;
+    let mut query = paging(&req)?;
+    query.condition = Some(group(operator, conditions)?);
+    run(state, &req, query).await
+}
+
+/// offset, limit, sort and get_attributes, shared by the searches.
+fn paging(req: &OpRequest) -> Result<Query, ApiError> {
+    Ok(Query {
+        condition: None,
+        sort: req
+            .optional::<SortSpec>(&["sort"])?
+            .map(SortSpec::into_sort),
+        offset: req.count("offset")?.unwrap_or(0),
+        limit: req.count("limit")?,
+        projection: Projection::from_attributes(req.get_attributes()?),
+    })
+}
+
+async fn run(state: &AppState, req: &OpRequest, query: Query) -> Result<Reply, ApiError> {
+    let db = state.store.database(&req.database()?)?;
+    let table = req.table()?;
+    // Scans can be long: keep them off the async workers.
+    let records = tokio::task::spawn_blocking(move || -> Result<Vec<Vec<u8>>, ApiError> {
+        let snapshot = db.snapshot()?;
+        let table = snapshot.table(&table)?;
+        Ok(shoal_query::run(&snapshot, &table, &query)?)
+    })
+    .await
+    .map_err(|e| ApiError {
+        status: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        message: format!("search failed: {e}"),
+    })??;
+    Ok(Reply::records(records))
+}
+
+fn operator(value: Option<&Value>) -> Result<Operator, ApiError> {
+    match value.map(|v| v.as_str().map(str::to_lowercase)) {
+        None => Ok(Operator::And),
+        Some(Some(op)) if op == "and" => Ok(Operator::And),
+        Some(Some(op)) if op == "or" => Ok(Operator::Or),
+        _ => Err(ApiError::bad_request("'operator' must be 'and' or 'or'")),
+    }
+}
+
+fn group(operator: Operator, conditions: &Value) -> Result<Condition, ApiError> {
+    let list = conditions
+        .as_array()
+        .filter(|l| !l.is_empty())
+        .ok_or_else(|| ApiError::bad_request("'conditions' must be a non-empty array"))?;
+    let conditions = list.iter().map(condition).collect::<Result<_, _>>()?;
+    Ok(Condition::Group {
+        operator,
+        conditions,
+    })
+}
+
+fn condition(value: &Value) -> Result<Condition, ApiError> {
+    let field = |names: &[&str]| {
+        names
+            .iter()
+            .find_map(|n| value.get(*n).filter(|v| !v.is_null()))
+    };
+    if let Some(nested) = field(&["conditions"]) {
+        return group(operator(field(&["operator"]))?, nested);
+    }
+    let attribute = field(&["search_attribute", "attribute"])
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::bad_request("each condition needs a 'search_attribute'"))?;
+    let comparator = field(&["search_type", "comparator"])
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::bad_request("each condition needs a 'search_type'"))?;
+    let value = field(&["search_value", "value"])
+        .cloned()
+        .unwrap_or(Value::Null);
+    Ok(Condition::Compare {
+        attribute: attribute.to_owned(),
+        comparator: Comparator::parse(comparator)?,
+        value,
+    })
+}
+
+/// Harper's sort object: `{attribute, descending, next}`.
+#[derive(Deserialize)]
+struct SortSpec {
+    attribute: String,
+    #[serde(default)]
+    descending: bool,
+    next: Option<Box<SortSpec>>,
+}
+
+impl SortSpec {
+    fn into_sort(self) -> Sort {
+        Sort {
+            attribute: self.attribute,
+            descending: self.descending,
+            next: self.next.map(|n| Box::new(n.into_sort())),
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! system_information.
+
+use serde_json::{Map, Value, json};
+
+use super::Reply;
+use crate::AppState;
+use crate::error::ApiError;
+use crate::request::OpRequest;
+
+pub(super) fn system_information(state: &AppState, req: OpRequest) -> Result<Reply, ApiError> {
+    let wanted: Option<Vec<String>> = req.optional(&["attributes"])?;
+    let memory = memory_info();
+    let mut all = Map::new();
+    all.insert(
+        "system".into(),
+        json!({
+            "platform": std::env::consts::OS,
+            "arch": std::env::consts::ARCH,
+            "hostname": state.info.hostname,
+            "node_name": state.store.node_name(),
+            "version": state.info.version,
+        }),
+    );
+    all.insert(
+        "time".into(),
+        json!({
+            "current": shoal_store::wall_ms(),
+            "uptime": state.info.started.elapsed().as_secs(),
+        }),
+    );
+    all.insert(
+        "cpu".into(),
+        json!({ "cores": std::thread::available_parallelism().map_or(1, |n| n.get()) }),
+    );
+    all.insert("memory".into(), memory);
+    let tables: Vec<Value> = state
+        .store
+        .databases()
+        .iter()
+        .map(|db| json!({ "database": db.name(), "size": db.disk_size() }))
+        .collect();
+    all.insert("table_size".into(), Value::Array(tables));
+    if let Some(wanted) = wanted {
+        all.retain(|k, _| wanted.contains(k));
+    }
+    Ok(Reply::Json(Value::Object(all)))
+}
+
+/// Total and free memory of the machine and this process's resident size, from /proc.
+fn memory_info() -> Value {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let field = |name: &str| -> Option<u64> {
+        meminfo
+            .lines()
+            .find(|l| l.starts_with(name))?
+            .split_whitespace()
+            .nth(1)?
+            .parse::<u64>()
+            .ok()
+            .map(|kb| kb * 1024)
+    };
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map(|kb| kb * 1024);
+    json!({
+        "total": field("MemTotal:"),
+        "free": field("MemFree:"),
+        "available": field("MemAvailable:"),
+        "rss": rss,
+    })
+}

@@ -1,0 +1,237 @@
+//! Configuration: `<root>/shoal-config.yaml` (written with defaults on first start), then
+//! environment variables, then command-line flags, each overriding the one before.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+/// File name of the configuration inside the root folder.
+pub(crate) const CONFIG_FILE: &str = "shoal-config.yaml";
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct Config {
+    /// This node.
+    pub(crate) node: NodeSection,
+    /// Listening addresses and request limits.
+    pub(crate) network: NetworkSection,
+    /// Log output.
+    pub(crate) logging: LoggingSection,
+    /// Storage engine settings.
+    pub(crate) storage: StorageSection,
+    /// Transaction log retention.
+    pub(crate) transaction_log: TransactionLogSection,
+}
+
+/// `node:` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct NodeSection {
+    /// Unique node name; defaults to the host name.
+    pub(crate) name: String,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        NodeSection { name: hostname() }
+    }
+}
+
+/// `network:` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct NetworkSection {
+    /// Address every listener binds to.
+    pub(crate) host: String,
+    /// Operations API port (0 picks a free port).
+    pub(crate) ops_port: u16,
+    /// HTTP port: REST, subscriptions, health (0 picks a free port).
+    pub(crate) http_port: u16,
+    /// Largest request body accepted, in bytes.
+    pub(crate) max_body_bytes: usize,
+}
+
+impl Default for NetworkSection {
+    fn default() -> Self {
+        NetworkSection {
+            host: "127.0.0.1".into(),
+            ops_port: 9925,
+            http_port: 9926,
+            max_body_bytes: 100 << 20,
+        }
+    }
+}
+
+/// `logging:` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct LoggingSection {
+    /// `error`, `warn`, `info`, `debug` or `trace` (or a tracing filter).
+    pub(crate) level: String,
+}
+
+impl Default for LoggingSection {
+    fn default() -> Self {
+        LoggingSection {
+            level: "info".into(),
+        }
+    }
+}
+
+/// `storage:` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct StorageSection {
+    /// Most a database may hold, in MiB (LMDB map size; address space, not disk).
+    pub(crate) map_size_mb: usize,
+    /// Most write requests committed together by one group commit.
+    pub(crate) max_batch: usize,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection {
+            map_size_mb: 64 << 10,
+            max_batch: 1024,
+        }
+    }
+}
+
+/// `transaction_log:` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct TransactionLogSection {
+    /// Entries older than this are removed, in seconds.
+    pub(crate) retention_seconds: u64,
+    /// The oldest entries are removed while a database's log is larger than this.
+    pub(crate) max_bytes: u64,
+}
+
+impl Default for TransactionLogSection {
+    fn default() -> Self {
+        TransactionLogSection {
+            retention_seconds: 3 * 24 * 3600,
+            max_bytes: 1 << 30,
+        }
+    }
+}
+
+/// Values given by environment or flags; `None` keeps the file's value.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct Overrides {
+    /// Node name.
+    #[arg(long, env = "SHOAL_NAME")]
+    pub(crate) name: Option<String>,
+    /// Address to bind.
+    #[arg(long, env = "SHOAL_HOST")]
+    pub(crate) host: Option<String>,
+    /// Operations API port (0 = any free port).
+    #[arg(long, env = "SHOAL_OPS_PORT")]
+    pub(crate) ops_port: Option<u16>,
+    /// HTTP port (0 = any free port).
+    #[arg(long, env = "SHOAL_HTTP_PORT")]
+    pub(crate) http_port: Option<u16>,
+    /// Log level or filter.
+    #[arg(long, env = "SHOAL_LOG_LEVEL")]
+    pub(crate) log_level: Option<String>,
+    /// Transaction log retention in seconds.
+    #[arg(long, env = "SHOAL_LOG_RETENTION_SECONDS")]
+    pub(crate) log_retention_seconds: Option<u64>,
+    /// Transaction log size bound per database, in bytes.
+    #[arg(long, env = "SHOAL_LOG_MAX_BYTES")]
+    pub(crate) log_max_bytes: Option<u64>,
+    /// Largest request body, in bytes.
+    #[arg(long, env = "SHOAL_MAX_BODY_BYTES")]
+    pub(crate) max_body_bytes: Option<usize>,
+}
+
+impl Config {
+    /// Reads `<root>/shoal-config.yaml`, creating it with defaults if absent, then
+    /// applies the overrides.
+    pub(crate) fn load(root: &Path, overrides: &Overrides) -> anyhow::Result<Config> {
+        let path = root.join(CONFIG_FILE);
+        let mut config = if path.exists() {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            serde_saphyr::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+        } else {
+            let config = Config::default();
+            let text = serde_saphyr::to_string(&config).context("writing default config")?;
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            config
+        };
+        config.apply(overrides);
+        Ok(config)
+    }
+
+    fn apply(&mut self, o: &Overrides) {
+        let set = |target: &mut String, v: &Option<String>| {
+            if let Some(v) = v {
+                target.clone_from(v);
+            }
+        };
+        set(&mut self.node.name, &o.name);
+        set(&mut self.network.host, &o.host);
+        set(&mut self.logging.level, &o.log_level);
+        self.network.ops_port = o.ops_port.unwrap_or(self.network.ops_port);
+        self.network.http_port = o.http_port.unwrap_or(self.network.http_port);
+        self.network.max_body_bytes = o.max_body_bytes.unwrap_or(self.network.max_body_bytes);
+        self.transaction_log.retention_seconds = o
+            .log_retention_seconds
+            .unwrap_or(self.transaction_log.retention_seconds);
+        self.transaction_log.max_bytes = o.log_max_bytes.unwrap_or(self.transaction_log.max_bytes);
+    }
+}
+
+/// The root folder: flag, then `SHOAL_ROOT`, then `./shoal-data`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct RootArg {
+    /// Root folder: config, databases, keys, logs.
+    #[arg(long, env = "SHOAL_ROOT", default_value = "shoal-data")]
+    pub(crate) root: PathBuf,
+}
+
+/// The machine's host name, or `shoal` if it cannot be read.
+pub(crate) fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "shoal".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::load(dir.path(), &Overrides::default()).unwrap();
+        assert_eq!(config.network.ops_port, 9925);
+        assert!(dir.path().join(CONFIG_FILE).exists(), "defaults written");
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "network:\n  ops_port: 1234\n  http_port: 1235\n",
+        )
+        .unwrap();
+        let overrides = Overrides {
+            http_port: Some(0),
+            ..Overrides::default()
+        };
+        let config = Config::load(dir.path(), &overrides).unwrap();
+        assert_eq!(
+            (config.network.ops_port, config.network.http_port),
+            (1234, 0)
+        );
+        assert_eq!(config.network.host, "127.0.0.1");
+        std::fs::write(dir.path().join(CONFIG_FILE), "network:\n  bogus: 1\n").unwrap();
+        assert!(
+            Config::load(dir.path(), &overrides).is_err(),
+            "typos are errors"
+        );
+    }
+}

@@ -1,0 +1,148 @@
+//! `shoal start`: open the stores, make sure an admin exists, serve, and shut down cleanly.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use shoal_auth::Auth;
+use shoal_server::{AppState, NodeInfo};
+use shoal_store::{Retention, Store, StoreOptions};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+use crate::config::{Config, Overrides};
+use crate::runfile::{self, RunFile};
+
+/// How long in-flight requests get to finish on shutdown.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs a node until SIGTERM or SIGINT.
+pub(crate) fn run(root: &Path, overrides: &Overrides) -> anyhow::Result<()> {
+    std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+    let config = Config::load(root, overrides)?;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&config.logging.level)
+                .context("logging.level")?,
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    // One node per root: a second one would corrupt nothing (LMDB locks) but would
+    // fight over ports and the run file.
+    let lock = std::fs::File::create(root.join("shoal.lock"))?;
+    if lock.try_lock().is_err() {
+        bail!("another shoal node is running with root {}", root.display());
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve(root, config))
+}
+
+async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
+    let name = config.node.name.clone();
+    tracing::info!(node = %name, root = %root.display(), "opening stores");
+    let mut options = StoreOptions::new(root.join("database"), &name);
+    options.map_size = config.storage.map_size_mb << 20;
+    options.max_batch = config.storage.max_batch.max(1);
+    options.retention = Retention {
+        max_age_ms: config
+            .transaction_log
+            .retention_seconds
+            .saturating_mul(1000),
+        max_bytes: config.transaction_log.max_bytes,
+    };
+    let store = Arc::new(Store::open(options).context("opening stores")?);
+
+    let auth = Arc::new(Auth::new(store.clone()));
+    let admin = std::env::var("SHOAL_ADMIN_USERNAME").unwrap_or_else(|_| "admin".into());
+    let password = std::env::var("SHOAL_ADMIN_PASSWORD").ok();
+    if let Some(generated) = auth.bootstrap(&admin, password.as_deref()).await? {
+        // Printed once: the hash is all that is kept.
+        println!("created user '{admin}' with password: {generated}");
+    }
+
+    let state = AppState {
+        store: store.clone(),
+        auth,
+        info: Arc::new(NodeInfo {
+            hostname: crate::config::hostname(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            started: Instant::now(),
+        }),
+        max_body: config.network.max_body_bytes,
+    };
+    let host = config.network.host.as_str();
+    let ops = bind(host, config.network.ops_port, "operations API").await?;
+    let http = bind(host, config.network.http_port, "HTTP").await?;
+    let (ops_addr, http_addr) = (ops.local_addr()?, http.local_addr()?);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let ops_server = tokio::spawn(
+        axum::serve(ops, shoal_server::ops_router(state.clone()))
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
+    );
+    let http_server = tokio::spawn(
+        axum::serve(http, shoal_server::http_router(state))
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
+    );
+    let trimmer = {
+        let store = store.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => store.trim_logs(),
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+            }
+        })
+    };
+
+    let pid = std::process::id();
+    RunFile {
+        pid,
+        name: name.clone(),
+        ops: ops_addr,
+        http: http_addr,
+    }
+    .write(root)?;
+    tracing::info!(%ops_addr, %http_addr, "node ready");
+    println!("shoal ready name={name} ops={ops_addr} http={http_addr} pid={pid}");
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        let _ = ops_server.await;
+        let _ = http_server.await;
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("in-flight requests did not finish within {DRAIN_TIMEOUT:?}");
+    }
+    let _ = trimmer.await;
+    // Writers finish what is queued; every acknowledged write is already durable.
+    store.close().await;
+    let _ = std::fs::remove_file(runfile::path(root));
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn bind(host: &str, port: u16, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind((host, port))
+        .await
+        .with_context(|| format!("binding the {what} port {host}:{port}"))
+}
