@@ -1,5 +1,6 @@
 //! `shoal start`: open the stores, make sure an admin exists, serve, and shut down cleanly.
 
+use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +29,7 @@ pub(crate) fn run(root: &Path, overrides: &Overrides) -> anyhow::Result<()> {
                 .context("logging.level")?,
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     // One node per root: a second one would corrupt nothing (LMDB locks) but would
     // fight over ports and the run file.
