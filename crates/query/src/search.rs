@@ -169,10 +169,10 @@ pub fn run(
     {
         Some(keys) => {
             for pk in keys.values() {
-                if let Some(json) = snapshot.get(table, pk)?.and_then(|v| v.json) {
-                    if accept(json)? {
-                        break;
-                    }
+                if let Some(json) = snapshot.get(table, pk)?.and_then(|v| v.json)
+                    && accept(json)?
+                {
+                    break;
                 }
             }
         }

@@ -28,9 +28,7 @@ fn indexed_values(value: &Value) -> Vec<&Value> {
         Value::Array(items) => {
             let mut out: Vec<&Value> = Vec::new();
             for item in items {
-                if !matches!(item, Value::Array(_) | Value::Object(_))
-                    && !out.iter().any(|seen| *seen == item)
-                {
+                if !matches!(item, Value::Array(_) | Value::Object(_)) && !out.contains(&item) {
                     out.push(item);
                 }
             }

@@ -207,10 +207,10 @@ mod tests {
         prop_oneof![
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),
-            any::<i64>().prop_map(|i| Value::from(i)),
+            any::<i64>().prop_map(Value::from),
             any::<f64>()
                 .prop_filter("finite", |f| f.is_finite())
-                .prop_map(|f| Value::from(f)),
+                .prop_map(Value::from),
             ".*".prop_map(Value::String),
             "[a\\x00b]{0,6}".prop_map(Value::String),
         ]

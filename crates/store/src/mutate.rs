@@ -328,12 +328,11 @@ fn only(record: &Map<String, Value>, attribute: &str) -> Map<String, Value> {
         .unwrap_or_default()
 }
 
-/// Every live record of a table as (encoded primary key, record).
-fn live_records(
-    txn: &RwTxn,
-    trees: &Trees,
-    def: &TableDef,
-) -> Result<Vec<(Vec<u8>, Map<String, Value>)>> {
+/// A record with its encoded primary key.
+type KeyedRecord = (Vec<u8>, Map<String, Value>);
+
+/// Every live record of a table.
+fn live_records(txn: &RwTxn, trees: &Trees, def: &TableDef) -> Result<Vec<KeyedRecord>> {
     let prefix = table_prefix(def.id);
     let mut out = Vec::new();
     for item in trees.records.prefix_iter(txn, &prefix)? {
