@@ -5,8 +5,10 @@
 
 mod condition;
 mod error;
+mod rest;
 mod search;
 
 pub use condition::{Comparator, Condition, Operator};
 pub use error::QueryError;
-pub use search::{Projection, Query, Sort, by_ids, run, value_condition};
+pub use rest::{RestQuery, parse_rest_query};
+pub use search::{Projection, Query, Sort, by_ids, for_each, run, value_condition};

@@ -147,30 +147,58 @@ pub fn run(
     table: &TableDef,
     query: &Query,
 ) -> Result<Vec<Vec<u8>>, QueryError> {
+    let mut out = Vec::new();
+    for_each(snapshot, table, query, |json| {
+        out.push(json.to_vec());
+        Ok(true)
+    })?;
+    Ok(out)
+}
+
+/// Runs a query, handing each result (the JSON of one projected record) to `emit` as it
+/// is found, so that results can be streamed; `emit` returns false to stop early. Only a
+/// sorted query holds its matches in memory.
+pub fn for_each(
+    snapshot: &Snapshot,
+    table: &TableDef,
+    query: &Query,
+    mut emit: impl FnMut(&[u8]) -> Result<bool, QueryError>,
+) -> Result<(), QueryError> {
     if let Some(c) = &query.condition {
         c.validate()?;
     }
-    let wanted = query.limit.map(|l| l.saturating_add(query.offset));
-    let mut matched: Vec<(Vec<u8>, Map<String, Value>)> = Vec::new();
+    let limit = query.limit.unwrap_or(usize::MAX);
+    let mut sorted: Vec<(Vec<u8>, Map<String, Value>)> = Vec::new();
+    let (mut skipped, mut sent) = (0, 0);
+    // Returns false once the page is full.
     let mut accept = |json: &[u8]| -> Result<bool, QueryError> {
         let record = parse(json)?;
-        if query.condition.as_ref().is_none_or(|c| c.matches(&record)) {
-            matched.push((json.to_vec(), record));
+        if !query.condition.as_ref().is_none_or(|c| c.matches(&record)) {
+            return Ok(true);
         }
-        // Without a sort, stop as soon as the page is full.
-        Ok(query.sort.is_none() && wanted.is_some_and(|w| matched.len() >= w))
+        if query.sort.is_some() {
+            sorted.push((json.to_vec(), record));
+            return Ok(true);
+        }
+        if skipped < query.offset {
+            skipped += 1;
+            return Ok(true);
+        }
+        if sent >= limit {
+            return Ok(false);
+        }
+        sent += 1;
+        Ok(emit(&query.projection.render(json, Some(&record))?)? && sent < limit)
     };
-    match query
-        .condition
-        .as_ref()
-        .map(|c| candidates(snapshot, table, c))
-        .transpose()?
-        .flatten()
-    {
+    let candidates = match &query.condition {
+        Some(c) => candidates(snapshot, table, c)?,
+        None => None,
+    };
+    match candidates {
         Some(keys) => {
             for pk in keys.values() {
                 if let Some(json) = snapshot.get(table, pk)?.and_then(|v| v.json)
-                    && accept(json)?
+                    && !accept(json)?
                 {
                     break;
                 }
@@ -179,7 +207,7 @@ pub fn run(
         None => {
             for row in snapshot.scan(table, Bound::Unbounded, Bound::Unbounded, false)? {
                 let (_, version) = row?;
-                if accept(version.json.unwrap_or_default())? {
+                if !accept(version.json.unwrap_or_default())? {
                     break;
                 }
             }
@@ -187,14 +215,14 @@ pub fn run(
     }
     if let Some(sort) = &query.sort {
         // Stable: ties keep primary key order.
-        matched.sort_by(|a, b| sort.compare(&a.1, &b.1));
+        sorted.sort_by(|a, b| sort.compare(&a.1, &b.1));
+        for (json, record) in sorted.iter().skip(query.offset).take(limit) {
+            if !emit(&query.projection.render(json, Some(record))?)? {
+                break;
+            }
+        }
     }
-    matched
-        .iter()
-        .skip(query.offset)
-        .take(query.limit.unwrap_or(usize::MAX))
-        .map(|(json, record)| query.projection.render(json, Some(record)))
-        .collect()
+    Ok(())
 }
 
 fn parse(json: &[u8]) -> Result<Map<String, Value>, QueryError> {

@@ -1,25 +1,30 @@
-//! Shoal's network edge: the Operations API (port 9925) and the HTTP port (9926:
-//! `/health` now; REST and subscriptions later), on axum.
+//! Shoal's network edge, on axum: the Operations API (port 9925) and the HTTP port (9926:
+//! REST, WebSocket and Server-Sent Events subscriptions, `/health`).
 //!
 //! Every request is authenticated (Basic, against the system user table) except
 //! `GET /health`, which only says the node is up. Every failure is Harper's
 //! `{"error": "..."}` with a fitting status; nothing here knows storage formats.
 
+mod components;
+mod describe;
 mod error;
 mod ops;
+mod realtime;
 mod request;
+mod rest;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, header};
 use axum::routing::{get, post};
 use serde_json::json;
-use shoal_auth::Auth;
+use shoal_auth::{Auth, User};
 use shoal_store::Store;
 
+pub use components::Components;
 pub use error::ApiError;
 
 /// Facts about the running node shown by system_information.
@@ -33,6 +38,24 @@ pub struct NodeInfo {
     pub started: Instant,
 }
 
+/// REST and subscription settings.
+#[derive(Debug, Clone)]
+pub struct RestOptions {
+    /// Serve every table at `/{database}/{table}/`, not only exported ones.
+    pub expose_all_tables: bool,
+    /// A subscriber further behind the log head than this many entries is cut off.
+    pub subscription_max_lag: u64,
+}
+
+impl Default for RestOptions {
+    fn default() -> Self {
+        RestOptions {
+            expose_all_tables: true,
+            subscription_max_lag: 10_000,
+        }
+    }
+}
+
 /// What every handler needs.
 #[derive(Clone)]
 pub struct AppState {
@@ -40,8 +63,12 @@ pub struct AppState {
     pub store: Arc<Store>,
     /// Users and credentials.
     pub auth: Arc<Auth>,
+    /// Components and their REST exports.
+    pub components: Arc<Components>,
     /// Node facts.
     pub info: Arc<NodeInfo>,
+    /// REST and subscription settings.
+    pub rest: Arc<RestOptions>,
     /// Largest request body accepted, in bytes (413 beyond it).
     pub max_body: usize,
 }
@@ -51,17 +78,29 @@ pub fn ops_router(state: AppState) -> Router {
     Router::new()
         .route("/", post(ops::handle))
         .fallback(not_found)
-        // The handler enforces `max_body` itself, with a Harper-shaped error.
+        // The handlers enforce `max_body` themselves, with a Harper-shaped error.
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }
 
-/// The HTTP router: `/health` and, as they arrive, REST and real-time endpoints.
+/// The HTTP router: `/health`, then REST and subscriptions for everything else.
 pub fn http_router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
-        .fallback(not_found)
+        .fallback(rest::handle)
+        .layer(DefaultBodyLimit::disable())
         .with_state(state)
+}
+
+/// Checks the request's `Authorization` header.
+pub(crate) async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Arc<User>, ApiError> {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    Ok(state.auth.authenticate(authorization).await?)
 }
 
 async fn health() -> axum::Json<serde_json::Value> {
@@ -69,8 +108,5 @@ async fn health() -> axum::Json<serde_json::Value> {
 }
 
 async fn not_found() -> ApiError {
-    ApiError {
-        status: StatusCode::NOT_FOUND,
-        message: "Not found".into(),
-    }
+    ApiError::not_found("Not found")
 }

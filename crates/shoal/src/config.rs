@@ -23,6 +23,27 @@ pub(crate) struct Config {
     pub(crate) storage: StorageSection,
     /// Transaction log retention.
     pub(crate) transaction_log: TransactionLogSection,
+    /// REST and real-time subscriptions.
+    pub(crate) rest: RestSection,
+}
+
+/// `rest:` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RestSection {
+    /// Serve every table at `/{database}/{table}/`, not only those components export.
+    pub(crate) expose_all_tables: bool,
+    /// A subscriber further behind than this many log entries is disconnected.
+    pub(crate) subscription_max_lag: u64,
+}
+
+impl Default for RestSection {
+    fn default() -> Self {
+        RestSection {
+            expose_all_tables: true,
+            subscription_max_lag: 10_000,
+        }
+    }
 }
 
 /// `node:` section.
@@ -145,6 +166,9 @@ pub(crate) struct Overrides {
     /// Largest request body, in bytes.
     #[arg(long, env = "SHOAL_MAX_BODY_BYTES")]
     pub(crate) max_body_bytes: Option<usize>,
+    /// Log entries a subscriber may fall behind before it is disconnected.
+    #[arg(long, env = "SHOAL_SUBSCRIPTION_MAX_LAG")]
+    pub(crate) subscription_max_lag: Option<u64>,
 }
 
 impl Config {
@@ -182,6 +206,9 @@ impl Config {
             .log_retention_seconds
             .unwrap_or(self.transaction_log.retention_seconds);
         self.transaction_log.max_bytes = o.log_max_bytes.unwrap_or(self.transaction_log.max_bytes);
+        self.rest.subscription_max_lag = o
+            .subscription_max_lag
+            .unwrap_or(self.rest.subscription_max_lag);
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use shoal_auth::Auth;
-use shoal_server::{AppState, NodeInfo};
+use shoal_server::{AppState, Components, NodeInfo, RestOptions};
 use shoal_store::{Retention, Store, StoreOptions};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -66,9 +66,20 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
         println!("created user '{admin}' with password: {generated}");
     }
 
+    let components = Arc::new(Components::new(root.join("components")));
+    components
+        .load(&store)
+        .await
+        .context("loading components")?;
+
     let state = AppState {
         store: store.clone(),
         auth,
+        components,
+        rest: Arc::new(RestOptions {
+            expose_all_tables: config.rest.expose_all_tables,
+            subscription_max_lag: config.rest.subscription_max_lag,
+        }),
         info: Arc::new(NodeInfo {
             hostname: crate::config::hostname(),
             version: env!("CARGO_PKG_VERSION").into(),

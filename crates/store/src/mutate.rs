@@ -31,6 +31,8 @@ pub enum Mode {
     Update,
     /// Merge into existing records or create them.
     Upsert,
+    /// Replace existing records whole, or create them (REST `PUT`).
+    Put,
 }
 
 impl Mode {
@@ -40,6 +42,7 @@ impl Mode {
             Mode::Insert => "insert",
             Mode::Update => "update",
             Mode::Upsert => "upsert",
+            Mode::Put => "put",
         }
     }
 }
@@ -383,7 +386,7 @@ fn write_records(
         let skip = match mode {
             Mode::Insert => old.is_some(),
             Mode::Update => old.is_none(),
-            Mode::Upsert => false,
+            Mode::Upsert | Mode::Put => false,
         };
         if skip {
             outcome.skipped.push(pk);
@@ -402,6 +405,13 @@ fn write_records(
         }
         record.insert(UPDATED_TIME.to_owned(), now.clone());
         let (new, change) = match &old {
+            Some(old) if mode == Mode::Put => {
+                // A replacement keeps only the creation time of what it replaces.
+                if let Some(created) = old.get(CREATED_TIME) {
+                    record.insert(CREATED_TIME.to_owned(), created.clone());
+                }
+                (record.clone(), (ChangeKind::Put, Value::Object(record)))
+            }
             Some(old) => {
                 let mut merged = old.clone();
                 for (k, v) in &record {

@@ -46,7 +46,7 @@ pub(super) async fn write(
     let verb = match mode {
         Mode::Insert => "inserted",
         Mode::Update => "updated",
-        Mode::Upsert => "upserted",
+        Mode::Upsert | Mode::Put => "upserted",
     };
     let mut out = json!({
         "message": format!("{verb} {} of {total} records", outcome.written.len()),
@@ -62,7 +62,7 @@ pub(super) async fn write(
             out["update_hashes"] = Value::Array(outcome.written);
             out["skipped_hashes"] = Value::Array(outcome.skipped);
         }
-        Mode::Upsert => out["upserted_hashes"] = Value::Array(outcome.written),
+        Mode::Upsert | Mode::Put => out["upserted_hashes"] = Value::Array(outcome.written),
     }
     Ok(Reply::Json(out))
 }

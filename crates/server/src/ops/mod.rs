@@ -1,5 +1,6 @@
 //! The Operations API: `POST /` with `{"operation": ...}`, dispatched by name.
 
+mod components;
 mod crud;
 mod logs;
 mod schema;
@@ -67,10 +68,7 @@ pub(crate) async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Reply, ApiError> {
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let user = state.auth.authenticate(authorization).await?;
+    let user = crate::authenticate(&state, &headers).await?;
     let body = axum::body::to_bytes(body, state.max_body)
         .await
         .map_err(|_| ApiError {
@@ -118,6 +116,11 @@ async fn dispatch(
         "read_transaction_log" => logs::read_transaction_log(state, req).await,
         "read_audit_log" => logs::read_audit_log(state, req).await,
         "system_information" => system::system_information(state, req),
+        "add_component" => components::add_component(state, req).await,
+        "set_component_file" => components::set_component_file(state, req).await,
+        "get_component_file" => components::get_component_file(state, req),
+        "get_components" => components::get_components(state),
+        "drop_component" => components::drop_component(state, req).await,
         other => Err(ApiError::bad_request(format!(
             "Operation '{other}' not found"
         ))),

@@ -1,10 +1,11 @@
 //! Databases, tables and attributes: create, drop, describe.
 
-use serde_json::{Map, Value, json};
-use shoal_store::{Database, StoreError, TableDef, TableSpec, Write, to_ms};
+use serde_json::{Map, Value};
+use shoal_store::{StoreError, TableSpec, Write};
 
 use super::Reply;
 use crate::AppState;
+use crate::describe::{describe, describe_tables};
 use crate::error::ApiError;
 use crate::request::OpRequest;
 
@@ -142,50 +143,4 @@ pub(super) fn describe_table(state: &AppState, req: OpRequest) -> Result<Reply, 
     let snapshot = db.snapshot()?;
     let def = snapshot.table(&table)?;
     Ok(Reply::Json(describe(&db, &snapshot, &def)?))
-}
-
-fn describe_tables(db: &Database) -> Result<Value, ApiError> {
-    let snapshot = db.snapshot()?;
-    let mut out = Map::new();
-    for def in snapshot.catalog().tables.values() {
-        out.insert(def.name.clone(), describe(db, &snapshot, def)?);
-    }
-    Ok(Value::Object(out))
-}
-
-fn describe(
-    db: &Database,
-    snapshot: &shoal_store::Snapshot,
-    def: &TableDef,
-) -> Result<Value, ApiError> {
-    let attributes: Vec<Value> = def
-        .attributes
-        .iter()
-        .map(|a| {
-            let mut attr =
-                json!({ "attribute": a, "indexed": def.is_indexed(a) || *a == def.primary_key });
-            if *a == def.primary_key {
-                attr["is_primary_key"] = Value::Bool(true);
-            }
-            attr
-        })
-        .collect();
-    let mut out = json!({
-        "schema": db.name(),
-        "database": db.name(),
-        "name": def.name,
-        "hash_attribute": def.primary_key,
-        "primary_key": def.primary_key,
-        "audit": true,
-        "schema_defined": def.indexed.is_some(),
-        "replicate": def.replicate,
-        "attributes": attributes,
-        "db_size": db.disk_size(),
-        "record_count": snapshot.record_count(def)?,
-        "__createdtime__": to_ms(def.created),
-    });
-    if let Some(updated) = snapshot.last_updated(def)? {
-        out["last_updated_record"] = json!(to_ms(updated));
-    }
-    Ok(out)
 }

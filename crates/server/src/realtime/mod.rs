@@ -1,0 +1,113 @@
+//! Real-time subscriptions on REST URLs: a WebSocket upgrade or `Accept:
+//! text/event-stream` on `/T/id` or `/T/` subscribes to that record or table.
+
+mod subscription;
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, Sse};
+use axum::response::{IntoResponse, Response};
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+
+pub(crate) use subscription::{Filter, Start};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::rest::Target;
+
+/// Longest a blocked socket write may take before the connection is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// WebSocket close code for "policy violation", used for cut-off slow consumers.
+const CLOSE_POLICY: u16 = 1008;
+
+/// Where to start, from `?startTime=<ms>` or an SSE `Last-Event-ID`.
+pub(crate) fn start(query: Option<&str>, headers: &HeaderMap) -> Result<Start, ApiError> {
+    if let Some(id) = headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
+        let seq = id
+            .trim()
+            .parse()
+            .map_err(|_| ApiError::bad_request("Last-Event-ID must be an event id"))?;
+        return Ok(Start::AfterSeq(seq));
+    }
+    for pair in query.unwrap_or_default().split('&') {
+        if let Some(value) = pair.strip_prefix("startTime=") {
+            let ms = value.parse().map_err(|_| {
+                ApiError::bad_request("startTime must be milliseconds since the epoch")
+            })?;
+            return Ok(Start::Time(ms));
+        }
+    }
+    Ok(Start::Now)
+}
+
+/// Server-Sent Events: `event: put|patch|delete`, `data: <json>`, `id: <sequence>`.
+pub(crate) fn sse(state: &AppState, target: &Target, start: Start) -> Result<Response, ApiError> {
+    let rx = subscription::subscribe(
+        target.db.clone(),
+        target.filter()?,
+        start,
+        state.rest.subscription_max_lag,
+    );
+    let stream = ReceiverStream::new(rx).map(|item| {
+        Ok::<_, Infallible>(match item {
+            Ok(event) => SseEvent::default()
+                .event(event.kind)
+                .id(event.seq.to_string())
+                .data(event.data().to_string()),
+            Err(ended) => SseEvent::default().event("error").data(ended.0),
+        })
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(axum::response::sse::KeepAlive::default())
+        .into_response())
+}
+
+/// WebSocket: one JSON message per change, `{type, id, value, timestamp}`.
+pub(crate) fn websocket(
+    state: &AppState,
+    target: &Target,
+    start: Start,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let rx = subscription::subscribe(
+        target.db.clone(),
+        target.filter()?,
+        start,
+        state.rest.subscription_max_lag,
+    );
+    Ok(upgrade.on_upgrade(move |socket| pump(socket, rx)))
+}
+
+async fn pump(
+    mut socket: WebSocket,
+    mut rx: tokio::sync::mpsc::Receiver<Result<subscription::Event, subscription::Ended>>,
+) {
+    loop {
+        tokio::select! {
+            item = rx.recv() => {
+                let message = match item {
+                    Some(Ok(event)) => Message::Text(event.to_message().to_string().into()),
+                    Some(Err(ended)) => Message::Close(Some(CloseFrame {
+                        code: CLOSE_POLICY,
+                        reason: ended.0.into(),
+                    })),
+                    None => return,
+                };
+                let closing = matches!(message, Message::Close(_));
+                match tokio::time::timeout(WRITE_TIMEOUT, socket.send(message)).await {
+                    Ok(Ok(())) if !closing => {}
+                    _ => return,
+                }
+            }
+            incoming = socket.recv() => match incoming {
+                // Clients may ping; axum answers pings itself. Anything else is ignored.
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! A subscription: the changes to one table (or one record of it), from a starting point
+//! in the transaction log, then live from the change feed, with no gap and no duplicate.
+//!
+//! The feed carries every commit in sequence order; the subscription remembers the last
+//! sequence it delivered, skips anything at or below it, and reads the log whenever the
+//! feed got ahead of it (a lagging receiver). A consumer that falls more than `max_lag`
+//! entries behind the head is cut off with a reason, so a slow client costs a bounded
+//! amount of memory and never slows writers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use shoal_store::{ChangeKind, Committed, Database, key};
+use tokio::sync::{broadcast, mpsc};
+
+/// Where a subscription starts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Start {
+    /// With the next commit.
+    Now,
+    /// With the first retained commit at or after this time (milliseconds).
+    Time(f64),
+    /// Right after this log sequence (an SSE `Last-Event-ID`).
+    AfterSeq(u64),
+}
+
+/// What a subscription watches.
+#[derive(Debug, Clone)]
+pub(crate) struct Filter {
+    /// Table name.
+    pub(crate) table: String,
+    /// One record, or the whole table.
+    pub(crate) key: Option<Value>,
+}
+
+/// One change delivered to a subscriber.
+#[derive(Debug, Clone)]
+pub(crate) struct Event {
+    /// Log sequence of the commit.
+    pub(crate) seq: u64,
+    /// `put`, `patch` or `delete`.
+    pub(crate) kind: &'static str,
+    /// Primary key of the record.
+    pub(crate) id: Value,
+    /// The record (put), the changed attributes (patch), nothing (delete).
+    pub(crate) value: Option<Value>,
+    /// Commit time in milliseconds.
+    pub(crate) timestamp: f64,
+}
+
+impl Event {
+    /// The event as a WebSocket message.
+    pub(crate) fn to_message(&self) -> Value {
+        json!({"type": self.kind, "id": self.id, "value": self.value, "timestamp": self.timestamp})
+    }
+
+    /// The event's SSE `data:` payload: the value, or the id of a deleted record.
+    pub(crate) fn data(&self) -> Value {
+        self.value
+            .clone()
+            .unwrap_or_else(|| json!({ "id": self.id }))
+    }
+}
+
+/// Why a subscription ended on the server's side.
+#[derive(Debug, Clone)]
+pub(crate) struct Ended(pub(crate) String);
+
+/// Log entries read per catch-up step.
+const CATCH_UP_CHUNK: usize = 1000;
+/// Events buffered between the subscription and its connection.
+const BUFFER: usize = 256;
+/// How often a subscription whose consumer is not reading checks its lag.
+const LAG_CHECK: Duration = Duration::from_millis(100);
+
+/// Starts a subscription; events (or the reason it ended) arrive on the receiver, which
+/// ends the subscription when dropped.
+pub(crate) fn subscribe(
+    db: Arc<Database>,
+    filter: Filter,
+    start: Start,
+    max_lag: u64,
+) -> mpsc::Receiver<Result<Event, Ended>> {
+    let (tx, rx) = mpsc::channel(BUFFER);
+    tokio::spawn(async move {
+        if let Err(ended) = run(db, filter, start, max_lag, &tx).await {
+            let _ = tx.send(Err(ended)).await;
+        }
+    });
+    rx
+}
+
+async fn run(
+    db: Arc<Database>,
+    filter: Filter,
+    start: Start,
+    max_lag: u64,
+    tx: &mpsc::Sender<Result<Event, Ended>>,
+) -> Result<(), Ended> {
+    let fail = |e: shoal_store::StoreError| Ended(format!("subscription failed: {e}"));
+    // Subscribe before looking at the log, so nothing committed in between is missed.
+    let mut feed = db.subscribe();
+    let head = db.snapshot().map_err(fail)?.last_seq().map_err(fail)?;
+    let mut next = match start {
+        Start::Now => head + 1,
+        Start::AfterSeq(seq) => seq + 1,
+        Start::Time(ms) => first_seq_at(&db, ms).await?.unwrap_or(head + 1),
+    };
+    let key = filter.key.as_ref().and_then(key::encode);
+    loop {
+        // Catch up from the log until the feed can take over.
+        while next <= head_seq(&db)? {
+            let (entries, first) = read_log(&db, next).await?;
+            if first > next {
+                return Err(Ended(format!(
+                    "changes from sequence {next} are no longer in the transaction log"
+                )));
+            }
+            for committed in &entries {
+                deliver(&db, committed, &filter, key.as_deref(), max_lag, tx).await?;
+                next = committed.seq + 1;
+            }
+            if entries.is_empty() {
+                break;
+            }
+        }
+        loop {
+            match feed.recv().await {
+                Ok(committed) if committed.seq < next => continue,
+                Ok(committed) if committed.seq == next => {
+                    deliver(&db, &committed, &filter, key.as_deref(), max_lag, tx).await?;
+                    next += 1;
+                }
+                // Ahead of us: the entries in between come from the log.
+                Ok(_) => break,
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let lag = head_seq(&db)?.saturating_sub(next);
+                    if lag > max_lag {
+                        return Err(too_slow(lag));
+                    }
+                    break;
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    return Err(Ended(
+                        "the database was dropped or the node is stopping".into(),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn too_slow(lag: u64) -> Ended {
+    Ended(format!("subscriber too slow: {lag} changes behind"))
+}
+
+fn head_seq(db: &Database) -> Result<u64, Ended> {
+    db.snapshot()
+        .and_then(|s| s.last_seq())
+        .map_err(|e| Ended(format!("subscription failed: {e}")))
+}
+
+/// A chunk of the log from `from` on, and the sequence it actually starts at.
+async fn read_log(db: &Arc<Database>, from: u64) -> Result<(Vec<Arc<Committed>>, u64), Ended> {
+    let db = db.clone();
+    tokio::task::spawn_blocking(move || {
+        let snapshot = db.snapshot()?;
+        let mut entries = Vec::new();
+        for item in snapshot.log(from)?.take(CATCH_UP_CHUNK) {
+            entries.push(Arc::new(item?));
+        }
+        let first = entries.first().map_or(from, |c: &Arc<Committed>| c.seq);
+        Ok::<_, shoal_store::StoreError>((entries, first))
+    })
+    .await
+    .map_err(|e| Ended(format!("subscription failed: {e}")))?
+    .map_err(|e| Ended(format!("subscription failed: {e}")))
+}
+
+/// The first retained sequence committed at or after `ms`.
+async fn first_seq_at(db: &Arc<Database>, ms: f64) -> Result<Option<u64>, Ended> {
+    let db = db.clone();
+    tokio::task::spawn_blocking(move || {
+        let snapshot = db.snapshot()?;
+        for item in snapshot.log(0)? {
+            let committed = item?;
+            if committed.entry.timestamp() >= ms {
+                return Ok(Some(committed.seq));
+            }
+        }
+        Ok::<_, shoal_store::StoreError>(None)
+    })
+    .await
+    .map_err(|e| Ended(format!("subscription failed: {e}")))?
+    .map_err(|e| Ended(format!("subscription failed: {e}")))
+}
+
+/// Sends the changes of one commit that match; while the consumer is not taking them,
+/// checks how far behind the head it is and cuts it off past `max_lag`.
+async fn deliver(
+    db: &Database,
+    committed: &Committed,
+    filter: &Filter,
+    key: Option<&[u8]>,
+    max_lag: u64,
+    tx: &mpsc::Sender<Result<Event, Ended>>,
+) -> Result<(), Ended> {
+    let entry = &committed.entry;
+    for change in &entry.changes {
+        if change.table != filter.table {
+            continue;
+        }
+        if key.is_some() && key::encode(&change.key).as_deref() != key {
+            continue;
+        }
+        let event = Event {
+            seq: committed.seq,
+            kind: match change.kind {
+                ChangeKind::Put => "put",
+                ChangeKind::Patch => "patch",
+                ChangeKind::Delete => "delete",
+            },
+            id: change.key.clone(),
+            value: change.value.clone(),
+            timestamp: entry.timestamp(),
+        };
+        let mut event = Ok(event);
+        loop {
+            match tx.send_timeout(event, LAG_CHECK).await {
+                Ok(()) => break,
+                Err(mpsc::error::SendTimeoutError::Timeout(back)) => {
+                    let lag = head_seq(db)?.saturating_sub(committed.seq);
+                    if lag > max_lag {
+                        return Err(too_slow(lag));
+                    }
+                    event = back;
+                }
+                Err(mpsc::error::SendTimeoutError::Closed(_)) => {
+                    return Err(Ended("subscriber gone".into()));
+                }
+            }
+        }
+    }
+    Ok(())
+}
