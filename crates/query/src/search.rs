@@ -288,6 +288,8 @@ fn leaf_candidates(
     value: &Value,
 ) -> Result<Option<Keys>, QueryError> {
     let (lower, upper) = match (comparator, value) {
+        // A missing attribute counts as null, and the index has no entry for it.
+        (_, Value::Null) => return Ok(None),
         (Comparator::Equals, v) => (Bound::Included(v), Bound::Included(v)),
         (Comparator::GreaterThan | Comparator::GreaterThanEqual, v) => {
             (Bound::Included(v), Bound::Unbounded)

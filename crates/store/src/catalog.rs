@@ -12,8 +12,11 @@ pub const CREATED_TIME: &str = "__createdtime__";
 /// See [`CREATED_TIME`].
 pub const UPDATED_TIME: &str = "__updatedtime__";
 
-/// Longest database, table or attribute name accepted; keeps index keys under LMDB's limit.
-pub(crate) const MAX_NAME_LEN: usize = 100;
+/// Longest database or table name accepted.
+pub(crate) const MAX_NAME_LEN: usize = 250;
+/// Longest attribute name accepted: attribute names are part of index keys, which must
+/// stay under LMDB's 511-byte limit.
+pub(crate) const MAX_ATTRIBUTE_LEN: usize = 100;
 
 /// A table's definition.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -70,19 +73,29 @@ pub struct Catalog {
 
 /// Checks a database, table or attribute name.
 pub(crate) fn validate_name(kind: &str, name: &str) -> Result<()> {
+    let max = if kind == "attribute" || kind == "primary key" {
+        MAX_ATTRIBUTE_LEN
+    } else {
+        MAX_NAME_LEN
+    };
     if name.is_empty() {
         return Err(StoreError::Invalid(format!(
             "{kind} name must not be empty"
         )));
     }
-    if name.len() > MAX_NAME_LEN {
+    if name.len() > max {
         return Err(StoreError::Invalid(format!(
-            "{kind} name '{name}' is longer than {MAX_NAME_LEN} bytes"
+            "{kind} name '{name}' is longer than {max} bytes"
         )));
     }
-    if name.starts_with('.') || name.contains(['/', '\\', '\0']) {
+    if name.contains(['`', '/']) {
         return Err(StoreError::Invalid(format!(
-            "{kind} name '{name}' may not start with '.' or contain '/', '\\' or NUL"
+            "'{kind}' names cannot include backticks or forward slashes"
+        )));
+    }
+    if name.starts_with('.') || name.contains(['\\', '\0']) {
+        return Err(StoreError::Invalid(format!(
+            "{kind} name '{name}' may not start with '.' or contain '\\' or NUL"
         )));
     }
     Ok(())

@@ -37,7 +37,7 @@ pub enum StoreError {
         attribute: String,
     },
     /// The attribute already exists on the table.
-    #[error("Attribute '{attribute}' already exists in '{database}.{table}'")]
+    #[error("attribute '{attribute}' already exists in {database}.{table}")]
     AttributeExists {
         /// Database looked in.
         database: String,

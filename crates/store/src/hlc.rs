@@ -1,4 +1,9 @@
 //! Hybrid logical clock: 48 bits of wall-clock milliseconds, 16 bits of counter.
+//!
+//! The counter stays below [`COUNTER_LIMIT`]; past it the clock moves to the next
+//! millisecond. That keeps the millisecond view ([`to_ms`]: milliseconds plus
+//! counter / 1000) exact enough in an `f64` that distinct timestamps stay distinct and
+//! ordered, which Harper's clients see as `__updatedtime__` and `txn_time`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -20,7 +25,7 @@ impl Hlc {
         let wall = wall_ms() << 16;
         let mut last = self.last.load(Ordering::Relaxed);
         loop {
-            let next = wall.max(last + 1);
+            let next = wall.max(tick(last));
             match self
                 .last
                 .compare_exchange_weak(last, next, Ordering::AcqRel, Ordering::Relaxed)
@@ -38,6 +43,18 @@ impl Hlc {
     }
 }
 
+/// Counter values per millisecond.
+pub(crate) const COUNTER_LIMIT: u64 = 1000;
+
+/// The smallest timestamp after `t`.
+fn tick(t: u64) -> u64 {
+    if (t & 0xFFFF) + 1 < COUNTER_LIMIT {
+        t + 1
+    } else {
+        ((t >> 16) + 1) << 16
+    }
+}
+
 /// Milliseconds since the Unix epoch, as the wall clock says.
 pub fn wall_ms() -> u64 {
     SystemTime::now()
@@ -46,9 +63,9 @@ pub fn wall_ms() -> u64 {
 }
 
 /// The timestamp as Harper shows times: milliseconds since the epoch, with the counter as
-/// a fraction so that distinct versions show distinct times.
+/// thousandths, so that distinct versions show distinct, ordered times.
 pub fn to_ms(hlc: u64) -> f64 {
-    (hlc >> 16) as f64 + (hlc & 0xFFFF) as f64 / 65536.0
+    (hlc >> 16) as f64 + (hlc & 0xFFFF) as f64 / COUNTER_LIMIT as f64
 }
 
 /// The first timestamp at or after `ms` milliseconds since the epoch.
@@ -57,7 +74,7 @@ pub fn from_ms(ms: f64) -> u64 {
         return 0;
     }
     let whole = ms.trunc() as u64;
-    let counter = ((ms.fract() * 65536.0).ceil() as u64).min(0xFFFF);
+    let counter = ((ms.fract() * COUNTER_LIMIT as f64).round() as u64).min(COUNTER_LIMIT - 1);
     (whole << 16) | counter
 }
 
@@ -65,6 +82,13 @@ pub fn from_ms(ms: f64) -> u64 {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn counter_rolls_into_the_next_millisecond() {
+        let t = (5 << 16) | (COUNTER_LIMIT - 1);
+        assert_eq!(tick(t), 6 << 16);
+        assert_eq!(tick(5 << 16), (5 << 16) | 1);
+    }
 
     #[test]
     fn strictly_increasing_across_threads() {
@@ -99,11 +123,15 @@ mod tests {
         }
 
         #[test]
-        fn ms_view_keeps_order(a in 0u64..(1 << 60), b in 0u64..(1 << 60)) {
-            if a <= b {
-                prop_assert!(to_ms(a) <= to_ms(b));
-            }
-            prop_assert_eq!(from_ms((a >> 16) as f64), a & !0xFFFF);
+        fn ms_view_is_exact_and_ordered(
+            ms_a in 1_500_000_000_000u64..4_000_000_000_000,
+            ms_b in 1_500_000_000_000u64..4_000_000_000_000,
+            ca in 0..COUNTER_LIMIT,
+            cb in 0..COUNTER_LIMIT,
+        ) {
+            let (a, b) = ((ms_a << 16) | ca, (ms_b << 16) | cb);
+            prop_assert_eq!(a.cmp(&b), to_ms(a).partial_cmp(&to_ms(b)).unwrap());
+            prop_assert_eq!(from_ms(to_ms(a)), a);
         }
     }
 }

@@ -9,7 +9,7 @@ use heed::RwTxn;
 use serde_json::{Map, Value};
 
 use crate::catalog::{
-    CREATED_TIME, Catalog, MAX_NAME_LEN, TableDef, TableSpec, UPDATED_TIME, validate_name,
+    CREATED_TIME, Catalog, MAX_ATTRIBUTE_LEN, TableDef, TableSpec, UPDATED_TIME, validate_name,
 };
 use crate::error::{Result, StoreError};
 use crate::hlc;
@@ -394,7 +394,7 @@ fn write_records(
         }
         for name in record.keys() {
             if !attributes.contains(name) {
-                if name.is_empty() || name.len() > MAX_NAME_LEN {
+                if name.is_empty() || name.len() > MAX_ATTRIBUTE_LEN {
                     return Err(StoreError::Invalid(format!(
                         "Invalid attribute name: '{name}'"
                     )));

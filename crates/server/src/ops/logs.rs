@@ -13,8 +13,45 @@ struct TableEntry {
     operation: String,
     user: Option<String>,
     timestamp: f64,
-    keys: Vec<Value>,
-    records: Vec<Value>,
+    /// Each changed record's key, with what was written (nothing for a delete).
+    changes: Vec<(Value, Option<Value>)>,
+}
+
+impl TableEntry {
+    /// The part of the entry about one key.
+    fn only(&self, key: &Value) -> TableEntry {
+        TableEntry {
+            operation: self.operation.clone(),
+            user: self.user.clone(),
+            timestamp: self.timestamp,
+            changes: self
+                .changes
+                .iter()
+                .filter(|(k, _)| k == key)
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// Harper's shape; `user_field` is `user` (transaction log) or `user_name` (audit log).
+    fn render(&self, user_field: &str) -> Value {
+        let keys: Vec<&Value> = self.changes.iter().map(|(k, _)| k).collect();
+        let records: Vec<&Value> = self
+            .changes
+            .iter()
+            .filter_map(|(_, r)| r.as_ref())
+            .collect();
+        let mut v = json!({
+            "operation": self.operation,
+            user_field: self.user,
+            "timestamp": self.timestamp,
+            "hash_values": keys,
+        });
+        if !records.is_empty() {
+            v["records"] = json!(records);
+        }
+        v
+    }
 }
 
 /// Retained entries touching `table`, oldest first, filtered by time.
@@ -28,29 +65,27 @@ async fn entries(
     let table = req.table()?;
     tokio::task::spawn_blocking(move || -> Result<Vec<TableEntry>, ApiError> {
         let snapshot = db.snapshot()?;
-        snapshot.table(&table)?;
+        let created = snapshot.table(&table)?.created;
         let mut out = Vec::new();
         for item in snapshot.log(0)? {
             let Committed { entry, .. } = item?;
             let timestamp = entry.timestamp();
-            if timestamp < from || timestamp > to {
+            // Entries older than the table belong to a dropped table of the same name.
+            if timestamp < from || timestamp > to || entry.hlc < created {
                 continue;
             }
-            let mut keys = Vec::new();
-            let mut records = Vec::new();
-            for change in entry.changes.into_iter().filter(|c| c.table == table) {
-                keys.push(change.key);
-                if change.kind != ChangeKind::Delete {
-                    records.extend(change.value);
-                }
-            }
-            if !keys.is_empty() {
+            let changes: Vec<(Value, Option<Value>)> = entry
+                .changes
+                .into_iter()
+                .filter(|c| c.table == table)
+                .map(|c| (c.key, c.value.filter(|_| c.kind != ChangeKind::Delete)))
+                .collect();
+            if !changes.is_empty() {
                 out.push(TableEntry {
                     operation: entry.operation,
                     user: entry.user,
                     timestamp,
-                    keys,
-                    records,
+                    changes,
                 });
             }
         }
@@ -83,18 +118,7 @@ pub(super) async fn read_transaction_log(
         .await?
         .into_iter()
         .take(limit)
-        .map(|e| {
-            let mut v = json!({
-                "operation": e.operation,
-                "user": e.user,
-                "timestamp": e.timestamp,
-                "hash_values": e.keys,
-            });
-            if !e.records.is_empty() {
-                v["records"] = Value::Array(e.records);
-            }
-            v
-        })
+        .map(|e| e.render("user"))
         .collect();
     Ok(Reply::Json(Value::Array(out)))
 }
@@ -103,18 +127,7 @@ pub(super) async fn read_audit_log(state: &AppState, req: OpRequest) -> Result<R
     let search_type = req.optional::<String>(&["search_type"])?;
     let values: Vec<Value> = req.optional(&["search_values"])?.unwrap_or_default();
     let limit = req.count("limit")?.unwrap_or(usize::MAX);
-    let render = |e: &TableEntry| {
-        let mut v = json!({
-            "operation": e.operation,
-            "user_name": e.user,
-            "timestamp": e.timestamp,
-            "hash_values": e.keys,
-        });
-        if !e.records.is_empty() {
-            v["records"] = Value::Array(e.records.clone());
-        }
-        v
-    };
+    let render = |e: &TableEntry| e.render("user_name");
     match search_type.as_deref() {
         None | Some("timestamp") => {
             let bound = |i: usize| -> Result<Option<f64>, ApiError> {
@@ -150,9 +163,12 @@ pub(super) async fn read_audit_log(state: &AppState, req: OpRequest) -> Result<R
         Some("hash_value") => {
             let mut out = Map::new();
             for e in entries(state, &req, f64::MIN, f64::MAX).await? {
-                for key in e.keys.iter().filter(|k| values.contains(k)) {
+                for key in values
+                    .iter()
+                    .filter(|k| e.changes.iter().any(|(c, _)| c == *k))
+                {
                     let name = key.as_str().map_or_else(|| key.to_string(), str::to_owned);
-                    push(&mut out, name, render(&e));
+                    push(&mut out, name, render(&e.only(key)));
                 }
             }
             Ok(Reply::Json(Value::Object(out)))

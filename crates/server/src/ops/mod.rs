@@ -78,6 +78,9 @@ pub(crate) async fn handle(
                 state.max_body
             ),
         })?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("Invalid JSON."));
+    }
     let body: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("Invalid JSON: {e}")))?;
     let (operation, request) = OpRequest::new(body)?;

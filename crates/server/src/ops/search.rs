@@ -37,10 +37,11 @@ pub(super) async fn by_value(state: &AppState, req: OpRequest) -> Result<Reply, 
         .ok_or_else(|| ApiError::bad_request("'search_value' is required"))?;
     let mut query = paging(&req)?;
     query.condition = shoal_query::value_condition(&attribute, value);
-    if req.optional::<bool>(&["desc"])?.unwrap_or(false) && query.sort.is_none() {
+    if query.sort.is_none() {
+        // Harper answers in the order of the searched attribute's index.
         query.sort = Some(Sort {
             attribute,
-            descending: true,
+            descending: req.optional::<bool>(&["desc"])?.unwrap_or(false),
             next: None,
         });
     }
