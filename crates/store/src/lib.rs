@@ -38,6 +38,7 @@
 //! # Ok(()) }
 //! ```
 
+mod apply;
 mod catalog;
 mod database;
 mod error;
@@ -55,6 +56,7 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
+pub use apply::{CopyChunk, CopyProgress, CopyRow, RemoteBatch};
 pub use catalog::{CREATED_TIME, Catalog, TableDef, TableSpec, UPDATED_TIME};
 pub use database::Database;
 pub use error::{Result, StoreError};
@@ -63,5 +65,5 @@ pub use mutate::{MAX_KEY_LEN, Mode, Outcome, Write};
 pub use read::{Row, Snapshot};
 pub use record::Version;
 pub use store::{Store, StoreOptions};
-pub use txlog::{Change, ChangeKind, Committed, LogEntry, Retention};
+pub use txlog::{Change, ChangeKind, Committed, LogEntry, Retention, SchemaChange};
 pub use writer::WriterStats;

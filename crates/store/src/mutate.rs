@@ -8,6 +8,7 @@ use std::sync::Arc;
 use heed::RwTxn;
 use serde_json::{Map, Value};
 
+use crate::apply::{CopyChunk, RemoteBatch};
 use crate::catalog::{
     CREATED_TIME, Catalog, MAX_ATTRIBUTE_LEN, TableDef, TableSpec, UPDATED_TIME, validate_name,
 };
@@ -17,7 +18,7 @@ use crate::index;
 use crate::key;
 use crate::record::Version;
 use crate::trees::{Trees, count_key, meta_get_u64, meta_put_u64, table_prefix, updated_key};
-use crate::txlog::{Change, ChangeKind, LogEntry};
+use crate::txlog::{Change, ChangeKind, LogEntry, SchemaChange};
 
 /// Longest encoded primary key accepted; keeps index keys under LMDB's 511-byte limit.
 pub const MAX_KEY_LEN: usize = 200;
@@ -86,6 +87,13 @@ pub enum Write {
         /// Primary keys.
         ids: Vec<Value>,
     },
+    /// Log a schema change made elsewhere (create or drop of a database, in the system
+    /// database), so that it replicates.
+    Announce(SchemaChange),
+    /// Apply a batch of a peer's transaction log (replication).
+    Apply(RemoteBatch),
+    /// Merge a chunk of a peer's snapshot (full copy).
+    Merge(CopyChunk),
 }
 
 /// What a write did.
@@ -99,6 +107,8 @@ pub struct Outcome {
     pub new_attributes: Vec<String>,
     /// Timestamp of the transaction, in milliseconds.
     pub txn_time: f64,
+    /// Remote transactions or rows applied (replication).
+    pub applied: usize,
 }
 
 /// Where a request is applied.
@@ -111,7 +121,7 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn table(&self, name: &str) -> Result<Arc<TableDef>> {
+    pub(crate) fn table(&self, name: &str) -> Result<Arc<TableDef>> {
         self.catalog
             .tables
             .get(name)
@@ -122,7 +132,7 @@ impl Ctx<'_> {
             })
     }
 
-    fn save_table(&mut self, txn: &mut RwTxn, def: TableDef) -> Result<()> {
+    pub(crate) fn save_table(&mut self, txn: &mut RwTxn, def: TableDef) -> Result<()> {
         let bytes = serde_json::to_vec(&def).expect("table definitions serialise");
         self.trees.meta.put(txn, &table_key(&def.name), &bytes)?;
         self.catalog.tables.insert(def.name.clone(), Arc::new(def));
@@ -152,38 +162,53 @@ pub(crate) fn record_key(table: &TableDef, pk: &Value) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Applies one request; returns its outcome and the log entry to append, if it changed data.
+/// Applies one request; returns its outcome and the log entries to append.
 pub(crate) fn apply(
     txn: &mut RwTxn,
     ctx: &mut Ctx,
     write: Write,
     user: Option<String>,
-) -> Result<(Outcome, Option<LogEntry>)> {
-    let done = |ctx: &Ctx| Outcome {
-        txn_time: hlc::to_ms(ctx.hlc),
-        ..Outcome::default()
-    };
-    match write {
-        Write::CreateTable(spec) => create_table(txn, ctx, spec).map(|()| (done(ctx), None)),
-        Write::DropTable(name) => drop_table(txn, ctx, &name).map(|()| (done(ctx), None)),
+) -> Result<(Outcome, Vec<LogEntry>)> {
+    let change = match write {
+        Write::CreateTable(spec) => create_table(txn, ctx, spec)?,
+        Write::DropTable(name) => drop_table(txn, ctx, &name)?,
         Write::CreateAttribute {
             table,
             attribute,
             indexed,
-        } => create_attribute(txn, ctx, &table, &attribute, indexed).map(|()| (done(ctx), None)),
-        Write::DropAttribute { table, attribute } => {
-            drop_attribute(txn, ctx, &table, &attribute).map(|()| (done(ctx), None))
-        }
+        } => create_attribute(txn, ctx, &table, &attribute, indexed)?,
+        Write::DropAttribute { table, attribute } => drop_attribute(txn, ctx, &table, &attribute)?,
+        Write::Announce(change) => change,
         Write::Records {
             table,
             mode,
             records,
-        } => write_records(txn, ctx, &table, mode, records, user),
-        Write::Delete { table, ids } => delete(txn, ctx, &table, ids, user),
-    }
+        } => return write_records(txn, ctx, &table, mode, records, user),
+        Write::Delete { table, ids } => return delete(txn, ctx, &table, ids, user),
+        Write::Apply(batch) => return crate::apply::remote(txn, ctx, batch),
+        Write::Merge(chunk) => return crate::apply::merge(txn, ctx, chunk),
+    };
+    let outcome = Outcome {
+        txn_time: hlc::to_ms(ctx.hlc),
+        ..Outcome::default()
+    };
+    let entry = LogEntry {
+        hlc: ctx.hlc,
+        origin: ctx.origin.to_owned(),
+        origin_seq: 0,
+        user,
+        operation: change.operation().to_owned(),
+        changes: Vec::new(),
+        schema: Some(change),
+    };
+    Ok((outcome, vec![entry]))
 }
 
-fn create_table(txn: &mut RwTxn, ctx: &mut Ctx, spec: TableSpec) -> Result<()> {
+pub(crate) fn create_table(
+    txn: &mut RwTxn,
+    ctx: &mut Ctx,
+    spec: TableSpec,
+) -> Result<SchemaChange> {
     validate_name("table", &spec.name)?;
     validate_name("primary key", &spec.primary_key)?;
     if ctx.catalog.tables.contains_key(&spec.name) {
@@ -211,6 +236,12 @@ fn create_table(txn: &mut RwTxn, ctx: &mut Ctx, spec: TableSpec) -> Result<()> {
         }
         indexed = Some(set);
     }
+    let change = SchemaChange::CreateTable {
+        table: spec.name.clone(),
+        primary_key: spec.primary_key.clone(),
+        attributes: spec.attributes.clone(),
+        replicate: spec.replicate.unwrap_or(true),
+    };
     let id = ctx.catalog.next_id;
     ctx.catalog.next_id += 1;
     ctx.trees
@@ -225,10 +256,11 @@ fn create_table(txn: &mut RwTxn, ctx: &mut Ctx, spec: TableSpec) -> Result<()> {
         replicate: spec.replicate.unwrap_or(true),
         created: ctx.hlc,
     };
-    ctx.save_table(txn, def)
+    ctx.save_table(txn, def)?;
+    Ok(change)
 }
 
-fn drop_table(txn: &mut RwTxn, ctx: &mut Ctx, name: &str) -> Result<()> {
+pub(crate) fn drop_table(txn: &mut RwTxn, ctx: &mut Ctx, name: &str) -> Result<SchemaChange> {
     let def = ctx.table(name)?;
     let prefix = table_prefix(def.id);
     let end = key::prefix_end(&prefix);
@@ -242,16 +274,18 @@ fn drop_table(txn: &mut RwTxn, ctx: &mut Ctx, name: &str) -> Result<()> {
     ctx.trees.meta.delete(txn, &count_key(def.id))?;
     ctx.trees.meta.delete(txn, &updated_key(def.id))?;
     ctx.catalog.tables.remove(name);
-    Ok(())
+    Ok(SchemaChange::DropTable {
+        table: name.to_owned(),
+    })
 }
 
-fn create_attribute(
+pub(crate) fn create_attribute(
     txn: &mut RwTxn,
     ctx: &mut Ctx,
     table: &str,
     attribute: &str,
     indexed: bool,
-) -> Result<()> {
+) -> Result<SchemaChange> {
     validate_name("attribute", attribute)?;
     let def = ctx.table(table)?;
     if def.attributes.iter().any(|a| a == attribute) {
@@ -280,10 +314,20 @@ fn create_attribute(
             )?;
         }
     }
-    ctx.save_table(txn, new)
+    ctx.save_table(txn, new)?;
+    Ok(SchemaChange::CreateAttribute {
+        table: table.to_owned(),
+        attribute: attribute.to_owned(),
+        indexed,
+    })
 }
 
-fn drop_attribute(txn: &mut RwTxn, ctx: &mut Ctx, table: &str, attribute: &str) -> Result<()> {
+pub(crate) fn drop_attribute(
+    txn: &mut RwTxn,
+    ctx: &mut Ctx,
+    table: &str,
+    attribute: &str,
+) -> Result<SchemaChange> {
     let def = ctx.table(table)?;
     if attribute == def.primary_key {
         return Err(StoreError::Invalid(
@@ -320,7 +364,11 @@ fn drop_attribute(txn: &mut RwTxn, ctx: &mut Ctx, table: &str, attribute: &str) 
     if let Some(set) = &mut new.indexed {
         set.remove(attribute);
     }
-    ctx.save_table(txn, new)
+    ctx.save_table(txn, new)?;
+    Ok(SchemaChange::DropAttribute {
+        table: table.to_owned(),
+        attribute: attribute.to_owned(),
+    })
 }
 
 /// The attribute alone, for index maintenance of one attribute.
@@ -354,7 +402,7 @@ fn write_records(
     mode: Mode,
     records: Vec<Map<String, Value>>,
     user: Option<String>,
-) -> Result<(Outcome, Option<LogEntry>)> {
+) -> Result<(Outcome, Vec<LogEntry>)> {
     let def = ctx.table(table)?;
     let mut attributes = def.attributes.clone();
     let now = Value::from(hlc::to_ms(ctx.hlc));
@@ -428,10 +476,16 @@ fn write_records(
                 (record.clone(), (ChangeKind::Put, Value::Object(record)))
             }
         };
-        let json = serde_json::to_vec(&new).expect("maps serialise");
-        index::update(txn, ctx.trees, &def, &key[4..], old.as_ref(), Some(&new))?;
-        let bytes = Version::encode(ctx.hlc, ctx.origin, Some(&json));
-        ctx.trees.records.put(txn, &key, &bytes)?;
+        store_version(
+            txn,
+            ctx.trees,
+            &def,
+            &key,
+            old.as_ref(),
+            Some(&new),
+            ctx.hlc,
+            ctx.origin,
+        )?;
         changes.push(Change {
             table: table.to_owned(),
             key: pk.clone(),
@@ -455,7 +509,7 @@ fn delete(
     table: &str,
     ids: Vec<Value>,
     user: Option<String>,
-) -> Result<(Outcome, Option<LogEntry>)> {
+) -> Result<(Outcome, Vec<LogEntry>)> {
     let def = ctx.table(table)?;
     let mut outcome = Outcome {
         txn_time: hlc::to_ms(ctx.hlc),
@@ -472,9 +526,16 @@ fn delete(
             outcome.skipped.push(pk);
             continue;
         };
-        index::update(txn, ctx.trees, &def, &key[4..], Some(&old), None)?;
-        let bytes = Version::encode(ctx.hlc, ctx.origin, None);
-        ctx.trees.records.put(txn, &key, &bytes)?;
+        store_version(
+            txn,
+            ctx.trees,
+            &def,
+            &key,
+            Some(&old),
+            None,
+            ctx.hlc,
+            ctx.origin,
+        )?;
         changes.push(Change {
             table: table.to_owned(),
             key: pk.clone(),
@@ -487,8 +548,28 @@ fn delete(
     Ok((outcome, log_entry(ctx, user, "delete", changes)))
 }
 
+/// Writes a record version (`None`: a tombstone) and keeps the indexes in step with it.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn store_version(
+    txn: &mut RwTxn,
+    trees: &Trees,
+    def: &TableDef,
+    key: &[u8],
+    old: Option<&Map<String, Value>>,
+    new: Option<&Map<String, Value>>,
+    hlc: u64,
+    origin: &str,
+) -> Result<()> {
+    index::update(txn, trees, def, &key[4..], old, new)?;
+    let json = new.map(|n| serde_json::to_vec(n).expect("maps serialise"));
+    trees
+        .records
+        .put(txn, key, &Version::encode(hlc, origin, json.as_deref()))?;
+    Ok(())
+}
+
 /// Records the table's new live count and last write time.
-fn adjust_count(txn: &mut RwTxn, ctx: &Ctx, table_id: u32, delta: i64) -> Result<()> {
+pub(crate) fn adjust_count(txn: &mut RwTxn, ctx: &Ctx, table_id: u32, delta: i64) -> Result<()> {
     let trees = ctx.trees;
     meta_put_u64(txn, trees, &updated_key(table_id), ctx.hlc)?;
     if delta != 0 {
@@ -504,13 +585,17 @@ fn log_entry(
     user: Option<String>,
     operation: &str,
     changes: Vec<Change>,
-) -> Option<LogEntry> {
-    (!changes.is_empty()).then(|| LogEntry {
+) -> Vec<LogEntry> {
+    if changes.is_empty() {
+        return Vec::new();
+    }
+    vec![LogEntry {
         hlc: ctx.hlc,
         origin: ctx.origin.to_owned(),
         origin_seq: 0, // set by the writer when the entry gets its sequence
         user,
         operation: operation.to_owned(),
         changes,
-    })
+        schema: None,
+    }]
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use heed::{RoTxn, WithoutTls};
 use serde_json::Value;
 
+use crate::apply::{CopyProgress, copy_key, cursor_key};
 use crate::catalog::{Catalog, TableDef};
 use crate::error::{Result, StoreError};
 use crate::index;
@@ -126,6 +127,68 @@ impl Snapshot {
             let (pk, _) = key::decode(rest).ok_or_else(corrupt)?;
             Ok(pk)
         }))
+    }
+
+    /// Every stored version of a table, tombstones included, in key order, starting after
+    /// `after` (a full copy streams these).
+    pub fn versions(
+        &self,
+        table: &TableDef,
+        after: Option<&Value>,
+    ) -> Result<impl Iterator<Item = Result<Row<'_>>> + '_> {
+        let prefix = table_prefix(table.id);
+        let start = match after {
+            Some(pk) => key::prefix_end(&record_key(table, pk)?),
+            None => prefix.to_vec(),
+        };
+        let end = key::prefix_end(&prefix);
+        let range = (Bound::Included(&start[..]), Bound::Excluded(&end[..]));
+        Ok(self.trees.records.range(&self.txn, &range)?.map(|item| {
+            let (k, v) = item?;
+            let (pk, _) = key::decode(&k[4..]).ok_or_else(|| StoreError::Corrupt("key".into()))?;
+            Ok((pk, Version::decode(v)?))
+        }))
+    }
+
+    /// The last of `peer`'s log sequences applied here (0: none).
+    pub fn cursor(&self, peer: &str) -> Result<u64> {
+        meta_get_u64(&self.txn, &self.trees, &cursor_key(peer))
+    }
+
+    /// An unfinished full copy from `peer`, if any.
+    pub fn copy_progress(&self, peer: &str) -> Result<Option<CopyProgress>> {
+        self.trees
+            .meta
+            .get(&self.txn, &copy_key(peer))?
+            .map(|b| {
+                serde_json::from_slice(b).map_err(|_| StoreError::Corrupt("copy progress".into()))
+            })
+            .transpose()
+    }
+
+    /// For each origin, the last of its transactions this database holds; this node's own
+    /// count as its whole log (`node` is this node's name).
+    pub fn version_vector(&self, node: &str) -> Result<Vec<(String, u64)>> {
+        let mut out = Vec::new();
+        for item in self.trees.meta.prefix_iter(&self.txn, b"vv/")? {
+            let (k, v) = item?;
+            let origin = String::from_utf8_lossy(&k[3..]).into_owned();
+            let seq = v.try_into().map(u64::from_be_bytes).unwrap_or(0);
+            if origin != node {
+                out.push((origin, seq));
+            }
+        }
+        out.push((node.to_owned(), self.last_seq()?));
+        Ok(out)
+    }
+
+    /// The oldest sequence the log still holds, if any.
+    pub fn first_seq(&self) -> Result<Option<u64>> {
+        Ok(self
+            .trees
+            .log
+            .first(&self.txn)?
+            .and_then(|(k, _)| k.try_into().ok().map(u64::from_be_bytes)))
     }
 
     /// Number of live records in a table.

@@ -166,7 +166,10 @@ async fn insert_update_upsert_delete_semantics() {
         .unwrap()
         .map(|c| c.unwrap().entry.operation)
         .collect();
-    assert_eq!(ops, ["insert", "update", "upsert", "delete"]);
+    assert_eq!(
+        ops,
+        ["create_table", "insert", "update", "upsert", "delete"]
+    );
     drop(snap);
     store.close().await;
 }
@@ -334,7 +337,11 @@ async fn log_is_trimmed_to_its_size_bound() {
                 .map(|c| c.unwrap().entry.encode().unwrap().len())
                 .sum();
             assert!(bytes <= 2_000, "{bytes} bytes retained");
-            assert_eq!(snap.last_seq().unwrap(), 100);
+            assert_eq!(
+                snap.last_seq().unwrap(),
+                101,
+                "create_table and 100 inserts"
+            );
             break;
         }
         assert!(std::time::Instant::now() < deadline, "log never trimmed");
@@ -342,4 +349,298 @@ async fn log_is_trimmed_to_its_size_bound() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     store.close().await;
+}
+
+/// Ships `from`'s log (after `to`'s cursor for it) to `to`, as a sender would.
+async fn ship(
+    from: &crate::Database,
+    from_name: &str,
+    to: &crate::Database,
+    to_name: &str,
+) -> usize {
+    let cursor = to.snapshot().unwrap().cursor(from_name).unwrap();
+    let snap = from.snapshot().unwrap();
+    let entries: Vec<crate::Committed> = snap
+        .log(cursor + 1)
+        .unwrap()
+        .map(Result::unwrap)
+        .filter(|c| c.entry.origin != to_name)
+        .collect();
+    let up_to = snap.last_seq().unwrap();
+    drop(snap);
+    let batch = crate::RemoteBatch {
+        peer: from_name.into(),
+        entries,
+        up_to,
+    };
+    to.write(Write::Apply(batch), None).await.unwrap().applied
+}
+
+async fn node(dir: &std::path::Path, name: &str) -> (Store, Arc<crate::Database>) {
+    let store = Store::open(StoreOptions::new(dir.join(name), name)).unwrap();
+    let db = store.create_database("dev").await.unwrap();
+    (store, db)
+}
+
+fn dump(db: &crate::Database) -> Vec<(Value, Option<Value>)> {
+    let snap = db.snapshot().unwrap();
+    let Some(t) = snap.catalog().tables.get("dog").cloned() else {
+        return Vec::new();
+    };
+    snap.versions(&t, None)
+        .unwrap()
+        .map(|r| {
+            let (k, v) = r.unwrap();
+            (k, v.value().unwrap().map(Value::Object))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn remote_batches_converge_with_lww_and_apply_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sa, a) = node(dir.path(), "a").await;
+    let (sb, b) = node(dir.path(), "b").await;
+    a.write(
+        Write::CreateTable(TableSpec {
+            name: "dog".into(),
+            primary_key: "id".into(),
+            ..Default::default()
+        }),
+        None,
+    )
+    .await
+    .unwrap();
+    a.write(
+        records(
+            "dog",
+            Mode::Insert,
+            vec![json!({"id": 1, "n": "a1"}), json!({"id": 2, "n": "a2"})],
+        ),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(ship(&a, "a", &b, "b").await, 2, "schema entry and insert");
+    assert_eq!(ship(&a, "a", &b, "b").await, 0, "cursor: nothing twice");
+    // Concurrent writes to the same key on both sides: the greater (hlc, node) wins everywhere.
+    let tb = b
+        .write(
+            records("dog", Mode::Upsert, vec![json!({"id": 1, "n": "b1"})]),
+            None,
+        )
+        .await
+        .unwrap()
+        .txn_time;
+    let ta = a
+        .write(
+            records("dog", Mode::Upsert, vec![json!({"id": 1, "n": "a1-later"})]),
+            None,
+        )
+        .await
+        .unwrap()
+        .txn_time;
+    b.write(
+        Write::Delete {
+            table: "dog".into(),
+            ids: vec![json!(2)],
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    ship(&a, "a", &b, "b").await;
+    ship(&b, "b", &a, "a").await;
+    assert_eq!(dump(&a), dump(&b));
+    let one = dump(&a)
+        .into_iter()
+        .find(|(k, _)| *k == json!(1))
+        .unwrap()
+        .1
+        .unwrap();
+    let winner = if (ta, "a") > (tb, "b") {
+        "a1-later"
+    } else {
+        "b1"
+    };
+    assert_eq!(one["n"], winner);
+    assert!(
+        dump(&a).iter().any(|(k, v)| *k == json!(2) && v.is_none()),
+        "delete replicated as tombstone"
+    );
+    // Replaying a batch already applied (a reconnect that lost its cursor) changes nothing.
+    let all: Vec<crate::Committed> = a
+        .snapshot()
+        .unwrap()
+        .log(0)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let before = dump(&b);
+    let batch = crate::RemoteBatch {
+        peer: "a".into(),
+        entries: all,
+        up_to: 0,
+    };
+    assert_eq!(b.write(Write::Apply(batch), None).await.unwrap().applied, 0);
+    assert_eq!(dump(&b), before);
+    let count = |db: &crate::Database| {
+        let s = db.snapshot().unwrap();
+        let t = s.table("dog").unwrap();
+        s.record_count(&t).unwrap()
+    };
+    assert_eq!((count(&a), count(&b)), (1, 1));
+    sa.close().await;
+    sb.close().await;
+}
+
+#[tokio::test]
+async fn relayed_entries_keep_their_origin_and_converge_a_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sa, a) = node(dir.path(), "a").await;
+    let (sb, b) = node(dir.path(), "b").await;
+    let (sc, c) = node(dir.path(), "c").await;
+    a.write(
+        Write::CreateTable(TableSpec {
+            name: "dog".into(),
+            primary_key: "id".into(),
+            ..Default::default()
+        }),
+        None,
+    )
+    .await
+    .unwrap();
+    a.write(records("dog", Mode::Insert, vec![json!({"id": "x"})]), None)
+        .await
+        .unwrap();
+    // a -> b -> c, no a -> c link.
+    ship(&a, "a", &b, "b").await;
+    ship(&b, "b", &c, "c").await;
+    c.write(records("dog", Mode::Upsert, vec![json!({"id": "y"})]), None)
+        .await
+        .unwrap();
+    ship(&c, "c", &b, "b").await;
+    ship(&b, "b", &a, "a").await;
+    assert_eq!(dump(&a), dump(&c));
+    assert_eq!(dump(&a).len(), 2);
+    let origins: Vec<String> = c
+        .snapshot()
+        .unwrap()
+        .log(0)
+        .unwrap()
+        .map(|e| e.unwrap().entry.origin)
+        .collect();
+    assert!(
+        origins.contains(&"a".to_string()),
+        "relayed entries keep their origin: {origins:?}"
+    );
+    // b relaying a's entries back to a is a no-op.
+    assert_eq!(ship(&b, "b", &a, "a").await, 0);
+    for s in [sa, sb, sc] {
+        s.close().await;
+    }
+}
+
+#[tokio::test]
+async fn full_copy_merges_and_never_wipes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sa, a) = node(dir.path(), "a").await;
+    let (sb, b) = node(dir.path(), "b").await;
+    for db in [&a, &b] {
+        db.write(
+            Write::CreateTable(TableSpec {
+                name: "dog".into(),
+                primary_key: "id".into(),
+                ..Default::default()
+            }),
+            None,
+        )
+        .await
+        .unwrap();
+    }
+    b.write(
+        records(
+            "dog",
+            Mode::Insert,
+            vec![json!({"id": "only-b"}), json!({"id": "both", "n": "old"})],
+        ),
+        None,
+    )
+    .await
+    .unwrap();
+    // a's write comes after b's: a has seen b's clock.
+    sa.hlc().observe(sb.hlc().now());
+    a.write(
+        records(
+            "dog",
+            Mode::Insert,
+            vec![json!({"id": "both", "n": "new"}), json!({"id": "gone"})],
+        ),
+        None,
+    )
+    .await
+    .unwrap();
+    a.write(
+        Write::Delete {
+            table: "dog".into(),
+            ids: vec![json!("gone")],
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    let snap = a.snapshot().unwrap();
+    let table = snap.table("dog").unwrap();
+    let rows: Vec<crate::CopyRow> = snap
+        .versions(&table, None)
+        .unwrap()
+        .map(|r| {
+            let (key, v) = r.unwrap();
+            crate::CopyRow {
+                key,
+                hlc: v.hlc,
+                origin: v.origin.to_owned(),
+                json: v.json.map(<[u8]>::to_vec),
+            }
+        })
+        .collect();
+    let progress = crate::CopyProgress {
+        seq: snap.last_seq().unwrap(),
+        vv: snap.version_vector("a").unwrap(),
+        ..Default::default()
+    };
+    drop(snap);
+    let chunk = crate::CopyChunk {
+        peer: "a".into(),
+        table: "dog".into(),
+        rows,
+        progress,
+        done: true,
+        ..Default::default()
+    };
+    b.write(Write::Merge(chunk), None).await.unwrap();
+    let got = dump(&b);
+    assert!(
+        got.iter()
+            .any(|(k, v)| *k == json!("only-b") && v.is_some()),
+        "rows only b had are kept"
+    );
+    assert!(
+        got.iter()
+            .any(|(k, v)| *k == json!("both") && v.as_ref().unwrap()["n"] == "new")
+    );
+    assert!(
+        got.iter().any(|(k, v)| *k == json!("gone") && v.is_none()),
+        "tombstones copied"
+    );
+    let snap = b.snapshot().unwrap();
+    assert_eq!(
+        snap.cursor("a").unwrap(),
+        a.snapshot().unwrap().last_seq().unwrap()
+    );
+    assert!(snap.copy_progress("a").unwrap().is_none());
+    drop(snap);
+    assert_eq!(ship(&a, "a", &b, "b").await, 0, "the copy covered the log");
+    sa.close().await;
+    sb.close().await;
 }

@@ -54,6 +54,82 @@ pub struct LogEntry {
     pub operation: String,
     /// The changes, in the order they were made.
     pub changes: Vec<Change>,
+    /// A schema change, for entries that change the schema rather than records.
+    #[serde(default)]
+    pub schema: Option<SchemaChange>,
+}
+
+/// A change to a database's schema (or, in the system database, to the set of databases),
+/// logged so that it replicates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum SchemaChange {
+    /// A table was created.
+    CreateTable {
+        /// Table name.
+        table: String,
+        /// Primary key attribute.
+        primary_key: String,
+        /// Declared attributes and whether each is indexed; empty means all indexed.
+        attributes: Vec<(String, bool)>,
+        /// Whether the table replicates.
+        replicate: bool,
+    },
+    /// A table was dropped.
+    DropTable {
+        /// Table name.
+        table: String,
+    },
+    /// An attribute was declared.
+    CreateAttribute {
+        /// Table name.
+        table: String,
+        /// Attribute name.
+        attribute: String,
+        /// Whether it is indexed.
+        indexed: bool,
+    },
+    /// An attribute was dropped.
+    DropAttribute {
+        /// Table name.
+        table: String,
+        /// Attribute name.
+        attribute: String,
+    },
+    /// A database was created (logged in the system database).
+    CreateDatabase {
+        /// Database name.
+        database: String,
+    },
+    /// A database was dropped (logged in the system database).
+    DropDatabase {
+        /// Database name.
+        database: String,
+    },
+}
+
+impl SchemaChange {
+    /// The table the change is about, if any.
+    pub fn table(&self) -> Option<&str> {
+        match self {
+            SchemaChange::CreateTable { table, .. }
+            | SchemaChange::DropTable { table }
+            | SchemaChange::CreateAttribute { table, .. }
+            | SchemaChange::DropAttribute { table, .. } => Some(table),
+            SchemaChange::CreateDatabase { .. } | SchemaChange::DropDatabase { .. } => None,
+        }
+    }
+
+    /// The operation name logged for it.
+    pub fn operation(&self) -> &'static str {
+        match self {
+            SchemaChange::CreateTable { .. } => "create_table",
+            SchemaChange::DropTable { .. } => "drop_table",
+            SchemaChange::CreateAttribute { .. } => "create_attribute",
+            SchemaChange::DropAttribute { .. } => "drop_attribute",
+            SchemaChange::CreateDatabase { .. } => "create_database",
+            SchemaChange::DropDatabase { .. } => "drop_database",
+        }
+    }
 }
 
 impl LogEntry {
@@ -171,6 +247,7 @@ mod tests {
                 kind: ChangeKind::Put,
                 value: Some(serde_json::json!({"id": 1, "tags": ["x", 2.5, null]})),
             }],
+            schema: Some(SchemaChange::DropTable { table: "t".into() }),
         };
         assert_eq!(LogEntry::decode(&entry.encode().unwrap()).unwrap(), entry);
         assert!(LogEntry::decode(&[9, 1, 2]).is_err());

@@ -129,17 +129,17 @@ impl Writer {
                     origin: &self.origin,
                 };
                 let applied = mutate::apply(&mut nested, &mut ctx, write, user).and_then(
-                    |(outcome, entry)| {
-                        let committed = match entry {
-                            Some(mut entry) => {
-                                let seq = txlog::append(&mut nested, &self.trees, &mut entry)?;
-                                Some(Committed { seq, entry })
-                            }
-                            None => None,
-                        };
+                    |(outcome, logged)| {
+                        let mut committed = Vec::with_capacity(logged.len());
+                        for mut entry in logged {
+                            let seq = txlog::append(&mut nested, &self.trees, &mut entry)?;
+                            committed.push(Committed { seq, entry });
+                        }
                         Ok((outcome, committed))
                     },
                 );
+                // Remote versions may carry timestamps ahead of ours.
+                self.hlc.observe(ctx.hlc);
                 match applied {
                     Ok((outcome, committed)) => {
                         nested.commit()?;

@@ -30,9 +30,11 @@
 //! `stderr.log` with the output of every run of the node.
 
 mod node;
+mod proxy;
 mod wait;
 
 pub use node::{
     DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER, KEEP_DIRS_ENV, Node, NodeOptions, ReadyLine,
 };
+pub use proxy::Proxy;
 pub use wait::{POLL_INTERVAL, wait_until};

@@ -1,0 +1,332 @@
+//! Applying what peers send: log entries (replication) and snapshot rows (full copy).
+//!
+//! Both merge by last-writer-wins on `(hlc, origin)` and, in the same transaction,
+//! advance the per-peer cursor and the `origin -> origin_seq` version vector, so a crash
+//! at any point loses nothing and applies nothing twice: an entry at or below the
+//! version vector is skipped, and the cursor says where the peer resumes.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use heed::RwTxn;
+
+use crate::catalog::{TableDef, TableSpec};
+use crate::error::{Result, StoreError};
+use crate::mutate::{self, Ctx, Outcome, record_key};
+use crate::record::Version;
+use crate::trees::{Trees, meta_get_u64, meta_put_u64};
+use crate::txlog::{Change, ChangeKind, Committed, LogEntry, SchemaChange};
+
+/// A run of a peer's transaction log.
+#[derive(Debug, Clone)]
+pub struct RemoteBatch {
+    /// The peer it came from.
+    pub peer: String,
+    /// The entries, in the peer's commit order, with the peer's sequence numbers.
+    pub entries: Vec<Committed>,
+    /// The peer's sequence this batch brings the receiver up to (entries the peer
+    /// skipped, such as the receiver's own, count as seen).
+    pub up_to: u64,
+}
+
+/// A piece of a peer's snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct CopyChunk {
+    /// The peer it came from.
+    pub peer: String,
+    /// Tables to create if missing, before the rows.
+    pub tables: Vec<SchemaChange>,
+    /// The table the rows belong to.
+    pub table: String,
+    /// Rows in key order: versions and tombstones.
+    pub rows: Vec<CopyRow>,
+    /// Where the copy stands after this chunk, kept so an interrupted copy resumes.
+    pub progress: CopyProgress,
+    /// Set on the last chunk: the copy is complete.
+    pub done: bool,
+}
+
+/// One row of a snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CopyRow {
+    /// Primary key.
+    pub key: Value,
+    /// Version timestamp.
+    pub hlc: u64,
+    /// Version origin.
+    pub origin: String,
+    /// The record's JSON, or `None` for a tombstone.
+    pub json: Option<Vec<u8>>,
+}
+
+/// How far a full copy from a peer got.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CopyProgress {
+    /// The peer's log sequence of the first snapshot of this copy: replication resumes
+    /// after it once the copy completes, so changes made while it ran are replayed.
+    pub seq: u64,
+    /// The peer's version vector at that first snapshot.
+    pub vv: Vec<(String, u64)>,
+    /// Tables finished, in order.
+    pub tables_done: Vec<String>,
+    /// The table in progress and the last key merged in it.
+    pub last: Option<(String, Value)>,
+}
+
+/// Meta key of the cursor for a peer: the last of its sequences received.
+pub(crate) fn cursor_key(peer: &str) -> Vec<u8> {
+    format!("cursor/{peer}").into_bytes()
+}
+
+/// Meta key of the version vector entry for an origin.
+pub(crate) fn vv_key(origin: &str) -> Vec<u8> {
+    format!("vv/{origin}").into_bytes()
+}
+
+/// Meta key of an unfinished copy from a peer.
+pub(crate) fn copy_key(peer: &str) -> Vec<u8> {
+    format!("copy/{peer}").into_bytes()
+}
+
+/// Applies a batch of a peer's log; returns the entries to append to the local log.
+pub(crate) fn remote(
+    txn: &mut RwTxn,
+    ctx: &mut Ctx,
+    batch: RemoteBatch,
+) -> Result<(Outcome, Vec<LogEntry>)> {
+    let trees = *ctx.trees;
+    let mut logged = Vec::new();
+    for Committed { entry, .. } in batch.entries {
+        let vv = vv_key(&entry.origin);
+        if entry.origin == ctx.origin || meta_get_u64(txn, &trees, &vv)? >= entry.origin_seq {
+            continue; // ours, or already applied by way of another peer
+        }
+        ctx.hlc = entry.hlc;
+        if let Some(change) = &entry.schema {
+            apply_schema(txn, ctx, change)?;
+        }
+        for change in &entry.changes {
+            apply_change(txn, ctx, change, entry.hlc, &entry.origin)?;
+        }
+        meta_put_u64(txn, &trees, &vv, entry.origin_seq)?;
+        logged.push(entry);
+    }
+    meta_put_u64(txn, &trees, &cursor_key(&batch.peer), batch.up_to)?;
+    let outcome = Outcome {
+        applied: logged.len(),
+        ..Outcome::default()
+    };
+    Ok((outcome, logged))
+}
+
+fn apply_schema(txn: &mut RwTxn, ctx: &mut Ctx, change: &SchemaChange) -> Result<()> {
+    let exists = |ctx: &Ctx, table: &str| ctx.catalog.tables.contains_key(table);
+    match change {
+        SchemaChange::CreateTable {
+            table,
+            primary_key,
+            attributes,
+            replicate,
+        } if !exists(ctx, table) => {
+            let spec = TableSpec {
+                name: table.clone(),
+                primary_key: primary_key.clone(),
+                attributes: attributes.clone(),
+                replicate: Some(*replicate),
+            };
+            mutate::create_table(txn, ctx, spec)?;
+        }
+        // A drop wins only over a table created before it.
+        SchemaChange::DropTable { table }
+            if ctx.table(table).is_ok_and(|t| t.created < ctx.hlc) =>
+        {
+            mutate::drop_table(txn, ctx, table)?;
+        }
+        SchemaChange::CreateAttribute {
+            table,
+            attribute,
+            indexed,
+        } if ctx
+            .table(table)
+            .is_ok_and(|t| !t.attributes.contains(attribute)) =>
+        {
+            mutate::create_attribute(txn, ctx, table, attribute, *indexed)?;
+        }
+        SchemaChange::DropAttribute { table, attribute }
+            if ctx
+                .table(table)
+                .is_ok_and(|t| t.attributes.contains(attribute)) =>
+        {
+            mutate::drop_attribute(txn, ctx, table, attribute)?;
+        }
+        // Databases are created and dropped by the cluster layer, which reads the
+        // system database's log; the rest are already in the wanted state.
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The stored version of a record, decoded.
+fn current(
+    txn: &RwTxn,
+    trees: &Trees,
+    key: &[u8],
+) -> Result<Option<(u64, String, Option<Map<String, Value>>)>> {
+    match trees.records.get(txn, key)? {
+        None => Ok(None),
+        Some(bytes) => {
+            let version = Version::decode(bytes)?;
+            Ok(Some((
+                version.hlc,
+                version.origin.to_owned(),
+                version.value()?,
+            )))
+        }
+    }
+}
+
+/// Applies one change if it is newer than what is stored.
+fn apply_change(
+    txn: &mut RwTxn,
+    ctx: &mut Ctx,
+    change: &Change,
+    hlc: u64,
+    origin: &str,
+) -> Result<()> {
+    let Ok(def) = ctx.table(&change.table) else {
+        // Causal order (each node relays what it applied, in order) brings a table's
+        // creation before its records; a table missing here was dropped since.
+        tracing::debug!(table = %change.table, "change for a missing table ignored");
+        return Ok(());
+    };
+    let key = record_key(&def, &change.key)?;
+    let existing = current(txn, ctx.trees, &key)?;
+    if let Some((cur_hlc, cur_origin, _)) = &existing
+        && (*cur_hlc, cur_origin.as_str()) >= (hlc, origin)
+    {
+        return Ok(()); // an equal or newer version is already here
+    }
+    let old = existing.and_then(|(_, _, record)| record);
+    let value = change.value.as_ref().and_then(Value::as_object);
+    let new = match change.kind {
+        ChangeKind::Put => value.cloned(),
+        ChangeKind::Patch => {
+            let mut merged = old.clone().unwrap_or_default();
+            for (k, v) in value.into_iter().flatten() {
+                merged.insert(k.clone(), v.clone());
+            }
+            Some(merged)
+        }
+        ChangeKind::Delete => None,
+    };
+    write_version(
+        txn,
+        ctx,
+        &def,
+        &key,
+        old.as_ref(),
+        new.as_ref(),
+        hlc,
+        origin,
+    )
+}
+
+/// Stores a winning version: indexes, count, last-write time, new attributes.
+#[allow(clippy::too_many_arguments)]
+fn write_version(
+    txn: &mut RwTxn,
+    ctx: &mut Ctx,
+    def: &TableDef,
+    key: &[u8],
+    old: Option<&Map<String, Value>>,
+    new: Option<&Map<String, Value>>,
+    hlc: u64,
+    origin: &str,
+) -> Result<()> {
+    mutate::store_version(txn, ctx.trees, def, key, old, new, hlc, origin)?;
+    let delta = i64::from(new.is_some()) - i64::from(old.is_some());
+    let saved_hlc = std::mem::replace(&mut ctx.hlc, hlc);
+    mutate::adjust_count(txn, ctx, def.id, delta)?;
+    ctx.hlc = saved_hlc;
+    if let Some(new) = new {
+        let unknown: Vec<String> = new
+            .keys()
+            .filter(|k| !def.attributes.contains(k))
+            .cloned()
+            .collect();
+        if !unknown.is_empty() {
+            let mut grown = def.clone();
+            grown.attributes.extend(unknown);
+            ctx.save_table(txn, grown)?;
+        }
+    }
+    Ok(())
+}
+
+/// Merges a chunk of a peer's snapshot: rows only this node has are kept; a row (or
+/// tombstone) from the peer replaces ours only if it is newer.
+pub(crate) fn merge(
+    txn: &mut RwTxn,
+    ctx: &mut Ctx,
+    chunk: CopyChunk,
+) -> Result<(Outcome, Vec<LogEntry>)> {
+    let trees = *ctx.trees;
+    for change in &chunk.tables {
+        if let SchemaChange::CreateTable { .. } = change {
+            apply_schema(txn, ctx, change)?;
+        }
+    }
+    let mut applied = 0;
+    if !chunk.rows.is_empty() {
+        let def = ctx.table(&chunk.table)?;
+        for row in &chunk.rows {
+            let key = record_key(&def, &row.key)?;
+            let existing = current(txn, &trees, &key)?;
+            if let Some((cur_hlc, cur_origin, _)) = &existing
+                && (*cur_hlc, cur_origin.as_str()) >= (row.hlc, row.origin.as_str())
+            {
+                continue;
+            }
+            let new = row
+                .json
+                .as_deref()
+                .map(|j| serde_json::from_slice::<Map<String, Value>>(j))
+                .transpose()
+                .map_err(|_| StoreError::Invalid("snapshot row is not a JSON object".into()))?;
+            let def = ctx.table(&chunk.table)?;
+            let old = existing.and_then(|(_, _, record)| record);
+            write_version(
+                txn,
+                ctx,
+                &def,
+                &key,
+                old.as_ref(),
+                new.as_ref(),
+                row.hlc,
+                &row.origin,
+            )?;
+            ctx.hlc = ctx.hlc.max(row.hlc);
+            applied += 1;
+        }
+    }
+    if chunk.done {
+        // Replication resumes after the first snapshot of the copy, and the version
+        // vector claims no more than that snapshot had, so what changed while the copy
+        // ran is replayed (and merged by LWW) rather than skipped.
+        for (origin, seq) in &chunk.progress.vv {
+            let key = vv_key(origin);
+            let mine = meta_get_u64(txn, &trees, &key)?;
+            meta_put_u64(txn, &trees, &key, mine.max(*seq))?;
+        }
+        meta_put_u64(txn, &trees, &cursor_key(&chunk.peer), chunk.progress.seq)?;
+        trees.meta.delete(txn, &copy_key(&chunk.peer))?;
+    } else {
+        let bytes = serde_json::to_vec(&chunk.progress).expect("progress serialises");
+        trees.meta.put(txn, &copy_key(&chunk.peer), &bytes)?;
+    }
+    let outcome = Outcome {
+        applied,
+        ..Outcome::default()
+    };
+    Ok((outcome, Vec::new()))
+}
