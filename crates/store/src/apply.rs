@@ -166,12 +166,11 @@ fn apply_schema(txn: &mut RwTxn, ctx: &mut Ctx, change: &SchemaChange) -> Result
     Ok(())
 }
 
+/// A stored version: timestamp, origin, record (`None` for a tombstone).
+type Stored = (u64, String, Option<Map<String, Value>>);
+
 /// The stored version of a record, decoded.
-fn current(
-    txn: &RwTxn,
-    trees: &Trees,
-    key: &[u8],
-) -> Result<Option<(u64, String, Option<Map<String, Value>>)>> {
+fn current(txn: &RwTxn, trees: &Trees, key: &[u8]) -> Result<Option<Stored>> {
     match trees.records.get(txn, key)? {
         None => Ok(None),
         Some(bytes) => {
@@ -290,7 +289,7 @@ pub(crate) fn merge(
             let new = row
                 .json
                 .as_deref()
-                .map(|j| serde_json::from_slice::<Map<String, Value>>(j))
+                .map(serde_json::from_slice::<Map<String, Value>>)
                 .transpose()
                 .map_err(|_| StoreError::Invalid("snapshot row is not a JSON object".into()))?;
             let def = ctx.table(&chunk.table)?;

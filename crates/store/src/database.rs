@@ -91,7 +91,7 @@ impl Database {
     pub async fn write(&self, write: Write, user: Option<&str>) -> Result<Outcome> {
         let (reply, answer) = oneshot::channel();
         let command = Command::Write {
-            write,
+            write: Box::new(write),
             user: user.map(str::to_owned),
             reply,
         };

@@ -93,7 +93,7 @@ pub enum Write {
     /// Apply a batch of a peer's transaction log (replication).
     Apply(RemoteBatch),
     /// Merge a chunk of a peer's snapshot (full copy).
-    Merge(CopyChunk),
+    Merge(Box<CopyChunk>),
 }
 
 /// What a write did.
@@ -186,7 +186,7 @@ pub(crate) fn apply(
         } => return write_records(txn, ctx, &table, mode, records, user),
         Write::Delete { table, ids } => return delete(txn, ctx, &table, ids, user),
         Write::Apply(batch) => return crate::apply::remote(txn, ctx, batch),
-        Write::Merge(chunk) => return crate::apply::merge(txn, ctx, chunk),
+        Write::Merge(chunk) => return crate::apply::merge(txn, ctx, *chunk),
     };
     let outcome = Outcome {
         txn_time: hlc::to_ms(ctx.hlc),

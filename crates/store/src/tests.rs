@@ -618,7 +618,7 @@ async fn full_copy_merges_and_never_wipes() {
         done: true,
         ..Default::default()
     };
-    b.write(Write::Merge(chunk), None).await.unwrap();
+    b.write(Write::Merge(Box::new(chunk)), None).await.unwrap();
     let got = dump(&b);
     assert!(
         got.iter()

@@ -26,7 +26,7 @@ const TRIM_BUDGET: usize = 100_000;
 pub(crate) enum Command {
     /// Apply a write.
     Write {
-        write: Write,
+        write: Box<Write>,
         user: Option<String>,
         reply: oneshot::Sender<Result<Outcome>>,
     },
@@ -74,7 +74,7 @@ impl Writer {
             while let Some(cmd) = next.take() {
                 match cmd {
                     Command::Write { write, user, reply } => {
-                        batch.push((write, user, reply));
+                        batch.push((*write, user, reply));
                         if batch.len() < self.max_batch {
                             next = rx.try_recv().ok();
                         }
