@@ -6,6 +6,7 @@
 //! `{"error": "..."}` with a fitting status; nothing here knows storage formats.
 
 mod components;
+mod databases;
 mod describe;
 mod error;
 mod ops;
@@ -65,6 +66,8 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     /// Components and their REST exports.
     pub components: Arc<Components>,
+    /// Cluster membership and replication, when enabled.
+    pub cluster: Option<Arc<shoal_cluster::Cluster>>,
     /// Node facts.
     pub info: Arc<NodeInfo>,
     /// REST and subscription settings.

@@ -11,6 +11,7 @@ pub(crate) const DEFAULT_DATABASE: &str = "data";
 /// An operation's JSON body.
 pub(crate) struct OpRequest {
     fields: Map<String, Value>,
+    whole: Value,
 }
 
 impl OpRequest {
@@ -28,7 +29,13 @@ impl OpRequest {
                 ));
             }
         };
-        Ok((operation, OpRequest { fields }))
+        let whole = Value::Object(fields.clone());
+        Ok((operation, OpRequest { fields, whole }))
+    }
+
+    /// The whole body.
+    pub(crate) fn as_value(&self) -> &Value {
+        &self.whole
     }
 
     /// The first present field among `names`.

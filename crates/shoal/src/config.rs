@@ -25,6 +25,33 @@ pub(crate) struct Config {
     pub(crate) transaction_log: TransactionLogSection,
     /// REST and real-time subscriptions.
     pub(crate) rest: RestSection,
+    /// Replication between nodes.
+    pub(crate) replication: ReplicationSection,
+}
+
+/// `replication:` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct ReplicationSection {
+    /// Replication port (mutual TLS; 0 picks a free port).
+    pub(crate) port: u16,
+    /// Address peers dial (`host:port`); empty: the bound address.
+    pub(crate) advertise: String,
+    /// How often an idle link is pinged, in milliseconds.
+    pub(crate) ping_interval_ms: u64,
+    /// A link with no traffic for this long is dropped and redialed, in milliseconds.
+    pub(crate) idle_timeout_ms: u64,
+}
+
+impl Default for ReplicationSection {
+    fn default() -> Self {
+        ReplicationSection {
+            port: 9933,
+            advertise: String::new(),
+            ping_interval_ms: 2000,
+            idle_timeout_ms: 10_000,
+        }
+    }
 }
 
 /// `rest:` section.
@@ -56,7 +83,9 @@ pub(crate) struct NodeSection {
 
 impl Default for NodeSection {
     fn default() -> Self {
-        NodeSection { name: hostname() }
+        NodeSection {
+            name: default_node_name(),
+        }
     }
 }
 
@@ -166,6 +195,9 @@ pub(crate) struct Overrides {
     /// Largest request body, in bytes.
     #[arg(long, env = "SHOAL_MAX_BODY_BYTES")]
     pub(crate) max_body_bytes: Option<usize>,
+    /// Replication port (0 = any free port).
+    #[arg(long, env = "SHOAL_REPLICATION_PORT")]
+    pub(crate) replication_port: Option<u16>,
     /// Log entries a subscriber may fall behind before it is disconnected.
     #[arg(long, env = "SHOAL_SUBSCRIPTION_MAX_LAG")]
     pub(crate) subscription_max_lag: Option<u64>,
@@ -201,6 +233,7 @@ impl Config {
         set(&mut self.logging.level, &o.log_level);
         self.network.ops_port = o.ops_port.unwrap_or(self.network.ops_port);
         self.network.http_port = o.http_port.unwrap_or(self.network.http_port);
+        self.replication.port = o.replication_port.unwrap_or(self.replication.port);
         self.network.max_body_bytes = o.max_body_bytes.unwrap_or(self.network.max_body_bytes);
         self.transaction_log.retention_seconds = o
             .log_retention_seconds
@@ -228,6 +261,24 @@ pub(crate) fn hostname() -> String {
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "shoal".into())
+}
+
+/// A default node name from the host name: its first label, with anything a node name
+/// may not hold (node names are DNS labels) turned into `-`.
+fn default_node_name() -> String {
+    let host = hostname();
+    let label = host.split('.').next().unwrap_or_default();
+    let name: String = label
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(63)
+        .collect();
+    let name = name.trim_matches('-');
+    if name.is_empty() || name.chars().all(|c| c.is_ascii_digit()) {
+        "shoal".into()
+    } else {
+        name.to_owned()
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use shoal_auth::Auth;
+use shoal_cluster::{Cluster, ClusterOptions};
 use shoal_server::{AppState, Components, NodeInfo, RestOptions};
 use shoal_store::{Retention, Store, StoreOptions};
 use tokio::net::TcpListener;
@@ -72,10 +73,37 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
         .await
         .context("loading components")?;
 
+    let replication_listen = format!("{}:{}", config.network.host, config.replication.port)
+        .parse()
+        .with_context(|| {
+            format!(
+                "replication address {}:{}",
+                config.network.host, config.replication.port
+            )
+        })?;
+    let mut cluster_options = ClusterOptions::new(&name, replication_listen);
+    cluster_options.ping_interval =
+        Duration::from_millis(config.replication.ping_interval_ms.max(10));
+    cluster_options.idle_timeout =
+        Duration::from_millis(config.replication.idle_timeout_ms.max(100));
+    if !config.replication.advertise.is_empty() {
+        cluster_options.advertise = Some(config.replication.advertise.clone());
+    }
+    let cluster = Cluster::start(
+        store.clone(),
+        auth.clone(),
+        &root.join("keys"),
+        cluster_options,
+    )
+    .await
+    .context("starting replication")?;
+    let replication_addr = cluster.local_addr();
+
     let state = AppState {
         store: store.clone(),
         auth,
         components,
+        cluster: Some(cluster.clone()),
         rest: Arc::new(RestOptions {
             expose_all_tables: config.rest.expose_all_tables,
             subscription_max_lag: config.rest.subscription_max_lag,
@@ -129,7 +157,9 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
     }
     .write(root)?;
     tracing::info!(%ops_addr, %http_addr, "node ready");
-    println!("shoal ready name={name} ops={ops_addr} http={http_addr} pid={pid}");
+    println!(
+        "shoal ready name={name} ops={ops_addr} http={http_addr} replication={replication_addr} pid={pid}"
+    );
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -147,6 +177,7 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
         tracing::warn!("in-flight requests did not finish within {DRAIN_TIMEOUT:?}");
     }
     let _ = trimmer.await;
+    cluster.shutdown().await;
     // Writers finish what is queued; every acknowledged write is already durable.
     store.close().await;
     let _ = std::fs::remove_file(runfile::path(root));

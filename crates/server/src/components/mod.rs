@@ -230,14 +230,7 @@ fn io(e: std::io::Error) -> ApiError {
 
 /// Creates a declared table (and its database) unless it exists.
 async fn create_table(store: &Store, decl: &graphql::TableDecl) -> Result<(), ApiError> {
-    let db = match store.database(&decl.database) {
-        Ok(db) => db,
-        Err(StoreError::DatabaseNotFound(_)) => match store.create_database(&decl.database).await {
-            Err(StoreError::DatabaseExists(_)) => store.database(&decl.database)?,
-            other => other?,
-        },
-        Err(e) => return Err(e.into()),
-    };
+    let db = crate::databases::ensure(store, &decl.database).await?;
     if db.catalog().tables.contains_key(&decl.table) {
         return Ok(());
     }

@@ -1,5 +1,6 @@
 //! The Operations API: `POST /` with `{"operation": ...}`, dispatched by name.
 
+mod cluster;
 mod components;
 mod crud;
 mod logs;
@@ -119,6 +120,11 @@ async fn dispatch(
         "read_transaction_log" => logs::read_transaction_log(state, req).await,
         "read_audit_log" => logs::read_audit_log(state, req).await,
         "system_information" => system::system_information(state, req),
+        "add_node" | "set_node" => cluster::add_node(state, req).await,
+        "update_node" => cluster::update_node(state, req).await,
+        "remove_node" => cluster::remove_node(state, req).await,
+        "cluster_status" => cluster::cluster_status(state),
+        "configure_cluster" => cluster::configure_cluster(state, req).await,
         "add_component" => components::add_component(state, req).await,
         "set_component_file" => components::set_component_file(state, req).await,
         "get_component_file" => components::get_component_file(state, req),

@@ -1,7 +1,7 @@
 //! Databases, tables and attributes: create, drop, describe.
 
 use serde_json::{Map, Value};
-use shoal_store::{StoreError, TableSpec, Write};
+use shoal_store::{TableSpec, Write};
 
 use super::Reply;
 use crate::AppState;
@@ -11,7 +11,7 @@ use crate::request::OpRequest;
 
 pub(super) async fn create_database(state: &AppState, req: OpRequest) -> Result<Reply, ApiError> {
     let name = req.database()?;
-    state.store.create_database(&name).await?;
+    crate::databases::create(&state.store, &name).await?;
     Ok(Reply::message(format!(
         "database '{name}' successfully created"
     )))
@@ -24,7 +24,7 @@ pub(super) async fn drop_database(state: &AppState, req: OpRequest) -> Result<Re
             "the system database cannot be dropped",
         ));
     }
-    state.store.drop_database(&name).await?;
+    crate::databases::drop(&state.store, &name).await?;
     Ok(Reply::message(format!("successfully deleted '{name}'")))
 }
 
@@ -56,17 +56,8 @@ pub(super) async fn create_table(state: &AppState, req: OpRequest) -> Result<Rep
     let primary_key =
         primary_key.ok_or_else(|| ApiError::bad_request("'primary_key' is required"))?;
     let replicate = req.optional::<bool>(&["replicate"])?;
-    let db = match state.store.database(&database) {
-        Ok(db) => db,
-        // Harper creates the database on first use by create_table.
-        Err(StoreError::DatabaseNotFound(_)) => {
-            match state.store.create_database(&database).await {
-                Err(StoreError::DatabaseExists(_)) => state.store.database(&database)?,
-                other => other?,
-            }
-        }
-        Err(e) => return Err(e.into()),
-    };
+    // Harper creates the database on first use by create_table.
+    let db = crate::databases::ensure(&state.store, &database).await?;
     let spec = TableSpec {
         name: table.clone(),
         primary_key,

@@ -1,0 +1,381 @@
+//! The running cluster member: the replication listener, the link manager that keeps one
+//! receiving link per (peer, database), and the operations behind add_node, remove_node
+//! and cluster_status.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use shoal_auth::Auth;
+use shoal_store::Store;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use crate::error::ClusterError;
+use crate::identity::Identity;
+use crate::nodes::{self, NodeRecord};
+use crate::proto::{self, Frame};
+use crate::status::StatusBoard;
+use crate::tls::{self, TrustStore};
+use crate::{join, receiver, sender};
+
+/// Cluster settings.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// This node's name (unique in the cluster; a DNS label).
+    pub name: String,
+    /// Address the replication port binds.
+    pub listen: SocketAddr,
+    /// Address peers dial; defaults to the bound address.
+    pub advertise: Option<String>,
+    /// How often an idle link is pinged.
+    pub ping_interval: Duration,
+    /// A link with no traffic for this long is dropped and redialed.
+    pub idle_timeout: Duration,
+    /// How often membership and databases are checked for links to open or close.
+    pub reconcile_interval: Duration,
+}
+
+impl ClusterOptions {
+    /// Defaults for node `name` listening on `listen`.
+    pub fn new(name: impl Into<String>, listen: SocketAddr) -> Self {
+        ClusterOptions {
+            name: name.into(),
+            listen,
+            advertise: None,
+            ping_interval: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(10),
+            reconcile_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// What the listener, the manager and every link share.
+pub(crate) struct Shared {
+    pub(crate) name: String,
+    pub(crate) url: String,
+    pub(crate) store: Arc<Store>,
+    pub(crate) auth: Arc<Auth>,
+    pub(crate) identity: Identity,
+    pub(crate) trust: TrustStore,
+    pub(crate) options: ClusterOptions,
+    pub(crate) status: StatusBoard,
+    /// Wakes the manager early (membership or databases changed).
+    pub(crate) wake: Notify,
+}
+
+/// A node's membership in its cluster.
+pub struct Cluster {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// A running receiving link.
+struct Link {
+    url: String,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Cluster {
+    /// Loads (or creates) the node's identity in `keys`, binds the replication port,
+    /// records this node in the membership tables and starts keeping links.
+    pub async fn start(
+        store: Arc<Store>,
+        auth: Arc<Auth>,
+        keys: &Path,
+        options: ClusterOptions,
+    ) -> Result<Arc<Cluster>, ClusterError> {
+        let identity = Identity::load_or_create(keys, &options.name)?;
+        let trust = TrustStore::new(&identity);
+        let listener = TcpListener::bind(options.listen).await?;
+        let addr = listener.local_addr()?;
+        let url = options
+            .advertise
+            .clone()
+            .unwrap_or_else(|| addr.to_string());
+        nodes::ensure_tables(&store).await?;
+        let shared = Arc::new(Shared {
+            name: options.name.clone(),
+            url: url.clone(),
+            store,
+            auth,
+            identity,
+            trust,
+            options,
+            status: StatusBoard::default(),
+            wake: Notify::new(),
+        });
+        let me = NodeRecord {
+            name: shared.name.clone(),
+            url,
+            ..NodeRecord::default()
+        };
+        // Our own record replicates like any other, so the mesh learns where we are.
+        let known = nodes::members(&shared.store)?
+            .into_iter()
+            .find(|n| n.name == me.name);
+        if known.as_ref().is_none_or(|k| k.url != me.url) {
+            let mut record = known.unwrap_or_else(|| me.clone());
+            record.url = me.url.clone();
+            nodes::save(&shared.store, &record, shared.identity.ca_pem()).await?;
+        }
+        let (stop, stop_rx) = watch::channel(false);
+        let accept = tokio::spawn(accept_loop(shared.clone(), listener, stop_rx.clone()));
+        let manage = tokio::spawn(manage(shared.clone(), stop_rx));
+        Ok(Arc::new(Cluster {
+            shared,
+            addr,
+            stop,
+            tasks: Mutex::new(vec![accept, manage]),
+        }))
+    }
+
+    /// The bound replication address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// This node's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Joins the node at `url` (`host:port`) with its admin credentials; returns its name.
+    pub async fn add_node(
+        &self,
+        url: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<String, ClusterError> {
+        join::join(&self.shared, url, username, password).await
+    }
+
+    /// Removes a node from the cluster (everywhere, as membership replicates).
+    pub async fn remove_node(&self, name: &str) -> Result<bool, ClusterError> {
+        let removed = nodes::remove(&self.shared.store, name).await?;
+        self.shared.wake.notify_one();
+        Ok(removed)
+    }
+
+    /// Changes what a member takes from and sends to the others.
+    pub async fn update_node(
+        &self,
+        name: &str,
+        subscribe: Option<Vec<String>>,
+        publish: Option<Vec<String>>,
+    ) -> Result<(), ClusterError> {
+        let mut record = nodes::members(&self.shared.store)?
+            .into_iter()
+            .find(|n| n.name == name)
+            .ok_or_else(|| ClusterError::Refused(format!("node '{name}' is not a member")))?;
+        if let Some(list) = subscribe {
+            record.subscribe = list;
+        }
+        if let Some(list) = publish {
+            record.publish = list;
+        }
+        let ca = nodes::certificates(&self.shared.store)?
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, pem)| pem)
+            .unwrap_or_default();
+        nodes::save(&self.shared.store, &record, &ca).await?;
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    /// Harper's cluster_status: this node and, per peer, each database's link.
+    pub fn status(&self) -> Result<Value, ClusterError> {
+        let links = self.shared.status.snapshot();
+        let mut connections = Vec::new();
+        for member in nodes::members(&self.shared.store)? {
+            if member.name == self.shared.name {
+                continue;
+            }
+            let sockets: Vec<Value> = links
+                .iter()
+                .filter(|((peer, _), _)| *peer == member.name)
+                .map(|((_, database), status)| {
+                    let mut v = serde_json::to_value(status).expect("status serialises");
+                    v["database"] = json!(database);
+                    v
+                })
+                .collect();
+            connections.push(json!({
+                "name": member.name,
+                "url": member.url,
+                "subscribe": member.subscribe,
+                "publish": member.publish,
+                "database_sockets": sockets,
+            }));
+        }
+        Ok(json!({
+            "node_name": self.shared.name,
+            "is_enabled": true,
+            "url": self.shared.url,
+            "connections": connections,
+        }))
+    }
+
+    /// Stops links and the listener.
+    pub async fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        let tasks = std::mem::take(&mut *self.tasks.lock().expect("tasks lock"));
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+    loop {
+        let (tcp, from) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "replication accept failed");
+                    continue;
+                }
+            },
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve(shared, tcp).await {
+                tracing::debug!(%from, error = %e, "replication connection ended");
+            }
+        });
+    }
+}
+
+/// One incoming connection: a join, or a peer subscribing to a database.
+async fn serve(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), ClusterError> {
+    tcp.set_nodelay(true)?;
+    // Built per connection: the trusted CAs change as nodes join.
+    let acceptor = TlsAcceptor::from(tls::server_config(&shared.identity, &shared.trust)?);
+    let mut conn = tokio::time::timeout(shared.options.idle_timeout, acceptor.accept(tcp))
+        .await
+        .map_err(|_| ClusterError::Refused("TLS handshake timed out".into()))??;
+    let peer = tls::peer_name(conn.get_ref().1.peer_certificates());
+    let first = tokio::time::timeout(shared.options.idle_timeout, proto::read(&mut conn))
+        .await
+        .map_err(|_| ClusterError::Protocol("no request".into()))??;
+    match first {
+        Some(request @ Frame::Join { .. }) => join::accept(&shared, &mut conn, request).await,
+        Some(Frame::Subscribe {
+            node,
+            database,
+            cursor,
+            copy,
+        }) => {
+            let refusal = if peer.as_deref() != Some(node.as_str()) {
+                Some(format!("certificate does not name '{node}'"))
+            } else {
+                let members = nodes::members(&shared.store)?;
+                let me = members.iter().find(|m| m.name == shared.name);
+                match (members.iter().find(|m| m.name == node), me) {
+                    (Some(them), Some(me)) if NodeRecord::flows(me, them, &database) => None,
+                    (Some(_), Some(_)) => Some(format!(
+                        "database '{database}' is not replicated to '{node}'"
+                    )),
+                    _ => Some(format!("'{node}' is not a member of this cluster")),
+                }
+            };
+            if let Some(reason) = refusal {
+                proto::write(
+                    &mut conn,
+                    &Frame::Refused {
+                        reason: reason.clone(),
+                    },
+                )
+                .await?;
+                return Err(ClusterError::Refused(reason));
+            }
+            match sender::stream(shared.clone(), conn, node, database, cursor, copy).await {
+                Err(ClusterError::Refused(reason)) => Err(ClusterError::Refused(reason)),
+                other => other,
+            }
+        }
+        Some(other) => Err(ClusterError::Protocol(format!(
+            "unexpected first frame {other:?}"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Keeps the set of receiving links equal to (members other than us) × (our databases
+/// that flow from them to us), and the trusted CAs equal to the members' CAs.
+async fn manage(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut links: HashMap<(String, String), Link> = HashMap::new();
+    loop {
+        if let Err(e) = reconcile(&shared, &mut links) {
+            tracing::warn!(error = %e, "cluster reconcile failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(shared.options.reconcile_interval) => {}
+            _ = shared.wake.notified() => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+    for (_, link) in links.drain() {
+        let _ = link.stop.send(true);
+        let _ = link.task.await;
+    }
+}
+
+fn reconcile(
+    shared: &Arc<Shared>,
+    links: &mut HashMap<(String, String), Link>,
+) -> Result<(), ClusterError> {
+    let members = nodes::members(&shared.store)?;
+    for (node, pem) in nodes::certificates(&shared.store)? {
+        if node != shared.name
+            && shared.trust.pems().get(&node) != Some(&pem)
+            && let Err(e) = shared.trust.set(&node, &pem)
+        {
+            tracing::warn!(%node, error = %e, "bad CA certificate for a member");
+        }
+    }
+    let Some(me) = members.iter().find(|m| m.name == shared.name) else {
+        return Ok(());
+    };
+    let databases: Vec<String> = shared
+        .store
+        .databases()
+        .iter()
+        .map(|d| d.name().to_owned())
+        .collect();
+    let mut wanted = HashMap::new();
+    for peer in members.iter().filter(|m| m.name != shared.name) {
+        for db in &databases {
+            if NodeRecord::flows(peer, me, db) {
+                wanted.insert((peer.name.clone(), db.clone()), peer.clone());
+            }
+        }
+    }
+    links.retain(|key, link| {
+        let keep = wanted.get(key).is_some_and(|p| p.url == link.url) && !link.task.is_finished();
+        if !keep {
+            let _ = link.stop.send(true);
+        }
+        keep
+    });
+    for (key, peer) in wanted {
+        if links.contains_key(&key) {
+            continue;
+        }
+        let (stop, stop_rx) = watch::channel(false);
+        let url = peer.url.clone();
+        let task = tokio::spawn(receiver::run(shared.clone(), peer, key.1.clone(), stop_rx));
+        links.insert(key, Link { url, stop, task });
+    }
+    Ok(())
+}

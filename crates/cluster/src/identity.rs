@@ -1,0 +1,513 @@
+//! A node's own certificate authority and TLS certificate, persisted on disk.
+
+use std::fmt;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, DnsName, PrivateKeyDer};
+
+use crate::ClusterError;
+
+const CA_CERT: &str = "ca.pem";
+const CA_KEY: &str = "ca.key";
+const NODE_CERT: &str = "node.pem";
+const NODE_KEY: &str = "node.key";
+
+/// Long enough that nobody has to plan a rotation: access is revoked by
+/// dropping a CA from the trust set, not by expiry.
+const VALIDITY: Duration = Duration::from_secs(3653 * 24 * 3600);
+/// Backdated so that peers whose clocks run somewhat behind still accept a fresh certificate.
+const BACKDATE: Duration = Duration::from_secs(24 * 3600);
+
+/// A node's CA and certificate, persisted in `<dir>`: ca.pem, ca.key, node.pem, node.key (keys mode 0600).
+pub struct Identity {
+    name: String,
+    ca_pem: String,
+    ca_der: CertificateDer<'static>,
+    cert: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+}
+
+impl Identity {
+    /// Loads from `dir`, or creates a fresh CA and node certificate for `name` there (first start). Errors if the stored node cert's name differs from `name`.
+    pub fn load_or_create(dir: &Path, name: &str) -> Result<Identity, ClusterError> {
+        validate_node_name(name)?;
+        let mut missing = Vec::new();
+        for file in [CA_CERT, CA_KEY, NODE_CERT, NODE_KEY] {
+            let path = dir.join(file);
+            if !path.try_exists().map_err(io_at(&path))? {
+                missing.push(file);
+            }
+        }
+        if missing.len() == 4 {
+            create(dir, name)?;
+        } else if let Some(file) = missing.iter().find(|f| **f != CA_KEY) {
+            // Recreating would silently change the CA that peers already trust, so an
+            // operator has to decide; the CA key alone may legitimately be kept offline.
+            return Err(ClusterError::Identity(format!(
+                "{} holds an incomplete identity ({file} is missing); restore it, or delete the directory to create a new identity",
+                dir.display()
+            )));
+        }
+        // Loading right after creating checks that what was written reads back correctly.
+        load(dir, name)
+    }
+
+    /// The node name this identity was issued for.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// This node's CA certificate, PEM — what peers must trust.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// The node's certificate chain for rustls.
+    pub fn cert_chain(&self) -> Vec<CertificateDer<'static>> {
+        // The CA is left out: peers trust it as a root, so sending it would only add bytes.
+        vec![self.cert.clone()]
+    }
+
+    /// The node's private key for rustls.
+    pub fn key(&self) -> PrivateKeyDer<'static> {
+        self.key.clone_key()
+    }
+
+    pub(crate) fn ca_der(&self) -> &CertificateDer<'static> {
+        &self.ca_der
+    }
+}
+
+impl Clone for Identity {
+    fn clone(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            ca_pem: self.ca_pem.clone(),
+            ca_der: self.ca_der.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone_key(),
+        }
+    }
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Hand-written so that the private key never ends up in a log line.
+        f.debug_struct("Identity")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks that `name` can be a node name: 1-63 of `[A-Za-z0-9-]`, not starting or ending with '-', not a number.
+pub fn validate_node_name(name: &str) -> Result<(), ClusterError> {
+    let valid = (1..=63).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        // Certificate name checks refuse numeric names (e.g. "12", "0x1f") as IP-address
+        // look-alikes, so a node with such a name could never be verified by its peers.
+        && DnsName::try_from(name).is_ok();
+    if valid {
+        Ok(())
+    } else {
+        Err(ClusterError::InvalidNodeName(name.to_owned()))
+    }
+}
+
+fn create(dir: &Path, name: &str) -> Result<(), ClusterError> {
+    fs::create_dir_all(dir).map_err(io_at(dir))?;
+    let gen_err = |e: rcgen::Error| ClusterError::Identity(format!("generating certificates: {e}"));
+    let now = rcgen::date_time_ymd(1970, 1, 1)
+        + SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+
+    let mut ca_params = CertificateParams::default();
+    ca_params.distinguished_name = common_name(&format!("Shoal CA {name}"));
+    // Path length 0: this CA only ever signs its own node's certificate.
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    ca_params.not_before = now - BACKDATE;
+    ca_params.not_after = now + VALIDITY;
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().map_err(gen_err)?)
+        .map_err(gen_err)?;
+
+    let mut params = CertificateParams::new(vec![name.to_owned()]).map_err(gen_err)?;
+    params.distinguished_name = common_name(name);
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    // One certificate serves both directions of replication: it accepts and it dials.
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.use_authority_key_identifier_extension = true;
+    params.not_before = now - BACKDATE;
+    params.not_after = now + VALIDITY;
+    let key = KeyPair::generate().map_err(gen_err)?;
+    let cert = params.signed_by(&key, &ca).map_err(gen_err)?;
+
+    // Keys first and node.pem last, so an interrupted first start leaves an
+    // identity that is detectably incomplete rather than one that looks whole.
+    write_file(dir, CA_KEY, &ca.key().serialize_pem(), true)?;
+    write_file(dir, NODE_KEY, &key.serialize_pem(), true)?;
+    write_file(dir, CA_CERT, &ca.pem(), false)?;
+    write_file(dir, NODE_CERT, &cert.pem(), false)?;
+    #[cfg(unix)]
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_at(dir))?;
+    tracing::info!(node = name, dir = %dir.display(), "created a new node CA and certificate");
+    Ok(())
+}
+
+fn load(dir: &Path, name: &str) -> Result<Identity, ClusterError> {
+    let read = |file: &str| {
+        let path = dir.join(file);
+        fs::read_to_string(&path).map_err(io_at(&path))
+    };
+    let bad = |file: &str, what: String| {
+        ClusterError::Identity(format!("{}: {what}", dir.join(file).display()))
+    };
+
+    let ca_pem = read(CA_CERT)?;
+    let ca_der = CertificateDer::from_pem_slice(ca_pem.as_bytes())
+        .map_err(|e| bad(CA_CERT, format!("no CA certificate: {e}")))?;
+    let cert = CertificateDer::from_pem_slice(read(NODE_CERT)?.as_bytes())
+        .map_err(|e| bad(NODE_CERT, format!("no node certificate: {e}")))?;
+    let key = PrivateKeyDer::from_pem_slice(read(NODE_KEY)?.as_bytes())
+        .map_err(|e| bad(NODE_KEY, format!("no private key: {e}")))?;
+
+    let stored = cert_node_name(&cert)
+        .ok_or_else(|| bad(NODE_CERT, "the certificate names no valid node".into()))?;
+    if stored != name {
+        return Err(ClusterError::Identity(format!(
+            "{} holds the identity of node {stored:?}, not {name:?}; start with that name or use another directory",
+            dir.display()
+        )));
+    }
+    crate::tls::check_signed_by(&cert, &ca_pem)
+        .map_err(|e| bad(NODE_CERT, format!("not usable with {CA_CERT}: {e}")))?;
+    rustls::sign::CertifiedKey::from_der(
+        vec![cert.clone()],
+        key.clone_key(),
+        &crate::tls::provider(),
+    )
+    .map_err(|e| bad(NODE_KEY, format!("does not fit {NODE_CERT}: {e}")))?;
+
+    Ok(Identity {
+        name: stored,
+        ca_pem,
+        ca_der,
+        cert,
+        key,
+    })
+}
+
+fn common_name(cn: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, cn);
+    dn
+}
+
+/// Writes via a temporary file and rename so a crash never leaves a truncated key or certificate.
+fn write_file(dir: &Path, file: &str, contents: &str, secret: bool) -> Result<(), ClusterError> {
+    let tmp = dir.join(format!(".{file}.tmp"));
+    // A leftover from a crash would keep its old permissions through `create`, so start afresh.
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_at(&tmp)(e)),
+        _ => {}
+    }
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(if secret { 0o600 } else { 0o644 });
+    }
+    #[cfg(not(unix))]
+    let _ = secret;
+    let mut f = options.open(&tmp).map_err(io_at(&tmp))?;
+    f.write_all(contents.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(io_at(&tmp))?;
+    let path = dir.join(file);
+    fs::rename(&tmp, &path).map_err(io_at(&path))
+}
+
+/// Keeps the error kind but names the file, which a bare `io::Error` does not.
+fn io_at(path: &Path) -> impl Fn(io::Error) -> ClusterError + '_ {
+    move |e| ClusterError::Io(io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+}
+
+/// The node name in a certificate: its first DNS SAN, else its CN; `None` unless that is a valid node name.
+///
+/// A minimal DER walk instead of a full X.509 parser: rustls does not expose
+/// the names in a certificate, and no parser crate is a dependency. It only
+/// has to locate two well-known fields, and everything it returns is checked
+/// by `validate_node_name`; anything unexpected yields `None`. Callers rely
+/// on it only for certificates that rustls has already verified.
+pub(crate) fn cert_node_name(der: &[u8]) -> Option<String> {
+    const SEQUENCE: u8 = 0x30;
+    let (SEQUENCE, cert, _) = tlv(der)? else {
+        return None;
+    };
+    let (SEQUENCE, tbs, _) = tlv(cert)? else {
+        return None;
+    };
+    let mut rest = tbs;
+    // version [0] EXPLICIT is optional; serialNumber, signature, issuer and validity precede the subject.
+    if let (0xa0, _, after) = tlv(rest)? {
+        rest = after;
+    }
+    for _ in 0..4 {
+        rest = tlv(rest)?.2;
+    }
+    let (SEQUENCE, subject, after) = tlv(rest)? else {
+        return None;
+    };
+    rest = tlv(after)?.2; // subjectPublicKeyInfo
+
+    let mut name = None;
+    while !rest.is_empty() {
+        let (tag, content, after) = tlv(rest)?;
+        rest = after;
+        if tag == 0xa3 {
+            name = san_dns_name(content)?;
+        }
+    }
+    let name = match name {
+        Some(n) => n,
+        None => subject_cn(subject)?,
+    };
+    validate_node_name(&name).ok().map(|()| name)
+}
+
+/// First dNSName of the subjectAltName extension in the `[3]` extensions field; `Some(None)` if there is none.
+fn san_dns_name(extensions: &[u8]) -> Option<Option<String>> {
+    const OID_SAN: &[u8] = &[0x55, 0x1d, 0x11];
+    let (0x30, mut list, _) = tlv(extensions)? else {
+        return None;
+    };
+    while !list.is_empty() {
+        let (0x30, ext, after) = tlv(list)? else {
+            return None;
+        };
+        list = after;
+        let (0x06, oid, mut fields) = tlv(ext)? else {
+            return None;
+        };
+        if oid != OID_SAN {
+            continue;
+        }
+        if let (0x01, _, after) = tlv(fields)? {
+            fields = after; // critical
+        }
+        let (0x04, value, _) = tlv(fields)? else {
+            return None;
+        };
+        let (0x30, mut names, _) = tlv(value)? else {
+            return None;
+        };
+        while !names.is_empty() {
+            let (tag, content, after) = tlv(names)?;
+            names = after;
+            if tag == 0x82 {
+                return Some(Some(String::from_utf8(content.to_vec()).ok()?));
+            }
+        }
+    }
+    Some(None)
+}
+
+/// The commonName in a subject Name.
+fn subject_cn(mut rdns: &[u8]) -> Option<String> {
+    const OID_CN: &[u8] = &[0x55, 0x04, 0x03];
+    while !rdns.is_empty() {
+        let (0x31, mut set, after) = tlv(rdns)? else {
+            return None;
+        };
+        rdns = after;
+        while !set.is_empty() {
+            let (0x30, attr, after) = tlv(set)? else {
+                return None;
+            };
+            set = after;
+            let (0x06, oid, value) = tlv(attr)? else {
+                return None;
+            };
+            // UTF8String, PrintableString or IA5String.
+            if let (0x0c | 0x13 | 0x16, text, _) = tlv(value)?
+                && oid == OID_CN
+            {
+                return String::from_utf8(text.to_vec()).ok();
+            }
+        }
+    }
+    None
+}
+
+/// Splits one DER element off `input`: (tag, contents, remainder).
+fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    if tag & 0x1f == 0x1f {
+        return None; // multi-byte tags never occur in the fields read here
+    }
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let (bytes, rest) = rest.split_at(n);
+        let len = bytes
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        (len, rest)
+    };
+    if rest.len() < len {
+        return None;
+    }
+    let (content, rest) = rest.split_at(len);
+    Some((tag, content, rest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_then_reloads_the_same_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Identity::load_or_create(dir.path(), "node-a").unwrap();
+        assert_eq!(first.name(), "node-a");
+        assert!(first.ca_pem().starts_with("-----BEGIN CERTIFICATE-----"));
+        for file in [CA_CERT, CA_KEY, NODE_CERT, NODE_KEY] {
+            assert!(dir.path().join(file).is_file(), "{file}");
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            for file in [CA_KEY, NODE_KEY] {
+                let mode = fs::metadata(dir.path().join(file))
+                    .unwrap()
+                    .permissions()
+                    .mode();
+                assert_eq!(mode & 0o777, 0o600, "{file}");
+            }
+        }
+
+        let again = Identity::load_or_create(dir.path(), "node-a").unwrap();
+        assert_eq!(again.ca_pem(), first.ca_pem());
+        assert_eq!(again.cert_chain(), first.cert_chain());
+        assert_eq!(again.key().secret_der(), first.key().secret_der());
+        assert_eq!(
+            cert_node_name(&again.cert_chain()[0]).as_deref(),
+            Some("node-a")
+        );
+        assert_eq!(
+            cert_node_name(again.ca_der()),
+            None,
+            "CA CN is not a node name"
+        );
+        assert!(!format!("{again:?}").contains("PRIVATE"));
+    }
+
+    #[test]
+    fn another_name_for_a_stored_identity_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        Identity::load_or_create(dir.path(), "n1").unwrap();
+        let err = Identity::load_or_create(dir.path(), "n2").unwrap_err();
+        assert!(matches!(err, ClusterError::Identity(_)), "{err}");
+        assert!(err.to_string().contains("\"n1\""), "{err}");
+    }
+
+    #[test]
+    fn incomplete_identity_is_not_silently_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        Identity::load_or_create(dir.path(), "n1").unwrap();
+        fs::remove_file(dir.path().join(NODE_CERT)).unwrap();
+        let err = Identity::load_or_create(dir.path(), "n1").unwrap_err();
+        assert!(err.to_string().contains(NODE_CERT), "{err}");
+
+        // The CA key may be kept offline once the node certificate exists.
+        let dir = tempfile::tempdir().unwrap();
+        Identity::load_or_create(dir.path(), "n1").unwrap();
+        fs::remove_file(dir.path().join(CA_KEY)).unwrap();
+        Identity::load_or_create(dir.path(), "n1").unwrap();
+    }
+
+    #[test]
+    fn mismatched_key_is_refused() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        Identity::load_or_create(a.path(), "n1").unwrap();
+        Identity::load_or_create(b.path(), "n1").unwrap();
+        fs::copy(b.path().join(NODE_KEY), a.path().join(NODE_KEY)).unwrap();
+        let err = Identity::load_or_create(a.path(), "n1").unwrap_err();
+        assert!(err.to_string().contains(NODE_KEY), "{err}");
+    }
+
+    #[test]
+    fn node_names_are_validated() {
+        for good in ["n1", "node-a", "A", "a-b-c", "x1y", &"a".repeat(63)] {
+            validate_node_name(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "a.b",
+            "a_b",
+            "a b",
+            "é",
+            "12",
+            "0",
+            "0x1f",
+            &"a".repeat(64),
+        ] {
+            assert!(
+                matches!(
+                    validate_node_name(bad),
+                    Err(ClusterError::InvalidNodeName(_))
+                ),
+                "{bad:?} accepted"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Identity::load_or_create(dir.path(), "bad name").is_err());
+        assert!(!dir.path().join(CA_CERT).exists());
+    }
+
+    #[test]
+    fn name_falls_back_to_the_common_name() {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params.distinguished_name = common_name("cn-only");
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(cert_node_name(cert.der()).as_deref(), Some("cn-only"));
+
+        let mut params = CertificateParams::new(vec!["not.a.node".to_owned()]).unwrap();
+        params.distinguished_name = common_name("n1");
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(cert_node_name(cert.der()), None, "SAN wins over CN");
+
+        assert_eq!(cert_node_name(b"\x30\x03\x30\x01"), None);
+        assert_eq!(cert_node_name(&[]), None);
+    }
+}
