@@ -198,6 +198,15 @@ pub(crate) struct Overrides {
     /// Replication port (0 = any free port).
     #[arg(long, env = "SHOAL_REPLICATION_PORT")]
     pub(crate) replication_port: Option<u16>,
+    /// Replication address peers dial (`host:port`), when not the bound one.
+    #[arg(long, env = "SHOAL_REPLICATION_ADVERTISE")]
+    pub(crate) replication_advertise: Option<String>,
+    /// How often an idle replication link is pinged, in milliseconds.
+    #[arg(long, env = "SHOAL_REPLICATION_PING_MS")]
+    pub(crate) replication_ping_ms: Option<u64>,
+    /// A replication link silent this long is redialed, in milliseconds.
+    #[arg(long, env = "SHOAL_REPLICATION_IDLE_TIMEOUT_MS")]
+    pub(crate) replication_idle_timeout_ms: Option<u64>,
     /// Log entries a subscriber may fall behind before it is disconnected.
     #[arg(long, env = "SHOAL_SUBSCRIPTION_MAX_LAG")]
     pub(crate) subscription_max_lag: Option<u64>,
@@ -234,6 +243,13 @@ impl Config {
         self.network.ops_port = o.ops_port.unwrap_or(self.network.ops_port);
         self.network.http_port = o.http_port.unwrap_or(self.network.http_port);
         self.replication.port = o.replication_port.unwrap_or(self.replication.port);
+        set(&mut self.replication.advertise, &o.replication_advertise);
+        self.replication.ping_interval_ms = o
+            .replication_ping_ms
+            .unwrap_or(self.replication.ping_interval_ms);
+        self.replication.idle_timeout_ms = o
+            .replication_idle_timeout_ms
+            .unwrap_or(self.replication.idle_timeout_ms);
         self.network.max_body_bytes = o.max_body_bytes.unwrap_or(self.network.max_body_bytes);
         self.transaction_log.retention_seconds = o
             .log_retention_seconds
