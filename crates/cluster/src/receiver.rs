@@ -135,7 +135,13 @@ async fn session(
                         .collect(),
                     up_to,
                 };
-                let outcome = db.write(Write::Apply(batch), None).await?;
+                // A run with nothing for us (our own entries echoed) only moves the cursor:
+                // not worth a commit; if it is lost, the peer re-reads and skips them again.
+                let applied = if batch.entries.is_empty() {
+                    0
+                } else {
+                    db.write(Write::Apply(batch), None).await?.applied
+                };
                 for change in schema_changes {
                     apply_database_change(shared, &change).await?;
                 }
@@ -145,7 +151,7 @@ async fn session(
                     s.cursor = up_to;
                     s.head = head.max(up_to);
                     s.lag = s.head - up_to;
-                    s.applied += outcome.applied as u64;
+                    s.applied += applied as u64;
                     s.last_commit_confirmed = Some(now);
                     if let Some(hlc) = last_hlc {
                         s.last_received_remote_time = Some(to_ms(hlc));

@@ -96,12 +96,14 @@ pub(crate) fn remote(
 ) -> Result<(Outcome, Vec<LogEntry>)> {
     let trees = *ctx.trees;
     let mut logged = Vec::new();
+    let mut newest = ctx.hlc;
     for Committed { entry, .. } in batch.entries {
         let vv = vv_key(&entry.origin);
         if entry.origin == ctx.origin || meta_get_u64(txn, &trees, &vv)? >= entry.origin_seq {
             continue; // ours, or already applied by way of another peer
         }
         ctx.hlc = entry.hlc;
+        newest = newest.max(entry.hlc);
         if let Some(change) = &entry.schema {
             apply_schema(txn, ctx, change)?;
         }
@@ -112,6 +114,8 @@ pub(crate) fn remote(
         logged.push(entry);
     }
     meta_put_u64(txn, &trees, &cursor_key(&batch.peer), batch.up_to)?;
+    // The writer makes the clock observe this, so later local writes order after them.
+    ctx.hlc = newest;
     let outcome = Outcome {
         applied: logged.len(),
         ..Outcome::default()
