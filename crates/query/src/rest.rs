@@ -80,8 +80,11 @@ pub struct RestQuery {
 /// the wrong type for its comparator) is a [`QueryError::Invalid`] naming the problem.
 pub fn parse_rest_query(raw: &str) -> Result<RestQuery, QueryError> {
     let text = raw.strip_prefix('?').unwrap_or(raw);
+    // Clients percent-encode '<' and '>' (they are not allowed raw in a URL); as
+    // operators they must be seen, and inside values they decode the same either way.
+    let text = decode_angle_brackets(text);
     let mut parser = Parser {
-        text,
+        text: &text,
         pos: 0,
         select: None,
         limit: None,
@@ -109,6 +112,31 @@ pub fn parse_rest_query(raw: &str) -> Result<RestQuery, QueryError> {
         limit,
         sort: parser.sort,
     })
+}
+
+/// `%3C` / `%3E` (either case) as `<` / `>`.
+fn decode_angle_brackets(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains('%') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('%') {
+        out.push_str(&rest[..i]);
+        let code = rest.get(i + 1..i + 3).map(str::to_ascii_uppercase);
+        match code.as_deref() {
+            Some("3C") => out.push('<'),
+            Some("3E") => out.push('>'),
+            _ => {
+                out.push('%');
+                rest = &rest[i + 1..];
+                continue;
+            }
+        }
+        rest = &rest[i + 3..];
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
 }
 
 fn invalid(message: impl Into<String>) -> QueryError {
@@ -1036,6 +1064,15 @@ mod tests {
         for (raw, comparator, v) in cases {
             assert_eq!(condition(raw), cmp("a", comparator, v), "{raw}");
         }
+    }
+
+    #[test]
+    fn percent_encoded_angle_brackets_are_operators() {
+        use Comparator::*;
+        assert_eq!(condition("age%3C3"), cmp("age", LessThan, json!(3)));
+        assert_eq!(condition("age%3c=3"), cmp("age", LessThanEqual, json!(3)));
+        assert_eq!(condition("age%3E14"), cmp("age", GreaterThan, json!(14)));
+        assert_eq!(condition("name=a%3Cb"), cmp("name", Equals, json!("a<b")));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use axum::serve::ListenerExt;
 use shoal_auth::Auth;
 use shoal_cluster::{Cluster, ClusterOptions};
 use shoal_server::{AppState, Components, NodeInfo, RestOptions};
@@ -124,13 +125,17 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
+    // Small answers must not wait for the client's delayed ACK (Nagle).
+    let nodelay = |tcp: &mut tokio::net::TcpStream| {
+        let _ = tcp.set_nodelay(true);
+    };
     let ops_server = tokio::spawn(
-        axum::serve(ops, shoal_server::ops_router(state.clone()))
+        axum::serve(ops.tap_io(nodelay), shoal_server::ops_router(state.clone()))
             .with_graceful_shutdown(stopped(stop_rx.clone()))
             .into_future(),
     );
     let http_server = tokio::spawn(
-        axum::serve(http, shoal_server::http_router(state))
+        axum::serve(http.tap_io(nodelay), shoal_server::http_router(state))
             .with_graceful_shutdown(stopped(stop_rx.clone()))
             .into_future(),
     );

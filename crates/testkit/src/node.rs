@@ -447,6 +447,9 @@ impl Node {
             .args(&o.args)
             .env("SHOAL_ADMIN_USERNAME", &o.admin_user)
             .env("SHOAL_ADMIN_PASSWORD", &o.admin_password)
+            // Any free replication port unless a flag or `env` says otherwise: nodes of
+            // parallel tests must not fight over 9933.
+            .env("SHOAL_REPLICATION_PORT", "0")
             .envs(o.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -27,11 +27,13 @@ const CLOSE_POLICY: u16 = 1008;
 /// Where to start, from `?startTime=<ms>` or an SSE `Last-Event-ID`.
 pub(crate) fn start(query: Option<&str>, headers: &HeaderMap) -> Result<Start, ApiError> {
     if let Some(id) = headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
-        let seq = id
-            .trim()
-            .parse()
-            .map_err(|_| ApiError::bad_request("Last-Event-ID must be an event id"))?;
-        return Ok(Start::AfterSeq(seq));
+        let bad = || ApiError::bad_request("Last-Event-ID must be an event id");
+        let (seq, index) = match id.trim().split_once('.') {
+            Some((seq, index)) => (seq, Some(index.parse().map_err(|_| bad())?)),
+            None => (id.trim(), None),
+        };
+        let seq = seq.parse().map_err(|_| bad())?;
+        return Ok(Start::After { seq, index });
     }
     for pair in query.unwrap_or_default().split('&') {
         if let Some(value) = pair.strip_prefix("startTime=") {
@@ -51,12 +53,12 @@ pub(crate) fn sse(state: &AppState, target: &Target, start: Start) -> Result<Res
         target.filter()?,
         start,
         state.rest.subscription_max_lag,
-    );
+    )?;
     let stream = ReceiverStream::new(rx).map(|item| {
         Ok::<_, Infallible>(match item {
             Ok(event) => SseEvent::default()
                 .event(event.kind)
-                .id(event.seq.to_string())
+                .id(event.sse_id())
                 .data(event.data().to_string()),
             Err(ended) => SseEvent::default().event("error").data(ended.0),
         })
@@ -78,7 +80,7 @@ pub(crate) fn websocket(
         target.filter()?,
         start,
         state.rest.subscription_max_lag,
-    );
+    )?;
     Ok(upgrade.on_upgrade(move |socket| pump(socket, rx)))
 }
 

@@ -21,8 +21,14 @@ pub(crate) enum Start {
     Now,
     /// With the first retained commit at or after this time (milliseconds).
     Time(f64),
-    /// Right after this log sequence (an SSE `Last-Event-ID`).
-    AfterSeq(u64),
+    /// Right after this change (an SSE `Last-Event-ID`): the rest of commit `seq` after
+    /// its change `index`, or the commit after `seq` when `index` is `None`.
+    After {
+        /// Log sequence.
+        seq: u64,
+        /// Index of the last change seen within that commit.
+        index: Option<usize>,
+    },
 }
 
 /// What a subscription watches.
@@ -39,6 +45,10 @@ pub(crate) struct Filter {
 pub(crate) struct Event {
     /// Log sequence of the commit.
     pub(crate) seq: u64,
+    /// Index of the change within its commit.
+    pub(crate) index: usize,
+    /// Whether this is the commit's last change the subscription delivers.
+    pub(crate) last: bool,
     /// `put`, `patch` or `delete`.
     pub(crate) kind: &'static str,
     /// Primary key of the record.
@@ -53,6 +63,16 @@ impl Event {
     /// The event as a WebSocket message.
     pub(crate) fn to_message(&self) -> Value {
         json!({"type": self.kind, "id": self.id, "value": self.value, "timestamp": self.timestamp})
+    }
+
+    /// The event's SSE `id:` — what a client sends back as `Last-Event-ID` to resume
+    /// right after it: the sequence alone once a commit is complete.
+    pub(crate) fn sse_id(&self) -> String {
+        if self.last {
+            self.seq.to_string()
+        } else {
+            format!("{}.{}", self.seq, self.index)
+        }
     }
 
     /// The event's SSE `data:` payload: the value, or the id of a deleted record.
@@ -75,39 +95,52 @@ const BUFFER: usize = 256;
 const LAG_CHECK: Duration = Duration::from_millis(100);
 
 /// Starts a subscription; events (or the reason it ended) arrive on the receiver, which
-/// ends the subscription when dropped.
+/// ends the subscription when dropped. "Now" is fixed before this returns, so a write
+/// acknowledged after the subscription was answered is never missed.
 pub(crate) fn subscribe(
     db: Arc<Database>,
     filter: Filter,
     start: Start,
     max_lag: u64,
-) -> mpsc::Receiver<Result<Event, Ended>> {
+) -> Result<mpsc::Receiver<Result<Event, Ended>>, shoal_store::StoreError> {
+    // Subscribe before looking at the log, so nothing committed in between is missed.
+    let feed = db.subscribe();
+    let head = db.snapshot()?.last_seq()?;
     let (tx, rx) = mpsc::channel(BUFFER);
     tokio::spawn(async move {
-        if let Err(ended) = run(db, filter, start, max_lag, &tx).await {
+        if let Err(ended) = run(db, feed, head, filter, start, max_lag, &tx).await {
             let _ = tx.send(Err(ended)).await;
         }
     });
-    rx
+    Ok(rx)
 }
 
 async fn run(
     db: Arc<Database>,
+    mut feed: broadcast::Receiver<Arc<Committed>>,
+    head: u64,
     filter: Filter,
     start: Start,
     max_lag: u64,
     tx: &mpsc::Sender<Result<Event, Ended>>,
 ) -> Result<(), Ended> {
-    let fail = |e: shoal_store::StoreError| Ended(format!("subscription failed: {e}"));
-    // Subscribe before looking at the log, so nothing committed in between is missed.
-    let mut feed = db.subscribe();
-    let head = db.snapshot().map_err(fail)?.last_seq().map_err(fail)?;
-    let mut next = match start {
-        Start::Now => head + 1,
-        Start::AfterSeq(seq) => seq + 1,
-        Start::Time(ms) => first_seq_at(&db, ms).await?.unwrap_or(head + 1),
+    let (mut next, mut skip) = match start {
+        Start::Now => (head + 1, None),
+        Start::After { seq, index: None } => (seq + 1, None),
+        Start::After {
+            seq,
+            index: Some(i),
+        } => (seq, Some((seq, i))),
+        Start::Time(ms) => (first_seq_at(&db, ms).await?.unwrap_or(head + 1), None),
     };
     let key = filter.key.as_ref().and_then(key::encode);
+    let mut sink = Sink {
+        db: &db,
+        filter: &filter,
+        key: key.as_deref(),
+        max_lag,
+        tx,
+    };
     loop {
         // Catch up from the log until the feed can take over.
         while next <= head_seq(&db)? {
@@ -118,7 +151,7 @@ async fn run(
                 )));
             }
             for committed in &entries {
-                deliver(&db, committed, &filter, key.as_deref(), max_lag, tx).await?;
+                sink.deliver(committed, skip.take()).await?;
                 next = committed.seq + 1;
             }
             if entries.is_empty() {
@@ -129,7 +162,7 @@ async fn run(
             match feed.recv().await {
                 Ok(committed) if committed.seq < next => continue,
                 Ok(committed) if committed.seq == next => {
-                    deliver(&db, &committed, &filter, key.as_deref(), max_lag, tx).await?;
+                    sink.deliver(&committed, skip.take()).await?;
                     next += 1;
                 }
                 // Ahead of us: the entries in between come from the log.
@@ -196,51 +229,70 @@ async fn first_seq_at(db: &Arc<Database>, ms: f64) -> Result<Option<u64>, Ended>
     .map_err(|e| Ended(format!("subscription failed: {e}")))
 }
 
-/// Sends the changes of one commit that match; while the consumer is not taking them,
-/// checks how far behind the head it is and cuts it off past `max_lag`.
-async fn deliver(
-    db: &Database,
-    committed: &Committed,
-    filter: &Filter,
-    key: Option<&[u8]>,
+/// Where a subscription's events go.
+struct Sink<'a> {
+    db: &'a Database,
+    filter: &'a Filter,
+    key: Option<&'a [u8]>,
     max_lag: u64,
-    tx: &mpsc::Sender<Result<Event, Ended>>,
-) -> Result<(), Ended> {
-    let entry = &committed.entry;
-    for change in &entry.changes {
-        if change.table != filter.table {
-            continue;
-        }
-        if key.is_some() && key::encode(&change.key).as_deref() != key {
-            continue;
-        }
-        let event = Event {
-            seq: committed.seq,
-            kind: match change.kind {
-                ChangeKind::Put => "put",
-                ChangeKind::Patch => "patch",
-                ChangeKind::Delete => "delete",
-            },
-            id: change.key.clone(),
-            value: change.value.clone(),
-            timestamp: entry.timestamp(),
-        };
-        let mut event = Ok(event);
-        loop {
-            match tx.send_timeout(event, LAG_CHECK).await {
-                Ok(()) => break,
-                Err(mpsc::error::SendTimeoutError::Timeout(back)) => {
-                    let lag = head_seq(db)?.saturating_sub(committed.seq);
-                    if lag > max_lag {
-                        return Err(too_slow(lag));
+    tx: &'a mpsc::Sender<Result<Event, Ended>>,
+}
+
+impl Sink<'_> {
+    /// Sends the changes of one commit that match (after change `skip.1` when resuming
+    /// inside it); while the consumer is not taking them, checks how far behind the head
+    /// it is and cuts it off past `max_lag`.
+    async fn deliver(
+        &mut self,
+        committed: &Committed,
+        skip: Option<(u64, usize)>,
+    ) -> Result<(), Ended> {
+        let entry = &committed.entry;
+        let seen = skip
+            .filter(|(seq, _)| *seq == committed.seq)
+            .map(|(_, i)| i);
+        let matching: Vec<(usize, &shoal_store::Change)> = entry
+            .changes
+            .iter()
+            .enumerate()
+            .filter(|(i, change)| {
+                change.table == self.filter.table
+                    && seen.is_none_or(|s| *i > s)
+                    && (self.key.is_none() || key::encode(&change.key).as_deref() == self.key)
+            })
+            .collect();
+        let count = matching.len();
+        for (n, (index, change)) in matching.into_iter().enumerate() {
+            let event = Event {
+                seq: committed.seq,
+                index,
+                last: n + 1 == count,
+                kind: match change.kind {
+                    ChangeKind::Put => "put",
+                    ChangeKind::Patch => "patch",
+                    ChangeKind::Delete => "delete",
+                },
+                id: change.key.clone(),
+                value: change.value.clone(),
+                timestamp: entry.timestamp(),
+            };
+            let mut event = Ok(event);
+            loop {
+                match self.tx.send_timeout(event, LAG_CHECK).await {
+                    Ok(()) => break,
+                    Err(mpsc::error::SendTimeoutError::Timeout(back)) => {
+                        let lag = head_seq(self.db)?.saturating_sub(committed.seq);
+                        if lag > self.max_lag {
+                            return Err(too_slow(lag));
+                        }
+                        event = back;
                     }
-                    event = back;
-                }
-                Err(mpsc::error::SendTimeoutError::Closed(_)) => {
-                    return Err(Ended("subscriber gone".into()));
+                    Err(mpsc::error::SendTimeoutError::Closed(_)) => {
+                        return Err(Ended("subscriber gone".into()));
+                    }
                 }
             }
         }
+        Ok(())
     }
-    Ok(())
 }

@@ -13,10 +13,10 @@ use super::format::{self, Format};
 use super::target::Target;
 use crate::error::ApiError;
 
-/// Characters escaped in an id placed in a URL path: all but RFC 3986's unreserved.
+/// Characters escaped in an id placed in a URL path: all but RFC 3986's unreserved,
+/// and `.` too, so that an id like `report.csv` is not read as a format suffix.
 const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'-')
-    .remove(b'.')
     .remove(b'_')
     .remove(b'~');
 
@@ -87,7 +87,8 @@ fn columns(value: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The body as a record whose primary key, if present, agrees with `key`.
+/// The body as a record keyed by `key`: a primary key in the body must name the same
+/// record as the URL (as `"1"`, `1` and `1.0` do for `/T/1`) and is replaced by `key`.
 fn record_body(
     target: &Target,
     headers: &HeaderMap,
@@ -99,17 +100,15 @@ fn record_body(
     };
     let pk = &target.table.primary_key;
     if let Some(key) = key {
-        match record.get(pk) {
-            Some(given) if given != key && !target.keys().contains(given) => {
+        if let Some(given) = record.get(pk) {
+            let same = |a: &Value| shoal_store::key::encode(a) == shoal_store::key::encode(given);
+            if !same(key) && !target.keys().iter().any(same) {
                 return Err(ApiError::bad_request(format!(
                     "the body's '{pk}' ({given}) does not match the URL"
                 )));
             }
-            Some(_) => {}
-            None => {
-                record.insert(pk.clone(), key.clone());
-            }
         }
+        record.insert(pk.clone(), key.clone());
     }
     Ok(record)
 }

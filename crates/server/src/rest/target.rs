@@ -31,20 +31,21 @@ impl Target {
     /// Resolves `/{Export}/...` first, then `/{database}/{table}/...` if allowed.
     pub(crate) fn resolve(state: &AppState, path: &str) -> Result<Target, ApiError> {
         let not_found = || ApiError::not_found(format!("Not found: {path}"));
-        let mut segments: Vec<String> = path
-            .trim_start_matches('/')
+        // A known suffix on the last segment picks the format: /T/1.csv, /db/t.csv?...
+        // It is looked for before decoding, so an id whose dot is escaped (`a%2Ecsv`)
+        // keeps it.
+        let trimmed = path.trim_start_matches('/');
+        let (body, suffix) = match trimmed.rsplit_once('.') {
+            Some((stem, ext)) if !ext.contains('/') => match Format::from_suffix(ext) {
+                Some(format) => (stem, Some(format)),
+                None => (trimmed, None),
+            },
+            _ => (trimmed, None),
+        };
+        let segments: Vec<String> = body
             .split('/')
             .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
             .collect();
-        // A known suffix on the last segment picks the format: /T/1.csv, /db/t.csv?...
-        let mut suffix = None;
-        if let Some(last) = segments.last_mut()
-            && let Some((stem, ext)) = last.rsplit_once('.')
-            && let Some(format) = Format::from_suffix(ext)
-        {
-            suffix = Some(format);
-            *last = stem.to_owned();
-        }
         let first = segments.first().cloned().unwrap_or_default();
         let (database, table, rest, base) =
             if let Some((db, table)) = state.components.export(&first) {
