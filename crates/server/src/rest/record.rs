@@ -60,11 +60,16 @@ pub(super) fn get(target: &Target, headers: &HeaderMap) -> Result<Response, ApiE
         );
         return Ok(response);
     }
-    Err(ApiError::not_found(format!(
+    Err(missing(target))
+}
+
+/// The 404 for a record the URL names but the table does not hold.
+fn missing(target: &Target) -> ApiError {
+    ApiError::not_found(format!(
         "Record '{}' not found in {}",
         target.id.as_deref().unwrap_or_default(),
         target.table.name
-    )))
+    ))
 }
 
 /// Whether `If-None-Match` lists the current version.
@@ -137,11 +142,7 @@ pub(super) async fn patch(
     let record = record_body(target, headers, body, key.as_ref())?;
     let outcome = write(target, Mode::Update, record, user).await?;
     if outcome.written.is_empty() {
-        return Err(ApiError::not_found(format!(
-            "Record '{}' not found in {}",
-            target.id.as_deref().unwrap_or_default(),
-            target.table.name
-        )));
+        return Err(missing(target));
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -190,11 +191,7 @@ pub(super) async fn delete(target: &Target, user: &User) -> Result<Response, Api
     };
     let outcome = target.db.write(write, Some(&user.username)).await?;
     if outcome.written.is_empty() {
-        return Err(ApiError::not_found(format!(
-            "Record '{}' not found in {}",
-            target.id.as_deref().unwrap_or_default(),
-            target.table.name
-        )));
+        return Err(missing(target));
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
