@@ -1,0 +1,397 @@
+//! `shoal-bench`: starts real `shoal` nodes (or targets a running one) and measures,
+//! over the wire, REST reads and writes, Operations API inserts and searches,
+//! replication lag, full copies, catch-up after an outage and resident memory.
+//!
+//! See `bench/README.md` for what each workload measures.
+
+mod client;
+mod load;
+mod nodes;
+mod repl;
+mod report;
+mod single;
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use serde_json::json;
+
+use crate::client::{ClientKind, Credentials};
+use crate::nodes::{Launcher, Rss};
+use crate::report::{Report, Skipped};
+
+/// Every workload, in the order they run.
+const WORKLOADS: &[&str] = &[
+    "rest_get",
+    "ops_search_by_id",
+    "ops_search_by_value",
+    "ops_search_by_conditions",
+    "rest_put",
+    "ops_insert_100",
+    "replication_lag_2n",
+    "replication_lag_3n",
+    "full_copy",
+    "catch_up",
+];
+
+/// Workloads that run against the single node (started, or `--url`).
+const SINGLE: &[&str] = &[
+    "rest_get",
+    "ops_search_by_id",
+    "ops_search_by_value",
+    "ops_search_by_conditions",
+    "rest_put",
+    "ops_insert_100",
+];
+
+/// Workload benchmark for shoal, over the wire.
+#[derive(Debug, Parser)]
+#[command(name = "shoal-bench", version)]
+struct Args {
+    /// The shoal binary to start nodes from (build it with `cargo build --release -p shoal`).
+    #[arg(long)]
+    shoal: Option<PathBuf>,
+    /// Target a running node's Operations API (e.g. http://127.0.0.1:9925) instead of
+    /// starting one; only the single-node workloads run then.
+    #[arg(long)]
+    url: Option<String>,
+    /// The running node's HTTP (REST) URL, for rest_get and rest_put with `--url`.
+    #[arg(long)]
+    http_url: Option<String>,
+    /// Admin user.
+    #[arg(long, default_value = "admin")]
+    user: String,
+    /// Admin password (given to started nodes, used against `--url`).
+    #[arg(
+        long,
+        env = "SHOAL_ADMIN_PASSWORD",
+        default_value = "bench-password",
+        hide_env_values = true
+    )]
+    password: String,
+    /// Seconds each measured run lasts [default: 10; --quick: 2].
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Seconds of warm-up before a workload's runs [default: 3; --quick: 1].
+    #[arg(long)]
+    warmup: Option<f64>,
+    /// Measured runs per workload [default: 3; --quick: 1].
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Concurrent connections, one worker loop each [default: 64].
+    #[arg(long)]
+    connections: Option<usize>,
+    /// Records loaded into bench.items [default: 100000; --quick: 10000].
+    #[arg(long)]
+    records: Option<u64>,
+    /// Records on the source node of full_copy [default: 100000; --quick: 10000].
+    #[arg(long)]
+    copy_records: Option<u64>,
+    /// Seconds node B is down in catch_up while A takes writes [default: 60; --quick: 3].
+    #[arg(long)]
+    away: Option<f64>,
+    /// Marked writes per second in replication_lag.
+    #[arg(long, default_value_t = 10)]
+    lag_rate: u32,
+    /// Run only these workloads, comma-separated (`replication_lag`: both sizes;
+    /// `ops_search`: the three searches). Memory is always reported.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// A short smoke configuration (explicit flags still win).
+    #[arg(long)]
+    quick: bool,
+    /// JSON results file [default: bench/results/latest.json in the workspace].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// SVG chart [default: the JSON path with .svg].
+    #[arg(long)]
+    svg: Option<PathBuf>,
+    /// Folder for the nodes' root folders [default: the system temporary folder].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// HTTP client of the load workers.
+    #[arg(long, value_enum, default_value = "hyper")]
+    client: ClientKind,
+    /// Seed for the random ids and values.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+/// Settings after defaults and `--quick` are applied.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    /// Measured run length.
+    pub(crate) duration: Duration,
+    /// Warm-up length.
+    pub(crate) warmup: Duration,
+    /// Runs per workload.
+    pub(crate) runs: usize,
+    /// Connections (workers).
+    pub(crate) connections: usize,
+    /// Records in bench.items.
+    pub(crate) records: u64,
+    /// Records for full_copy.
+    pub(crate) copy_records: u64,
+    /// Outage length for catch_up.
+    pub(crate) away: Duration,
+    /// Marked writes per second.
+    pub(crate) lag_rate: u32,
+    /// Load client.
+    pub(crate) client: ClientKind,
+    /// Seed.
+    pub(crate) seed: u64,
+    /// Admin credentials.
+    pub(crate) creds: Credentials,
+    /// A tag unique to this invocation (for fresh ids against a running node).
+    pub(crate) tag: String,
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), PathBuf::from)
+}
+
+fn selected(only: &[String]) -> anyhow::Result<Vec<&'static str>> {
+    if only.is_empty() {
+        return Ok(WORKLOADS.to_vec());
+    }
+    let mut chosen = Vec::new();
+    for name in only {
+        let name = name.trim();
+        let matches: Vec<&'static str> = match name {
+            "replication_lag" => vec!["replication_lag_2n", "replication_lag_3n"],
+            "ops_search" => vec![
+                "ops_search_by_id",
+                "ops_search_by_value",
+                "ops_search_by_conditions",
+            ],
+            _ => WORKLOADS.iter().copied().filter(|w| *w == name).collect(),
+        };
+        if matches.is_empty() {
+            bail!(
+                "unknown workload '{name}'; known: {}, replication_lag, ops_search",
+                WORKLOADS.join(", ")
+            );
+        }
+        chosen.extend(matches);
+    }
+    Ok(WORKLOADS
+        .iter()
+        .copied()
+        .filter(|w| chosen.contains(w))
+        .collect())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let q = args.quick;
+    let secs = |v: Option<f64>, normal: f64, quick: f64| {
+        Duration::from_secs_f64(v.unwrap_or(if q { quick } else { normal }).max(0.0))
+    };
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos();
+    let settings = Settings {
+        duration: secs(args.duration, 10.0, 2.0),
+        warmup: secs(args.warmup, 3.0, 1.0),
+        runs: args.runs.unwrap_or(if q { 1 } else { 3 }).max(1),
+        connections: args.connections.unwrap_or(64).max(1),
+        records: args
+            .records
+            .unwrap_or(if q { 10_000 } else { 100_000 })
+            .max(100),
+        copy_records: args
+            .copy_records
+            .unwrap_or(if q { 10_000 } else { 100_000 })
+            .max(1),
+        away: secs(args.away, 60.0, 3.0),
+        lag_rate: args.lag_rate.max(1),
+        client: args.client,
+        seed: args.seed,
+        creds: Credentials {
+            user: args.user.clone(),
+            password: args.password.clone(),
+        },
+        tag: format!("{nanos:x}"),
+    };
+    let workloads = selected(&args.only)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| workspace_root().join("bench/results/latest.json"));
+    let svg = args
+        .svg
+        .clone()
+        .unwrap_or_else(|| out.with_extension("svg"));
+    let shoal = args
+        .shoal
+        .clone()
+        .unwrap_or_else(|| workspace_root().join("target/release/shoal"));
+    if args.url.is_none() && !shoal.exists() {
+        bail!(
+            "no shoal binary at {}: build it with `cargo build --release -p shoal` or pass --shoal",
+            shoal.display()
+        );
+    }
+
+    let rss = Rss::start();
+    let launcher = Launcher {
+        bin: shoal.clone(),
+        data_dir: args.data_dir.clone(),
+        creds: settings.creds.clone(),
+        rss: rss.clone(),
+    };
+    let mut report = Report {
+        meta: json!({
+            "started_unix_s": nanos / 1_000_000_000,
+            "target": args.url.clone().unwrap_or_else(|| format!("started from {}", shoal.display())),
+            "shoal_version": shoal_version(&shoal, args.url.is_some()),
+            "client": settings.client,
+            "connections": settings.connections,
+            "duration_s": settings.duration.as_secs_f64(),
+            "warmup_s": settings.warmup.as_secs_f64(),
+            "runs": settings.runs,
+            "records": settings.records,
+            "copy_records": settings.copy_records,
+            "away_s": settings.away.as_secs_f64(),
+            "lag_rate_per_s": settings.lag_rate,
+            "workloads": workloads,
+            "cpus": std::thread::available_parallelism().map(usize::from).unwrap_or(0),
+            "data_dir": args.data_dir.as_ref().map_or_else(|| std::env::temp_dir().display().to_string(), |d| d.display().to_string()),
+            "quick": q,
+            "git_commit": git_commit(),
+            "loadavg_at_start": std::fs::read_to_string("/proc/loadavg").ok().map(|l| l.trim().to_owned()),
+        }),
+        rows: Vec::new(),
+        rss: Vec::new(),
+        failed: Vec::new(),
+    };
+
+    let singles: Vec<&str> = workloads
+        .iter()
+        .copied()
+        .filter(|w| SINGLE.contains(w))
+        .collect();
+    if !singles.is_empty() {
+        let result = match &args.url {
+            Some(url) => {
+                single::run_remote(
+                    &settings,
+                    url,
+                    args.http_url.as_deref(),
+                    &singles,
+                    &mut report,
+                )
+                .await
+            }
+            None => single::run_started(&settings, &launcher, &singles, &mut report).await,
+        };
+        if let Err(e) = result {
+            eprintln!("single-node workloads failed: {e:#}");
+            report.failed.push(Skipped {
+                workload: singles.join(","),
+                reason: format!("{e:#}"),
+            });
+        }
+    }
+    for workload in workloads.iter().copied().filter(|w| !SINGLE.contains(w)) {
+        if args.url.is_some() {
+            report.failed.push(Skipped {
+                workload: workload.into(),
+                reason: "needs nodes the benchmark starts itself (not with --url)".into(),
+            });
+            continue;
+        }
+        eprintln!("== {workload}");
+        let result = match workload {
+            "replication_lag_2n" => {
+                repl::replication_lag(
+                    &settings,
+                    &launcher,
+                    2,
+                    Ipv4Addr::new(127, 0, 0, 11),
+                    &mut report,
+                )
+                .await
+            }
+            "replication_lag_3n" => {
+                repl::replication_lag(
+                    &settings,
+                    &launcher,
+                    3,
+                    Ipv4Addr::new(127, 0, 0, 21),
+                    &mut report,
+                )
+                .await
+            }
+            "full_copy" => repl::full_copy(&settings, &launcher, &mut report).await,
+            "catch_up" => repl::catch_up(&settings, &launcher, &mut report).await,
+            other => bail!("no runner for {other}"),
+        };
+        if let Err(e) = result {
+            eprintln!("{workload} failed: {e:#}");
+            report.failed.push(Skipped {
+                workload: workload.into(),
+                reason: format!("{e:#}"),
+            });
+        }
+    }
+
+    report.rss = rss.entries();
+    println!("\n{}", report.table());
+    report.write_json(&out)?;
+    report.write_svg(&svg)?;
+    println!("wrote {} and {}", out.display(), svg.display());
+    if !report.failed.is_empty() && report.rows.is_empty() {
+        bail!("nothing was measured");
+    }
+    Ok(())
+}
+
+/// The workspace's current commit, if git is there.
+fn git_commit() -> Option<String> {
+    let output = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(workspace_root())
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// `shoal version` of the binary, when the benchmark starts nodes.
+fn shoal_version(bin: &std::path::Path, remote: bool) -> Option<String> {
+    if remote {
+        return None;
+    }
+    let output = std::process::Command::new(bin)
+        .arg("version")
+        .output()
+        .ok()?;
+    Some(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// Creates `database.table` with primary key `id`; an existing table is fine.
+pub(crate) async fn create_table(
+    control: &client::Control,
+    database: &str,
+    table: &str,
+) -> anyhow::Result<()> {
+    let (status, body) = control
+        .op_raw(&json!({
+            "operation": "create_table", "database": database, "table": table, "primary_key": "id"
+        }))
+        .await?;
+    if (200..300).contains(&status) || body.to_string().contains("already exists") {
+        return Ok(());
+    }
+    Err(anyhow::anyhow!(
+        "create_table {database}.{table} answered {status}: {body}"
+    ))
+    .context("creating a benchmark table")
+}
