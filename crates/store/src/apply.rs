@@ -5,6 +5,8 @@
 //! at any point loses nothing and applies nothing twice: an entry at or below the
 //! version vector is skipped, and the cursor says where the peer resumes.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -73,6 +75,53 @@ pub struct CopyProgress {
     pub last: Option<(String, Value)>,
 }
 
+/// What a batch did to each table, recorded once at its end rather than per row.
+#[derive(Default)]
+struct Touched(BTreeMap<String, Touch>);
+
+#[derive(Default)]
+struct Touch {
+    /// Change in live records.
+    delta: i64,
+    /// Newest version written.
+    hlc: u64,
+    /// Attributes the table did not know.
+    attributes: BTreeSet<String>,
+}
+
+impl Touched {
+    /// Notes a version written to `def`.
+    fn note(&mut self, def: &TableDef, old: bool, new: Option<&Map<String, Value>>, hlc: u64) {
+        let touch = self.0.entry(def.name.clone()).or_default();
+        touch.delta += i64::from(new.is_some()) - i64::from(old);
+        touch.hlc = touch.hlc.max(hlc);
+        for k in new.into_iter().flat_map(Map::keys) {
+            if !def.attributes.contains(k) {
+                touch.attributes.insert(k.clone());
+            }
+        }
+    }
+
+    /// Records counts, last-write times and new attributes.
+    fn finish(self, txn: &mut RwTxn, ctx: &mut Ctx) -> Result<()> {
+        let saved = ctx.hlc;
+        for (table, touch) in self.0 {
+            let Ok(def) = ctx.table(&table) else {
+                continue;
+            };
+            ctx.hlc = touch.hlc;
+            mutate::adjust_count(txn, ctx, def.id, touch.delta)?;
+            if !touch.attributes.is_empty() {
+                let mut grown = (*def).clone();
+                grown.attributes.extend(touch.attributes);
+                ctx.save_table(txn, grown)?;
+            }
+        }
+        ctx.hlc = saved;
+        Ok(())
+    }
+}
+
 /// Meta key of the cursor for a peer: the last of its sequences received.
 pub(crate) fn cursor_key(peer: &str) -> Vec<u8> {
     format!("cursor/{peer}").into_bytes()
@@ -97,6 +146,7 @@ pub(crate) fn remote(
     let trees = *ctx.trees;
     let mut logged = Vec::new();
     let mut newest = ctx.hlc;
+    let mut touched = Touched::default();
     for Committed { entry, .. } in batch.entries {
         let vv = vv_key(&entry.origin);
         if entry.origin == ctx.origin || meta_get_u64(txn, &trees, &vv)? >= entry.origin_seq {
@@ -105,14 +155,18 @@ pub(crate) fn remote(
         ctx.hlc = entry.hlc;
         newest = newest.max(entry.hlc);
         if let Some(change) = &entry.schema {
+            // Settle what came before: the schema change may drop what it describes.
+            std::mem::take(&mut touched).finish(txn, ctx)?;
+            ctx.hlc = entry.hlc;
             apply_schema(txn, ctx, change)?;
         }
         for change in &entry.changes {
-            apply_change(txn, ctx, change, entry.hlc, &entry.origin)?;
+            apply_change(txn, ctx, &mut touched, change, entry.hlc, &entry.origin)?;
         }
         meta_put_u64(txn, &trees, &vv, entry.origin_seq)?;
         logged.push(entry);
     }
+    touched.finish(txn, ctx)?;
     meta_put_u64(txn, &trees, &cursor_key(&batch.peer), batch.up_to)?;
     // The writer makes the clock observe this, so later local writes order after them.
     ctx.hlc = newest;
@@ -192,6 +246,7 @@ fn current(txn: &RwTxn, trees: &Trees, key: &[u8]) -> Result<Option<Stored>> {
 fn apply_change(
     txn: &mut RwTxn,
     ctx: &mut Ctx,
+    touched: &mut Touched,
     change: &Change,
     hlc: u64,
     origin: &str,
@@ -222,47 +277,18 @@ fn apply_change(
         }
         ChangeKind::Delete => None,
     };
-    write_version(
+    mutate::store_version(
         txn,
-        ctx,
+        ctx.trees,
         &def,
         &key,
         old.as_ref(),
         new.as_ref(),
+        None,
         hlc,
         origin,
-    )
-}
-
-/// Stores a winning version: indexes, count, last-write time, new attributes.
-#[allow(clippy::too_many_arguments)]
-fn write_version(
-    txn: &mut RwTxn,
-    ctx: &mut Ctx,
-    def: &TableDef,
-    key: &[u8],
-    old: Option<&Map<String, Value>>,
-    new: Option<&Map<String, Value>>,
-    hlc: u64,
-    origin: &str,
-) -> Result<()> {
-    mutate::store_version(txn, ctx.trees, def, key, old, new, hlc, origin)?;
-    let delta = i64::from(new.is_some()) - i64::from(old.is_some());
-    let saved_hlc = std::mem::replace(&mut ctx.hlc, hlc);
-    mutate::adjust_count(txn, ctx, def.id, delta)?;
-    ctx.hlc = saved_hlc;
-    if let Some(new) = new {
-        let unknown: Vec<String> = new
-            .keys()
-            .filter(|k| !def.attributes.contains(k))
-            .cloned()
-            .collect();
-        if !unknown.is_empty() {
-            let mut grown = def.clone();
-            grown.attributes.extend(unknown);
-            ctx.save_table(txn, grown)?;
-        }
-    }
+    )?;
+    touched.note(&def, old.is_some(), new.as_ref(), hlc);
     Ok(())
 }
 
@@ -280,6 +306,7 @@ pub(crate) fn merge(
         }
     }
     let mut applied = 0;
+    let mut touched = Touched::default();
     if !chunk.rows.is_empty() {
         let def = ctx.table(&chunk.table)?;
         for row in &chunk.rows {
@@ -296,22 +323,25 @@ pub(crate) fn merge(
                 .map(serde_json::from_slice::<Map<String, Value>>)
                 .transpose()
                 .map_err(|_| StoreError::Invalid("snapshot row is not a JSON object".into()))?;
-            let def = ctx.table(&chunk.table)?;
             let old = existing.and_then(|(_, _, record)| record);
-            write_version(
+            mutate::store_version(
                 txn,
-                ctx,
+                &trees,
                 &def,
                 &key,
                 old.as_ref(),
                 new.as_ref(),
+                row.json.as_deref(),
                 row.hlc,
                 &row.origin,
             )?;
-            ctx.hlc = ctx.hlc.max(row.hlc);
+            touched.note(&def, old.is_some(), new.as_ref(), row.hlc);
             applied += 1;
         }
     }
+    let newest = touched.0.values().map(|t| t.hlc).max().unwrap_or(0);
+    touched.finish(txn, ctx)?;
+    ctx.hlc = ctx.hlc.max(newest);
     if chunk.done {
         // Replication resumes after the first snapshot of the copy, and the version
         // vector claims no more than that snapshot had, so what changed while the copy

@@ -14,6 +14,22 @@ use crate::trees::Trees;
 use crate::txlog::{Committed, LogEntry};
 use crate::writer::{Command, Writer, WriterStats};
 
+/// A queued write; await it for the outcome once durable.
+pub struct Pending(oneshot::Receiver<Result<Outcome>>);
+
+impl std::future::Future for Pending {
+    type Output = Result<Outcome>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|answer| answer.map_err(|_| StoreError::Closed)?)
+    }
+}
+
 /// A handle on one open database. Cheap to share (`Arc`); all writes go through its writer.
 pub struct Database {
     name: String,
@@ -89,6 +105,13 @@ impl Database {
 
     /// Queues a write and waits until it is durably committed (or refused).
     pub async fn write(&self, write: Write, user: Option<&str>) -> Result<Outcome> {
+        self.submit(write, user).await?.await
+    }
+
+    /// Queues a write and returns once it is queued; the returned [`Pending`] resolves
+    /// when it is durably committed. Writes queued one after another commit in that
+    /// order, so a caller can keep several in flight (replication does).
+    pub async fn submit(&self, write: Write, user: Option<&str>) -> Result<Pending> {
         let (reply, answer) = oneshot::channel();
         let command = Command::Write {
             write: Box::new(write),
@@ -99,7 +122,7 @@ impl Database {
             .send(command)
             .await
             .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        Ok(Pending(answer))
     }
 
     /// A consistent read-only view.

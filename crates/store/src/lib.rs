@@ -58,7 +58,7 @@ mod tests;
 
 pub use apply::{CopyChunk, CopyProgress, CopyRow, RemoteBatch};
 pub use catalog::{CREATED_TIME, Catalog, TableDef, TableSpec, UPDATED_TIME};
-pub use database::Database;
+pub use database::{Database, Pending};
 pub use error::{Result, StoreError};
 pub use hlc::{Hlc, from_ms, to_ms, wall_ms};
 pub use mutate::{MAX_KEY_LEN, Mode, Outcome, Write};

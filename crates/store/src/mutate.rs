@@ -483,6 +483,7 @@ fn write_records(
             &key,
             old.as_ref(),
             Some(&new),
+            None,
             ctx.hlc,
             ctx.origin,
         )?;
@@ -533,6 +534,7 @@ fn delete(
             &key,
             Some(&old),
             None,
+            None,
             ctx.hlc,
             ctx.origin,
         )?;
@@ -549,6 +551,7 @@ fn delete(
 }
 
 /// Writes a record version (`None`: a tombstone) and keeps the indexes in step with it.
+/// `json` is `new` already serialised, when the caller has it.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn store_version(
     txn: &mut RwTxn,
@@ -557,14 +560,23 @@ pub(crate) fn store_version(
     key: &[u8],
     old: Option<&Map<String, Value>>,
     new: Option<&Map<String, Value>>,
+    json: Option<&[u8]>,
     hlc: u64,
     origin: &str,
 ) -> Result<()> {
     index::update(txn, trees, def, &key[4..], old, new)?;
-    let json = new.map(|n| serde_json::to_vec(n).expect("maps serialise"));
+    let serialised;
+    let json = match (json, new) {
+        (Some(json), _) => Some(json),
+        (None, Some(new)) => {
+            serialised = serde_json::to_vec(new).expect("maps serialise");
+            Some(serialised.as_slice())
+        }
+        (None, None) => None,
+    };
     trees
         .records
-        .put(txn, key, &Version::encode(hlc, origin, json.as_deref()))?;
+        .put(txn, key, &Version::encode(hlc, origin, json))?;
     Ok(())
 }
 
