@@ -271,9 +271,7 @@ fn produce_copy(
             let (key, version) = row?;
             rows.push(CopyRow {
                 key,
-                hlc: version.hlc,
-                origin: version.origin.to_owned(),
-                json: version.json.map(<[u8]>::to_vec),
+                version: version.bytes().to_vec(),
             });
             if rows.len() == COPY_ROWS {
                 send_rows(tx, &table.name, &mut rows, &mut progress)?;

@@ -13,9 +13,9 @@ use serde_json::{Map, Value};
 use heed::RwTxn;
 
 use crate::catalog::{TableDef, TableSpec};
-use crate::error::{Result, StoreError};
+use crate::error::Result;
 use crate::mutate::{self, Ctx, Outcome, record_key};
-use crate::record::Version;
+use crate::record::{RecordState, Stamp, Version};
 use crate::trees::{Trees, meta_get_u64, meta_put_u64};
 use crate::txlog::{Change, ChangeKind, Committed, LogEntry, SchemaChange};
 
@@ -53,12 +53,9 @@ pub struct CopyChunk {
 pub struct CopyRow {
     /// Primary key.
     pub key: Value,
-    /// Version timestamp.
-    pub hlc: u64,
-    /// Version origin.
-    pub origin: String,
-    /// The record's JSON, or `None` for a tombstone.
-    pub json: Option<Vec<u8>>,
+    /// The record as stored (its state with every stamp; see `record.rs`).
+    #[serde(with = "serde_bytes")]
+    pub version: Vec<u8>,
 }
 
 /// How far a full copy from a peer got.
@@ -224,25 +221,7 @@ fn apply_schema(txn: &mut RwTxn, ctx: &mut Ctx, change: &SchemaChange) -> Result
     Ok(())
 }
 
-/// A stored version: timestamp, origin, record (`None` for a tombstone).
-type Stored = (u64, String, Option<Map<String, Value>>);
-
-/// The stored version of a record, decoded.
-fn current(txn: &RwTxn, trees: &Trees, key: &[u8]) -> Result<Option<Stored>> {
-    match trees.records.get(txn, key)? {
-        None => Ok(None),
-        Some(bytes) => {
-            let version = Version::decode(bytes)?;
-            Ok(Some((
-                version.hlc,
-                version.origin.to_owned(),
-                version.value()?,
-            )))
-        }
-    }
-}
-
-/// Applies one change if it is newer than what is stored.
+/// Applies one change: merges it into the record's state (see `record.rs`).
 fn apply_change(
     txn: &mut RwTxn,
     ctx: &mut Ctx,
@@ -257,38 +236,39 @@ fn apply_change(
         tracing::debug!(table = %change.table, "change for a missing table ignored");
         return Ok(());
     };
-    let key = record_key(&def, &change.key)?;
-    let existing = current(txn, ctx.trees, &key)?;
-    if let Some((cur_hlc, cur_origin, _)) = &existing
-        && (*cur_hlc, cur_origin.as_str()) >= (hlc, origin)
-    {
-        return Ok(()); // an equal or newer version is already here
-    }
-    let old = existing.and_then(|(_, _, record)| record);
-    let value = change.value.as_ref().and_then(Value::as_object);
-    let new = match change.kind {
-        ChangeKind::Put => value.cloned(),
-        ChangeKind::Patch => {
-            let mut merged = old.clone().unwrap_or_default();
-            for (k, v) in value.into_iter().flatten() {
-                merged.insert(k.clone(), v.clone());
-            }
-            Some(merged)
-        }
-        ChangeKind::Delete => None,
+    let stamp = Stamp::new(hlc, origin);
+    let value = change
+        .value
+        .as_ref()
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let incoming = match change.kind {
+        ChangeKind::Put => RecordState::put(stamp, value),
+        ChangeKind::Patch => RecordState::patch(stamp, value),
+        ChangeKind::Delete => RecordState::delete(stamp),
     };
-    mutate::store_version(
-        txn,
-        ctx.trees,
-        &def,
-        &key,
-        old.as_ref(),
-        new.as_ref(),
-        None,
-        hlc,
-        origin,
-    )?;
-    touched.note(&def, old.is_some(), new.as_ref(), hlc);
+    merge_into(txn, ctx.trees, touched, &def, &change.key, &incoming)
+}
+
+/// Merges `incoming` into the stored state of `key`, writing only if that changes it.
+fn merge_into(
+    txn: &mut RwTxn,
+    trees: &Trees,
+    touched: &mut Touched,
+    def: &TableDef,
+    pk: &Value,
+    incoming: &RecordState,
+) -> Result<()> {
+    let key = record_key(def, pk)?;
+    let current = mutate::stored_state(txn, trees, &key)?;
+    let merged = current.merge(incoming);
+    if merged == current {
+        return Ok(()); // nothing new: an older write, or one applied before
+    }
+    let old = current.live();
+    mutate::store_state(txn, trees, def, &key, old, &merged)?;
+    touched.note(def, old.is_some(), merged.live(), merged.newest().hlc);
     Ok(())
 }
 
@@ -310,32 +290,8 @@ pub(crate) fn merge(
     if !chunk.rows.is_empty() {
         let def = ctx.table(&chunk.table)?;
         for row in &chunk.rows {
-            let key = record_key(&def, &row.key)?;
-            let existing = current(txn, &trees, &key)?;
-            if let Some((cur_hlc, cur_origin, _)) = &existing
-                && (*cur_hlc, cur_origin.as_str()) >= (row.hlc, row.origin.as_str())
-            {
-                continue;
-            }
-            let new = row
-                .json
-                .as_deref()
-                .map(serde_json::from_slice::<Map<String, Value>>)
-                .transpose()
-                .map_err(|_| StoreError::Invalid("snapshot row is not a JSON object".into()))?;
-            let old = existing.and_then(|(_, _, record)| record);
-            mutate::store_version(
-                txn,
-                &trees,
-                &def,
-                &key,
-                old.as_ref(),
-                new.as_ref(),
-                row.json.as_deref(),
-                row.hlc,
-                &row.origin,
-            )?;
-            touched.note(&def, old.is_some(), new.as_ref(), row.hlc);
+            let incoming = Version::decode(&row.version)?.state()?;
+            merge_into(txn, &trees, &mut touched, &def, &row.key, &incoming)?;
             applied += 1;
         }
     }

@@ -16,7 +16,7 @@ use crate::error::{Result, StoreError};
 use crate::hlc;
 use crate::index;
 use crate::key;
-use crate::record::Version;
+use crate::record::{RecordState, Stamp, Version};
 use crate::trees::{Trees, count_key, meta_get_u64, meta_put_u64, table_prefix, updated_key};
 use crate::txlog::{Change, ChangeKind, LogEntry, SchemaChange};
 
@@ -346,18 +346,17 @@ pub(crate) fn drop_attribute(
             attribute: attribute.to_owned(),
         });
     }
-    for (pk, mut record) in live_records(txn, ctx.trees, &def)? {
-        let Some(old) = record.remove(attribute) else {
+    for (pk, record) in live_records(txn, ctx.trees, &def)? {
+        if !record.contains_key(attribute) {
             continue;
-        };
-        let mut pk_key = table_prefix(def.id).to_vec();
-        pk_key.extend_from_slice(&pk);
-        let mut single = Map::new();
-        single.insert(attribute.to_owned(), old);
-        index::update(txn, ctx.trees, &def, &pk, Some(&single), None)?;
-        let json = serde_json::to_vec(&record).expect("maps serialise");
-        let bytes = Version::encode(ctx.hlc, ctx.origin, Some(&json));
-        ctx.trees.records.put(txn, &pk_key, &bytes)?;
+        }
+        let mut key = table_prefix(def.id).to_vec();
+        key.extend_from_slice(&pk);
+        // The same on every node, whatever else the record holds: the stamps stay.
+        let mut state = stored_state(txn, ctx.trees, &key)?;
+        state.attrs.remove(attribute);
+        state.stamps.remove(attribute);
+        store_state(txn, ctx.trees, &def, &key, Some(&record), &state)?;
     }
     let mut new = (*def).clone();
     new.attributes.retain(|a| a != attribute);
@@ -427,10 +426,8 @@ fn write_records(
             Some(pk) => pk.clone(),
         };
         let key = record_key(&def, &pk)?;
-        let old = match ctx.trees.records.get(txn, &key)? {
-            Some(bytes) => Version::decode(bytes)?.value()?,
-            None => None,
-        };
+        let current = stored_state(txn, ctx.trees, &key)?;
+        let old = current.live().cloned();
         let skip = match mode {
             Mode::Insert => old.is_some(),
             Mode::Update => old.is_none(),
@@ -452,40 +449,33 @@ fn write_records(
             }
         }
         record.insert(UPDATED_TIME.to_owned(), now.clone());
-        let (new, change) = match &old {
+        let stamp = Stamp::new(ctx.hlc, ctx.origin);
+        let (incoming, kind) = match &old {
             Some(old) if mode == Mode::Put => {
                 // A replacement keeps only the creation time of what it replaces.
                 if let Some(created) = old.get(CREATED_TIME) {
                     record.insert(CREATED_TIME.to_owned(), created.clone());
                 }
-                (record.clone(), (ChangeKind::Put, Value::Object(record)))
+                (RecordState::put(stamp, record.clone()), ChangeKind::Put)
             }
-            Some(old) => {
-                let mut merged = old.clone();
-                for (k, v) in &record {
-                    if k != CREATED_TIME {
-                        merged.insert(k.clone(), v.clone());
-                    }
-                }
+            Some(_) => {
                 record.remove(CREATED_TIME);
-                (merged, (ChangeKind::Patch, Value::Object(record)))
+                (RecordState::patch(stamp, record.clone()), ChangeKind::Patch)
             }
             None => {
                 added += 1;
                 record.insert(CREATED_TIME.to_owned(), now.clone());
-                (record.clone(), (ChangeKind::Put, Value::Object(record)))
+                (RecordState::put(stamp, record.clone()), ChangeKind::Put)
             }
         };
-        store_version(
+        let change = (kind, Value::Object(record));
+        store_state(
             txn,
             ctx.trees,
             &def,
             &key,
             old.as_ref(),
-            Some(&new),
-            None,
-            ctx.hlc,
-            ctx.origin,
+            &current.merge(&incoming),
         )?;
         changes.push(Change {
             table: table.to_owned(),
@@ -519,25 +509,13 @@ fn delete(
     let mut changes = Vec::new();
     for pk in ids {
         let key = record_key(&def, &pk)?;
-        let old = match ctx.trees.records.get(txn, &key)? {
-            Some(bytes) => Version::decode(bytes)?.value()?,
-            None => None,
-        };
-        let Some(old) = old else {
+        let current = stored_state(txn, ctx.trees, &key)?;
+        let Some(old) = current.live() else {
             outcome.skipped.push(pk);
             continue;
         };
-        store_version(
-            txn,
-            ctx.trees,
-            &def,
-            &key,
-            Some(&old),
-            None,
-            None,
-            ctx.hlc,
-            ctx.origin,
-        )?;
+        let deleted = current.merge(&RecordState::delete(Stamp::new(ctx.hlc, ctx.origin)));
+        store_state(txn, ctx.trees, &def, &key, Some(old), &deleted)?;
         changes.push(Change {
             table: table.to_owned(),
             key: pk.clone(),
@@ -550,33 +528,26 @@ fn delete(
     Ok((outcome, log_entry(ctx, user, "delete", changes)))
 }
 
-/// Writes a record version (`None`: a tombstone) and keeps the indexes in step with it.
-/// `json` is `new` already serialised, when the caller has it.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn store_version(
+/// The stored state of a record (absent if never written).
+pub(crate) fn stored_state(txn: &RwTxn, trees: &Trees, key: &[u8]) -> Result<RecordState> {
+    match trees.records.get(txn, key)? {
+        Some(bytes) => Version::decode(bytes)?.state(),
+        None => Ok(RecordState::absent()),
+    }
+}
+
+/// Writes a record's new state and keeps the indexes in step with it; `old` is what was
+/// live before.
+pub(crate) fn store_state(
     txn: &mut RwTxn,
     trees: &Trees,
     def: &TableDef,
     key: &[u8],
     old: Option<&Map<String, Value>>,
-    new: Option<&Map<String, Value>>,
-    json: Option<&[u8]>,
-    hlc: u64,
-    origin: &str,
+    state: &RecordState,
 ) -> Result<()> {
-    index::update(txn, trees, def, &key[4..], old, new)?;
-    let serialised;
-    let json = match (json, new) {
-        (Some(json), _) => Some(json),
-        (None, Some(new)) => {
-            serialised = serde_json::to_vec(new).expect("maps serialise");
-            Some(serialised.as_slice())
-        }
-        (None, None) => None,
-    };
-    trees
-        .records
-        .put(txn, key, &Version::encode(hlc, origin, json))?;
+    index::update(txn, trees, def, &key[4..], old, state.live())?;
+    trees.records.put(txn, key, &state.encode())?;
     Ok(())
 }
 

@@ -598,9 +598,7 @@ async fn full_copy_merges_and_never_wipes() {
             let (key, v) = r.unwrap();
             crate::CopyRow {
                 key,
-                hlc: v.hlc,
-                origin: v.origin.to_owned(),
-                json: v.json.map(<[u8]>::to_vec),
+                version: v.bytes().to_vec(),
             }
         })
         .collect();
