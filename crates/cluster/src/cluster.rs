@@ -278,6 +278,8 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), ClusterError> 
         }) => {
             let refusal = if peer.as_deref() != Some(node.as_str()) {
                 Some(format!("certificate does not name '{node}'"))
+            } else if shared.store.database(&database).is_err() {
+                Some(format!("database '{database}' does not exist on {}", shared.name))
             } else {
                 let members = nodes::members(&shared.store)?;
                 let me = members.iter().find(|m| m.name == shared.name);
@@ -299,10 +301,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), ClusterError> 
                 .await?;
                 return Err(ClusterError::Refused(reason));
             }
-            match sender::stream(shared.clone(), conn, node, database, cursor, copy).await {
-                Err(ClusterError::Refused(reason)) => Err(ClusterError::Refused(reason)),
-                other => other,
-            }
+            sender::stream(shared.clone(), conn, node, database, cursor, copy).await
         }
         Some(other) => Err(ClusterError::Protocol(format!(
             "unexpected first frame {other:?}"
