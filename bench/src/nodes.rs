@@ -222,8 +222,11 @@ pub(crate) struct RssEntry {
     pub(crate) workload: String,
     /// Node name.
     pub(crate) node: String,
-    /// Highest VmRSS seen, in MiB.
+    /// Highest VmRSS seen, in MiB (includes LMDB's memory-mapped file pages).
     pub(crate) max_mib: f64,
+    /// Highest RssAnon seen, in MiB: memory the process itself allocated (heap, stacks),
+    /// without the mapped database files the kernel can drop at will.
+    pub(crate) max_anon_mib: f64,
     /// VmRSS after the workload's runs, in MiB.
     pub(crate) after_runs_mib: Option<f64>,
     /// Samples taken.
@@ -241,11 +244,16 @@ pub(crate) struct Rss {
 
 /// VmRSS of `pid` in KiB, from `/proc/<pid>/status`.
 pub(crate) fn vm_rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A `/proc/<pid>/status` memory field, in KiB.
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status =
         std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .find_map(|l| l.strip_prefix(field))?
         .split_whitespace()
         .next()?
         .parse()
@@ -274,6 +282,9 @@ impl Rss {
             if let Some(kib) = entry.pid.and_then(vm_rss_kib) {
                 entry.max_mib = entry.max_mib.max(kib as f64 / 1024.0);
                 entry.samples += 1;
+            }
+            if let Some(kib) = entry.pid.and_then(|pid| status_kib(pid, "RssAnon:")) {
+                entry.max_anon_mib = entry.max_anon_mib.max(kib as f64 / 1024.0);
             }
         }
     }

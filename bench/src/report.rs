@@ -187,14 +187,15 @@ impl Report {
             }
         }
         if !self.rss.is_empty() {
-            out.push_str("\nresident memory (VmRSS)\n");
+            out.push_str("\nresident memory (VmRSS, with mapped database pages; RssAnon, without)\n");
             for e in &self.rss {
                 let _ = writeln!(
                     out,
-                    "  {:<20} {:<12} max {:>8.1} MiB   after runs {:>8} MiB",
+                    "  {:<20} {:<12} max {:>8.1} MiB   anon max {:>7.1} MiB   after runs {:>8} MiB",
                     e.workload,
                     e.node,
                     e.max_mib,
+                    e.max_anon_mib,
                     e.after_runs_mib
                         .map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"))
                 );
