@@ -187,7 +187,9 @@ impl Report {
             }
         }
         if !self.rss.is_empty() {
-            out.push_str("\nresident memory (VmRSS, with mapped database pages; RssAnon, without)\n");
+            out.push_str(
+                "\nresident memory (VmRSS, with mapped database pages; RssAnon, without)\n",
+            );
             for e in &self.rss {
                 let _ = writeln!(
                     out,

@@ -279,7 +279,10 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), ClusterError> 
             let refusal = if peer.as_deref() != Some(node.as_str()) {
                 Some(format!("certificate does not name '{node}'"))
             } else if shared.store.database(&database).is_err() {
-                Some(format!("database '{database}' does not exist on {}", shared.name))
+                Some(format!(
+                    "database '{database}' does not exist on {}",
+                    shared.name
+                ))
             } else {
                 let members = nodes::members(&shared.store)?;
                 let me = members.iter().find(|m| m.name == shared.name);
