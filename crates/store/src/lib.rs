@@ -60,7 +60,7 @@ pub use apply::{CopyChunk, CopyProgress, CopyRow, RemoteBatch};
 pub use catalog::{CREATED_TIME, Catalog, TableDef, TableSpec, UPDATED_TIME};
 pub use database::{Database, Pending};
 pub use error::{Result, StoreError};
-pub use hlc::{Hlc, from_ms, to_ms, wall_ms};
+pub use hlc::{Hlc, to_ms, wall_ms};
 pub use mutate::{MAX_KEY_LEN, Mode, Outcome, Write};
 pub use read::{Row, Snapshot};
 pub use record::Version;
