@@ -47,8 +47,14 @@ impl RunFile {
         serde_json::from_slice(&bytes).with_context(|| format!("reading {}", p.display()))
     }
 
-    /// Whether the process is still alive.
+    /// Whether the process is still alive. A zombie (exited, not yet reaped by its
+    /// parent) counts as gone.
     pub(crate) fn alive(&self) -> bool {
-        Path::new(&format!("/proc/{}", self.pid)).exists()
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid)).is_ok_and(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("State:"))
+                .is_some_and(|state| !state.trim_start().starts_with('Z'))
+        })
     }
 }
