@@ -141,6 +141,8 @@ async fn session(
             }
             done = front(&mut inflight) => {
                 let then = inflight.pop_front().expect("front was there").then;
+                let queued = inflight.len();
+                shared.status.update(&peer.name, database, |s| s.in_flight = queued);
                 finish(shared, peer, database, &mut wr, done?, then).await?;
                 continue;
             }
@@ -257,6 +259,10 @@ async fn session(
         };
         let (pending, then) = submitted;
         inflight.push_back(InFlight { pending, then });
+        let queued = inflight.len();
+        shared
+            .status
+            .update(&peer.name, database, |s| s.in_flight = queued);
         if inflight.len() > WINDOW {
             let InFlight { pending, then } = inflight.pop_front().expect("not empty");
             finish(shared, peer, database, &mut wr, pending.await?, then).await?;

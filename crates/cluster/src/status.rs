@@ -29,6 +29,9 @@ pub struct LinkStatus {
     pub last_commit_confirmed: Option<f64>,
     /// Remote transactions applied since start.
     pub applied: u64,
+    /// Batches received and queued for commit but not yet durable (back-pressure: the
+    /// link stops reading past a small window).
+    pub in_flight: usize,
     /// Full copies taken from this peer since start.
     pub full_copies: u64,
     /// Connections made since start.
