@@ -167,17 +167,30 @@ pub fn for_each(
     if let Some(c) = &query.condition {
         c.validate()?;
     }
+    let exact = query
+        .condition
+        .as_ref()
+        .is_some_and(|c| exact_by_index(table, c));
+    let sort = query
+        .sort
+        .as_ref()
+        .filter(|s| !sorts_nothing(s, query.condition.as_ref()));
     let limit = query.limit.unwrap_or(usize::MAX);
     let mut sorted: Vec<(Vec<u8>, Map<String, Value>)> = Vec::new();
     let (mut skipped, mut sent) = (0, 0);
     // Returns false once the page is full.
     let mut accept = |json: &[u8]| -> Result<bool, QueryError> {
-        let record = parse(json)?;
-        if !query.condition.as_ref().is_none_or(|c| c.matches(&record)) {
+        // A whole record answered straight from an exact index match needs no parsing.
+        let needs_record = !exact || sort.is_some() || query.projection != Projection::All;
+        let record = needs_record.then(|| parse(json)).transpose()?;
+        if let Some(record) = &record
+            && !exact
+            && !query.condition.as_ref().is_none_or(|c| c.matches(record))
+        {
             return Ok(true);
         }
-        if query.sort.is_some() {
-            sorted.push((json.to_vec(), record));
+        if sort.is_some() {
+            sorted.push((json.to_vec(), record.unwrap_or_default()));
             return Ok(true);
         }
         if skipped < query.offset {
@@ -188,7 +201,7 @@ pub fn for_each(
             return Ok(false);
         }
         sent += 1;
-        Ok(emit(&query.projection.render(json, Some(&record))?)? && sent < limit)
+        Ok(emit(&query.projection.render(json, record.as_ref())?)? && sent < limit)
     };
     let candidates = match &query.condition {
         Some(c) => candidates(snapshot, table, c)?,
@@ -213,7 +226,7 @@ pub fn for_each(
             }
         }
     }
-    if let Some(sort) = &query.sort {
+    if let Some(sort) = sort {
         // Stable: ties keep primary key order.
         sorted.sort_by(|a, b| sort.compare(&a.1, &b.1));
         for (json, record) in sorted.iter().skip(query.offset).take(limit) {
@@ -228,6 +241,34 @@ pub fn for_each(
 fn parse(json: &[u8]) -> Result<Map<String, Value>, QueryError> {
     serde_json::from_slice(json)
         .map_err(|e| QueryError::Invalid(format!("stored record is not a JSON object: {e}")))
+}
+
+/// Whether the index alone decides `condition`: an equality on the primary key or an
+/// indexed attribute, with a value the index holds whole (not a string it cuts short),
+/// so candidates need no re-check.
+fn exact_by_index(table: &TableDef, condition: &Condition) -> bool {
+    let Condition::Compare {
+        attribute,
+        comparator: Comparator::Equals,
+        value,
+    } = condition
+    else {
+        return false;
+    };
+    let whole = match value {
+        Value::String(s) => s.len() < shoal_store::MAX_INDEXED_STRING,
+        Value::Number(_) | Value::Bool(_) => true,
+        _ => false,
+    };
+    whole && (*attribute == table.primary_key || table.is_indexed(attribute))
+}
+
+/// Whether sorting by `sort` leaves primary-key order as it is: a sort on the very
+/// attribute an equality condition fixes (every match has the same value).
+fn sorts_nothing(sort: &Sort, condition: Option<&Condition>) -> bool {
+    sort.next.is_none()
+        && matches!(condition, Some(Condition::Compare { attribute, comparator: Comparator::Equals, .. })
+            if *attribute == sort.attribute)
 }
 
 /// Keys by encoded primary key (so in key order and without repeats).
@@ -329,6 +370,47 @@ fn collect(keys: impl Iterator<Item = shoal_store::Result<Value>>) -> Result<Key
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn exact_index_matches_and_no_op_sorts() {
+        let table = TableDef {
+            id: 1,
+            name: "dog".into(),
+            primary_key: "id".into(),
+            attributes: vec![],
+            indexed: Some(["age".to_owned()].into()),
+            replicate: true,
+            created: 0,
+        };
+        let eq = |attribute: &str, value: Value| Condition::Compare {
+            attribute: attribute.into(),
+            comparator: Comparator::Equals,
+            value,
+        };
+        assert!(exact_by_index(&table, &eq("age", json!(3))));
+        assert!(exact_by_index(&table, &eq("id", json!("a"))));
+        assert!(
+            !exact_by_index(&table, &eq("name", json!("a"))),
+            "not indexed"
+        );
+        assert!(
+            !exact_by_index(&table, &eq("age", json!(null))),
+            "null is answered by a scan"
+        );
+        let long = "x".repeat(shoal_store::MAX_INDEXED_STRING);
+        assert!(
+            !exact_by_index(&table, &eq("age", json!(long))),
+            "cut in the index"
+        );
+        let sort = |attribute: &str| Sort {
+            attribute: attribute.into(),
+            descending: true,
+            next: None,
+        };
+        assert!(sorts_nothing(&sort("age"), Some(&eq("age", json!(3)))));
+        assert!(!sorts_nothing(&sort("name"), Some(&eq("age", json!(3)))));
+        assert!(!sorts_nothing(&sort("age"), None));
+    }
 
     #[test]
     fn wildcards() {

@@ -12,7 +12,7 @@ use crate::trees::{Trees, table_prefix};
 
 /// Index keys keep at most this many bytes of a string value; longer values are found by
 /// their prefix and re-checked against the record.
-pub(crate) const MAX_INDEXED_STRING: usize = 200;
+pub const MAX_INDEXED_STRING: usize = 200;
 
 /// Prefix of every entry of `attribute` in `table`.
 pub(crate) fn attribute_prefix(table: &TableDef, attribute: &str) -> Vec<u8> {
