@@ -161,7 +161,7 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
         http: http_addr,
     }
     .write(root)?;
-    tracing::info!(%ops_addr, %http_addr, "node ready");
+    tracing::info!(%ops_addr, %http_addr, %replication_addr, "node ready");
     println!(
         "shoal ready name={name} ops={ops_addr} http={http_addr} replication={replication_addr} pid={pid}"
     );
