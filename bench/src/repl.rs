@@ -10,16 +10,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use hyper::Method;
-use rand::Rng;
-use rand::rngs::SmallRng;
 use serde_json::{Value, json};
 
 use crate::Settings;
 use crate::client::{Conn, Endpoint};
-use crate::load::{self, Load, MakeReq, Req};
+use crate::load::{self, Load};
 use crate::nodes::{BenchNode, Launcher, join_all, link, wait_link, wait_table};
 use crate::report::{Report, Row, lag_percentile};
-use crate::single::{DB, INSERT_BATCH, insert_body, load_records, record};
+use crate::single::{DB, INSERT_BATCH, insert_requests, load_records};
 
 /// How long to wait for replication to deliver what was written before giving up.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(600);
@@ -350,24 +348,7 @@ impl Drop for Stamper {
 
 /// Insert load: [`INSERT_BATCH`] new records per request into `table`.
 fn insert_load(settings: &Settings, endpoint: Endpoint, table: &'static str) -> Load {
-    let tag = settings.tag.clone();
-    let make: MakeReq = Arc::new(move |rng: &mut SmallRng, counter: &AtomicU64| {
-        let first = counter.fetch_add(INSERT_BATCH, Ordering::Relaxed);
-        let records: Vec<String> = (first..first + INSERT_BATCH)
-            .map(|i| {
-                let num = rng.random_range(0..1_000_000u64);
-                record(rng, &format!("\"{tag}-{i}\""), num % 1000, num)
-            })
-            .collect();
-        Req {
-            method: Method::POST,
-            path: "/".into(),
-            body: Bytes::from(insert_body(table, &records)),
-            json: true,
-            expect: 200,
-            items: INSERT_BATCH,
-        }
-    });
+    let make = insert_requests(settings.tag.clone(), table);
     Load {
         endpoint,
         connections: settings.connections,

@@ -53,6 +53,27 @@ pub(crate) fn record(rng: &mut SmallRng, id: &str, group: u64, num: u64) -> Stri
     format!("{head}{}\"}}", &text[start..start + len])
 }
 
+/// Requests that insert [`INSERT_BATCH`] new records each into `table`, ids tagged `tag`.
+pub(crate) fn insert_requests(tag: String, table: &'static str) -> MakeReq {
+    Arc::new(move |rng: &mut SmallRng, counter: &AtomicU64| {
+        let first = counter.fetch_add(INSERT_BATCH, Ordering::Relaxed);
+        let records: Vec<String> = (first..first + INSERT_BATCH)
+            .map(|i| {
+                let num = rng.random_range(0..1_000_000u64);
+                record(rng, &format!("\"{tag}-{i}\""), num % 1000, num)
+            })
+            .collect();
+        Req {
+            method: Method::POST,
+            path: "/".into(),
+            body: Bytes::from(insert_body(table, &records)),
+            json: true,
+            expect: 200,
+            items: INSERT_BATCH,
+        }
+    })
+}
+
 /// An Operations API `insert` body.
 pub(crate) fn insert_body(table: &str, records: &[String]) -> String {
     format!(
@@ -285,23 +306,7 @@ async fn run_workloads(
             ),
             "ops_insert_100" => (
                 "records/s",
-                Arc::new(move |rng: &mut SmallRng, counter: &AtomicU64| {
-                    let first = counter.fetch_add(INSERT_BATCH, Ordering::Relaxed);
-                    let records: Vec<String> = (first..first + INSERT_BATCH)
-                        .map(|i| {
-                            let num = rng.random_range(0..1_000_000u64);
-                            record(rng, &format!("\"{tag}-{i}\""), num % 1000, num)
-                        })
-                        .collect();
-                    Req {
-                        method: Method::POST,
-                        path: "/".into(),
-                        body: Bytes::from(insert_body("inserts", &records)),
-                        json: true,
-                        expect: 200,
-                        items: INSERT_BATCH,
-                    }
-                }),
+                insert_requests(tag.clone(), "inserts"),
                 None,
                 format!("{INSERT_BATCH} new records/request; latency per request"),
             ),
