@@ -124,7 +124,7 @@ impl Cluster {
             .find(|n| n.name == me.name);
         if known.as_ref().is_none_or(|k| k.url != me.url) {
             let mut record = known.unwrap_or_else(|| me.clone());
-            record.url = me.url.clone();
+            record.url = me.url;
             nodes::save(&shared.store, &record, shared.identity.ca_pem()).await?;
         }
         let (stop, stop_rx) = watch::channel(false);
@@ -182,12 +182,7 @@ impl Cluster {
         if let Some(list) = publish {
             record.publish = list;
         }
-        let ca = nodes::certificates(&self.shared.store)?
-            .into_iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, pem)| pem)
-            .unwrap_or_default();
-        nodes::save(&self.shared.store, &record, &ca).await?;
+        nodes::save_record(&self.shared.store, &record).await?;
         self.shared.wake.notify_one();
         Ok(())
     }

@@ -103,22 +103,36 @@ fn read_all(store: &Store, table: &str) -> Result<Vec<Value>, ClusterError> {
     Ok(out)
 }
 
-/// Records (or updates) a member and its CA, in one write each; both replicate.
+/// Records (or updates) a member and its CA; both replicate. The CA goes first, so a
+/// recorded member always has one to be trusted by.
 pub(crate) async fn save(
     store: &Store,
     node: &NodeRecord,
     ca_pem: &str,
 ) -> Result<(), ClusterError> {
+    let cert = json!({"name": node.name, "certificate": ca_pem});
+    upsert(store, CERTIFICATES_TABLE, cert).await?;
+    save_record(store, node).await
+}
+
+/// Records (or updates) a member's record alone.
+pub(crate) async fn save_record(store: &Store, node: &NodeRecord) -> Result<(), ClusterError> {
+    upsert(
+        store,
+        NODES_TABLE,
+        serde_json::to_value(node).expect("node records serialise"),
+    )
+    .await
+}
+
+async fn upsert(store: &Store, table: &str, record: Value) -> Result<(), ClusterError> {
     let db = store.database(SYSTEM_DATABASE)?;
-    let record = serde_json::to_value(node).expect("node records serialise");
-    let upsert = |table: &str, record: Value| Write::Records {
+    let write = Write::Records {
         table: table.into(),
         mode: Mode::Upsert,
         records: vec![record.as_object().expect("object").clone()],
     };
-    db.write(upsert(NODES_TABLE, record), None).await?;
-    let cert = json!({"name": node.name, "certificate": ca_pem});
-    db.write(upsert(CERTIFICATES_TABLE, cert), None).await?;
+    db.write(write, None).await?;
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 //! reaches back that far), in commit order, batched, paced by the socket.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use shoal_auth::SYSTEM_DATABASE;
 use shoal_store::{Committed, CopyProgress, CopyRow, Database, LogEntry, SchemaChange, Snapshot};
@@ -204,11 +204,7 @@ async fn full_copy<W: AsyncWrite + Unpin>(
     let progress = producer
         .await
         .map_err(|e| ClusterError::Protocol(format!("copy failed: {e}")))??;
-    let secs = started
-        .elapsed()
-        .as_secs_f64()
-        .max(Duration::from_millis(1).as_secs_f64());
-    tracing::info!(rows, rate = rows as f64 / secs, "full copy sent");
+    tracing::info!(rows, seconds = started.elapsed().as_secs_f64(), "full copy sent");
     Ok(progress)
 }
 
