@@ -204,7 +204,11 @@ async fn full_copy<W: AsyncWrite + Unpin>(
     let progress = producer
         .await
         .map_err(|e| ClusterError::Protocol(format!("copy failed: {e}")))??;
-    tracing::info!(rows, seconds = started.elapsed().as_secs_f64(), "full copy sent");
+    tracing::info!(
+        rows,
+        seconds = started.elapsed().as_secs_f64(),
+        "full copy sent"
+    );
     Ok(progress)
 }
 

@@ -20,15 +20,20 @@ fn records(table: &str, mode: Mode, recs: Vec<Value>) -> Write {
     }
 }
 
-async fn store_with_dog(dir: &std::path::Path) -> (Store, Arc<crate::Database>) {
-    let store = Store::open(StoreOptions::new(dir, "n1")).unwrap();
-    let db = store.create_database("dev").await.unwrap();
+/// Creates table `dog`, keyed by `id`.
+async fn create_dog(db: &crate::Database) {
     let spec = TableSpec {
         name: "dog".into(),
         primary_key: "id".into(),
         ..Default::default()
     };
     db.write(Write::CreateTable(spec), None).await.unwrap();
+}
+
+async fn store_with_dog(dir: &std::path::Path) -> (Store, Arc<crate::Database>) {
+    let store = Store::open(StoreOptions::new(dir, "n1")).unwrap();
+    let db = store.create_database("dev").await.unwrap();
+    create_dog(&db).await;
     (store, db)
 }
 
@@ -303,16 +308,7 @@ async fn log_is_trimmed_to_its_size_bound() {
     };
     let store = Store::open(options).unwrap();
     let db = store.create_database("dev").await.unwrap();
-    db.write(
-        Write::CreateTable(TableSpec {
-            name: "dog".into(),
-            primary_key: "id".into(),
-            ..Default::default()
-        }),
-        None,
-    )
-    .await
-    .unwrap();
+    create_dog(&db).await;
     for i in 0..100 {
         db.write(
             records(
@@ -401,16 +397,7 @@ async fn remote_batches_converge_with_lww_and_apply_once() {
     let dir = tempfile::tempdir().unwrap();
     let (sa, a) = node(dir.path(), "a").await;
     let (sb, b) = node(dir.path(), "b").await;
-    a.write(
-        Write::CreateTable(TableSpec {
-            name: "dog".into(),
-            primary_key: "id".into(),
-            ..Default::default()
-        }),
-        None,
-    )
-    .await
-    .unwrap();
+    create_dog(&a).await;
     a.write(
         records(
             "dog",
@@ -500,16 +487,7 @@ async fn relayed_entries_keep_their_origin_and_converge_a_chain() {
     let (sa, a) = node(dir.path(), "a").await;
     let (sb, b) = node(dir.path(), "b").await;
     let (sc, c) = node(dir.path(), "c").await;
-    a.write(
-        Write::CreateTable(TableSpec {
-            name: "dog".into(),
-            primary_key: "id".into(),
-            ..Default::default()
-        }),
-        None,
-    )
-    .await
-    .unwrap();
+    create_dog(&a).await;
     a.write(records("dog", Mode::Insert, vec![json!({"id": "x"})]), None)
         .await
         .unwrap();
@@ -547,16 +525,7 @@ async fn full_copy_merges_and_never_wipes() {
     let (sa, a) = node(dir.path(), "a").await;
     let (sb, b) = node(dir.path(), "b").await;
     for db in [&a, &b] {
-        db.write(
-            Write::CreateTable(TableSpec {
-                name: "dog".into(),
-                primary_key: "id".into(),
-                ..Default::default()
-            }),
-            None,
-        )
-        .await
-        .unwrap();
+        create_dog(db).await;
     }
     b.write(
         records(
