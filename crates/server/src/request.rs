@@ -11,7 +11,6 @@ pub(crate) const DEFAULT_DATABASE: &str = "data";
 /// An operation's JSON body.
 pub(crate) struct OpRequest {
     fields: Map<String, Value>,
-    whole: Value,
 }
 
 impl OpRequest {
@@ -29,13 +28,12 @@ impl OpRequest {
                 ));
             }
         };
-        let whole = Value::Object(fields.clone());
-        Ok((operation, OpRequest { fields, whole }))
+        Ok((operation, OpRequest { fields }))
     }
 
-    /// The whole body.
-    pub(crate) fn as_value(&self) -> &Value {
-        &self.whole
+    /// The whole body, for operations that read nested fields (a copy: not for hot paths).
+    pub(crate) fn to_value(&self) -> Value {
+        Value::Object(self.fields.clone())
     }
 
     /// The first present field among `names`.

@@ -115,7 +115,7 @@ fn routes(spec: &Value) -> Result<Routes, ApiError> {
 }
 
 pub(super) async fn add_node(state: &AppState, req: OpRequest) -> Result<Reply, ApiError> {
-    let name = add(state, req.as_value()).await?;
+    let name = add(state, &req.to_value()).await?;
     Ok(Reply::message(format!(
         "Successfully added '{name}' to the cluster"
     )))
@@ -138,7 +138,7 @@ pub(super) async fn configure_cluster(state: &AppState, req: OpRequest) -> Resul
 
 pub(super) async fn update_node(state: &AppState, req: OpRequest) -> Result<Reply, ApiError> {
     let name = req.string(&["node_name", "name"])?;
-    let (subscribe, publish) = routes(req.as_value())?;
+    let (subscribe, publish) = routes(&req.to_value())?;
     cluster(state)?
         .update_node(&name, subscribe, publish)
         .await
