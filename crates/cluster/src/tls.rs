@@ -172,8 +172,8 @@ pub fn client_config(
     trust: &TrustStore,
 ) -> Result<Arc<ClientConfig>, ClusterError> {
     let provider = provider();
-    let verifier = Arc::new(PinnedServerVerifier {
-        by_node: trust.roots_by_node()?,
+    let verifier = Arc::new(ServerVerifier {
+        pins: Some(trust.roots_by_node()?),
         algs: provider.signature_verification_algorithms,
     });
     client_with_verifier(identity, provider, verifier)
@@ -189,7 +189,8 @@ pub fn client_config(
 /// the CA the peer sends and with [`peer_name`] before trusting that CA.
 pub fn first_contact_config() -> Result<Arc<ClientConfig>, ClusterError> {
     let provider = provider();
-    let verifier = Arc::new(AnyServerCert {
+    let verifier = Arc::new(ServerVerifier {
+        pins: None,
         algs: provider.signature_verification_algorithms,
     });
     let mut config = ClientConfig::builder_with_provider(provider)
@@ -332,14 +333,17 @@ impl ClientCertVerifier for PinnedClientVerifier {
     }
 }
 
-/// Accepts a server certificate only from the CA trusted for the node being dialled, and naming it.
+/// Accepts a server certificate only from the CA trusted for the node being dialled, and
+/// naming it; or, without pins (a first contact), any well-formed certificate, left to the
+/// caller to judge. The handshake signatures are checked either way: they prove the
+/// server holds the key of the certificate it presented.
 #[derive(Debug)]
-struct PinnedServerVerifier {
-    by_node: BTreeMap<String, Arc<RootCertStore>>,
+struct ServerVerifier {
+    pins: Option<BTreeMap<String, Arc<RootCertStore>>>,
     algs: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for PinnedServerVerifier {
+impl ServerCertVerifier for ServerVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -348,8 +352,12 @@ impl ServerCertVerifier for PinnedServerVerifier {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        let Some(by_node) = &self.pins else {
+            ParsedCertificate::try_from(end_entity)?;
+            return Ok(ServerCertVerified::assertion());
+        };
         let roots = match server_name {
-            ServerName::DnsName(node) => self.by_node.get(node.as_ref()),
+            ServerName::DnsName(node) => by_node.get(node.as_ref()),
             _ => None,
         }
         .ok_or(rustls::Error::InvalidCertificate(
@@ -361,50 +369,6 @@ impl ServerCertVerifier for PinnedServerVerifier {
         Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.algs)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.algs)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algs.supported_schemes()
-    }
-}
-
-/// Trust on first use: any well-formed server certificate, left to the caller to judge.
-#[derive(Debug)]
-struct AnyServerCert {
-    algs: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for AnyServerCert {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        ParsedCertificate::try_from(end_entity)?;
-        Ok(ServerCertVerified::assertion())
-    }
-
-    // The handshake signatures are still checked: they prove the server holds
-    // the key of the certificate the caller later inspects.
     fn verify_tls12_signature(
         &self,
         message: &[u8],
