@@ -136,7 +136,7 @@ impl Default for LoggingSection {
 pub(crate) struct StorageSection {
     /// Most a database may hold, in MiB (LMDB map size; address space, not disk).
     pub(crate) map_size_mb: usize,
-    /// Most write requests committed together by one group commit.
+    /// Most records one group commit takes (a request with more commits alone).
     pub(crate) max_batch: usize,
 }
 
@@ -144,7 +144,7 @@ impl Default for StorageSection {
     fn default() -> Self {
         StorageSection {
             map_size_mb: 64 << 10,
-            max_batch: 1024,
+            max_batch: 4096,
         }
     }
 }

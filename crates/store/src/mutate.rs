@@ -96,6 +96,20 @@ pub enum Write {
     Merge(Box<CopyChunk>),
 }
 
+impl Write {
+    /// Records (rows, changes) it writes: what a group commit's size is counted in.
+    pub(crate) fn weight(&self) -> usize {
+        match self {
+            Write::Records { records, .. } => records.len(),
+            Write::Delete { ids, .. } => ids.len(),
+            Write::Apply(batch) => batch.entries.iter().map(|c| c.entry.changes.len()).sum(),
+            Write::Merge(chunk) => chunk.rows.len(),
+            _ => 1,
+        }
+        .max(1)
+    }
+}
+
 /// What a write did.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Outcome {

@@ -35,7 +35,8 @@ pub struct StoreOptions {
     pub map_size: usize,
     /// Transaction log retention.
     pub retention: Retention,
-    /// Most requests committed together by one group commit.
+    /// Most records (rows, replicated changes) one group commit takes; a request with
+    /// more commits alone.
     pub max_batch: usize,
     /// Capacity of each writer's queue; senders wait when it is full (back-pressure).
     pub write_queue: usize,
@@ -53,7 +54,7 @@ impl StoreOptions {
             node_name: node_name.into(),
             map_size: 64 << 30,
             retention: Retention::default(),
-            max_batch: 1024,
+            max_batch: 4096,
             write_queue: 4096,
             feed_capacity: 4096,
             max_readers: 1024,

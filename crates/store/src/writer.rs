@@ -67,40 +67,30 @@ impl Writer {
     /// Runs until shut down or dropped; call on a dedicated thread.
     pub(crate) fn run(self, mut rx: mpsc::Receiver<Command>) {
         let mut last_trim = Instant::now();
-        let mut batch: Vec<Pending> = Vec::with_capacity(self.max_batch);
+        let mut batch: Vec<Pending> = Vec::new();
         while let Some(first) = rx.blocking_recv() {
-            let mut next = Some(first);
-            // Take what is already waiting, up to the batch limit, stopping at control commands.
-            while let Some(cmd) = next.take() {
-                match cmd {
-                    Command::Write { write, user, reply } => {
-                        batch.push((*write, user, reply));
-                        if batch.len() < self.max_batch {
-                            next = rx.try_recv().ok();
-                        }
-                    }
-                    Command::Trim => {
-                        if last_trim.elapsed() >= TRIM_EVERY {
-                            self.trim_alone();
-                            last_trim = Instant::now();
-                        }
-                    }
-                    Command::Drop(reply) => {
-                        self.commit_batch(&mut batch, false);
-                        let _ = reply.send(self.drop_all());
-                        return;
-                    }
-                    Command::Shutdown => {
-                        self.commit_batch(&mut batch, false);
-                        return;
-                    }
+            match gather(first, &mut rx, &mut batch, self.max_batch) {
+                Some(Command::Drop(reply)) => {
+                    self.commit_batch(&mut batch, false);
+                    let _ = reply.send(self.drop_all());
+                    return;
                 }
+                Some(Command::Shutdown) => {
+                    self.commit_batch(&mut batch, false);
+                    return;
+                }
+                // A timer's trim request: a due trim happens below, idle or not.
+                _ => {}
             }
             let trim = last_trim.elapsed() >= TRIM_EVERY;
             if trim {
                 last_trim = Instant::now();
             }
-            self.commit_batch(&mut batch, trim);
+            if trim && batch.is_empty() {
+                self.trim_alone();
+            } else {
+                self.commit_batch(&mut batch, trim);
+            }
         }
         self.commit_batch(&mut batch, false);
     }
@@ -214,5 +204,86 @@ impl Writer {
         txn.commit()?;
         *self.catalog.write().expect("catalog lock") = Arc::new(Catalog::default());
         Ok(())
+    }
+}
+
+/// Moves `first` and the writes already queued behind it into `batch` until their weight
+/// reaches `max` (a bigger write still goes, alone), and returns the control command that
+/// stopped it, if any. Bounding a group commit by records rather than requests bounds how
+/// long it holds the writer, and so how far replicas trail under load.
+fn gather(
+    first: Command,
+    rx: &mut mpsc::Receiver<Command>,
+    batch: &mut Vec<Pending>,
+    max: usize,
+) -> Option<Command> {
+    let mut weight = 0;
+    let mut next = Some(first);
+    while let Some(cmd) = next.take() {
+        let Command::Write { write, user, reply } = cmd else {
+            return Some(cmd);
+        };
+        weight += write.weight();
+        batch.push((*write, user, reply));
+        if weight < max {
+            next = rx.try_recv().ok();
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mutate::Mode;
+
+    fn write(records: usize) -> Command {
+        let record = serde_json::Map::from_iter([("id".to_owned(), 1.into())]);
+        Command::Write {
+            write: Box::new(Write::Records {
+                table: "t".into(),
+                mode: Mode::Upsert,
+                records: vec![record; records],
+            }),
+            user: None,
+            reply: oneshot::channel().0,
+        }
+    }
+
+    #[test]
+    fn a_group_commit_stops_at_its_record_budget() {
+        let (tx, mut rx) = mpsc::channel(16);
+        for _ in 0..4 {
+            tx.try_send(write(4)).unwrap();
+        }
+        let mut batch = Vec::new();
+        // 4 + 4 + 4 records reach a budget of 10: the fourth request waits for the next.
+        assert!(gather(write(4), &mut rx, &mut batch, 10).is_none());
+        assert_eq!(batch.len(), 3);
+        batch.clear();
+        assert!(gather(rx.try_recv().unwrap(), &mut rx, &mut batch, 10).is_none());
+        assert_eq!(batch.len(), 2);
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_request_bigger_than_the_budget_commits_alone() {
+        let (tx, mut rx) = mpsc::channel(16);
+        tx.try_send(write(1)).unwrap();
+        let mut batch = Vec::new();
+        assert!(gather(write(50), &mut rx, &mut batch, 10).is_none());
+        assert_eq!(batch.len(), 1);
+        assert!(rx.try_recv().is_ok());
+    }
+
+    #[test]
+    fn a_control_command_ends_the_batch_before_it() {
+        let (tx, mut rx) = mpsc::channel(16);
+        tx.try_send(Command::Shutdown).unwrap();
+        tx.try_send(write(1)).unwrap();
+        let mut batch = Vec::new();
+        let stop = gather(write(1), &mut rx, &mut batch, 10);
+        assert!(matches!(stop, Some(Command::Shutdown)));
+        assert_eq!(batch.len(), 1);
     }
 }
