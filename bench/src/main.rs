@@ -5,6 +5,7 @@
 //! See `bench/README.md` for what each workload measures.
 
 mod client;
+mod engine;
 mod load;
 mod nodes;
 mod repl;
@@ -31,6 +32,7 @@ const WORKLOADS: &[&str] = &[
     "ops_search_by_conditions",
     "rest_put",
     "ops_insert_100",
+    "engine_ceiling",
     "replication_lag_2n",
     "replication_lag_3n",
     "full_copy",
@@ -298,7 +300,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     for workload in workloads.iter().copied().filter(|w| !SINGLE.contains(w)) {
-        if args.url.is_some() {
+        if args.url.is_some() && workload != "engine_ceiling" {
             report.failed.push(Skipped {
                 workload: workload.into(),
                 reason: "needs nodes the benchmark starts itself (not with --url)".into(),
@@ -326,6 +328,9 @@ async fn main() -> anyhow::Result<()> {
                     &mut report,
                 )
                 .await
+            }
+            "engine_ceiling" => {
+                engine::engine_ceiling(&settings, args.data_dir.as_deref(), &mut report).await
             }
             "full_copy" => repl::full_copy(&settings, &launcher, &mut report).await,
             "catch_up" => repl::catch_up(&settings, &launcher, &mut report).await,
