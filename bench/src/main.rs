@@ -117,6 +117,10 @@ struct Args {
     /// HTTP client of the load workers.
     #[arg(long, value_enum, default_value = "hyper")]
     client: ClientKind,
+    /// An argument for every started node's `shoal start`, e.g. `--node-arg=--max-batch=500`
+    /// (repeatable).
+    #[arg(long, allow_hyphen_values = true)]
+    node_arg: Vec<String>,
     /// Seed for the random ids and values.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -245,6 +249,7 @@ async fn main() -> anyhow::Result<()> {
         data_dir: args.data_dir.clone(),
         creds: settings.creds.clone(),
         rss: rss.clone(),
+        node_args: args.node_arg.clone(),
     };
     let mut report = Report {
         meta: json!({
@@ -264,6 +269,7 @@ async fn main() -> anyhow::Result<()> {
             "cpus": std::thread::available_parallelism().map(usize::from).unwrap_or(0),
             "data_dir": args.data_dir.as_ref().map_or_else(|| std::env::temp_dir().display().to_string(), |d| d.display().to_string()),
             "quick": q,
+            "node_args": args.node_arg,
             "git_commit": git_commit(),
             "loadavg_at_start": std::fs::read_to_string("/proc/loadavg").ok().map(|l| l.trim().to_owned()),
         }),

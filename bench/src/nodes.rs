@@ -24,6 +24,8 @@ pub(crate) struct Launcher {
     pub(crate) creds: Credentials,
     /// Resident-memory sampler every node registers with.
     pub(crate) rss: Rss,
+    /// Command-line arguments given to every node (`--node-arg`).
+    pub(crate) node_args: Vec<String>,
 }
 
 /// A node started by the benchmark. Dropping it SIGKILLs the process and removes its root.
@@ -74,6 +76,7 @@ impl Launcher {
         opts.admin_user = self.creds.user.clone();
         opts.admin_password = self.creds.password.clone();
         opts.args = vec!["--replication-port".into(), free_port(ip)?.to_string()];
+        opts.args.extend(self.node_args.iter().cloned());
         opts.args.extend(extra.iter().map(|s| (*s).to_owned()));
         opts.ready_timeout = Duration::from_secs(60);
         let node = Node::start(&self.bin, opts)

@@ -192,6 +192,10 @@ pub(crate) struct Overrides {
     /// Transaction log size bound per database, in bytes.
     #[arg(long, env = "SHOAL_LOG_MAX_BYTES")]
     pub(crate) log_max_bytes: Option<u64>,
+    /// Most records one group commit takes (trades write throughput for latency and
+    /// replication lag under load).
+    #[arg(long, env = "SHOAL_MAX_BATCH")]
+    pub(crate) max_batch: Option<usize>,
     /// Largest request body, in bytes.
     #[arg(long, env = "SHOAL_MAX_BODY_BYTES")]
     pub(crate) max_body_bytes: Option<usize>,
@@ -251,6 +255,7 @@ impl Config {
             .replication_idle_timeout_ms
             .unwrap_or(self.replication.idle_timeout_ms);
         self.network.max_body_bytes = o.max_body_bytes.unwrap_or(self.network.max_body_bytes);
+        self.storage.max_batch = o.max_batch.unwrap_or(self.storage.max_batch);
         self.transaction_log.retention_seconds = o
             .log_retention_seconds
             .unwrap_or(self.transaction_log.retention_seconds);
@@ -309,11 +314,14 @@ mod tests {
         assert!(dir.path().join(CONFIG_FILE).exists(), "defaults written");
         std::fs::write(
             dir.path().join(CONFIG_FILE),
-            "network:\n  ops_port: 1234\n  http_port: 1235\n",
+            "network:\n  ops_port: 1234\n  http_port: 1235\nstorage:\n  max_batch: 100\n",
         )
         .unwrap();
+        let config = Config::load(dir.path(), &Overrides::default()).unwrap();
+        assert_eq!(config.storage.max_batch, 100);
         let overrides = Overrides {
             http_port: Some(0),
+            max_batch: Some(7),
             ..Overrides::default()
         };
         let config = Config::load(dir.path(), &overrides).unwrap();
@@ -321,6 +329,7 @@ mod tests {
             (config.network.ops_port, config.network.http_port),
             (1234, 0)
         );
+        assert_eq!(config.storage.max_batch, 7);
         assert_eq!(config.network.host, "127.0.0.1");
         std::fs::write(dir.path().join(CONFIG_FILE), "network:\n  bogus: 1\n").unwrap();
         assert!(
