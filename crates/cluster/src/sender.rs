@@ -8,7 +8,7 @@ use std::time::Instant;
 use shoal_auth::SYSTEM_DATABASE;
 use shoal_store::{Committed, CopyProgress, CopyRow, Database, LogEntry, SchemaChange, Snapshot};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 use crate::cluster::Shared;
 use crate::error::ClusterError;
@@ -16,8 +16,10 @@ use crate::proto::{self, Frame};
 
 /// Most log entries per frame.
 const BATCH_ENTRIES: usize = 500;
-/// Log bytes per frame, roughly: a batch stops growing past this.
-const BATCH_BYTES: usize = 1 << 20;
+/// Record changes per frame: a frame stops growing once it holds this many. Small frames
+/// keep the receiver's commits small (its writer joins several up to its own budget), and
+/// with them the dirty pages LMDB keeps allocated for the largest commit it has made.
+const BATCH_CHANGES: usize = 1000;
 /// Rows per full-copy frame.
 const COPY_ROWS: usize = 1000;
 
@@ -57,7 +59,7 @@ where
             }
         }
     });
-    let mut feed = db.subscribe();
+    let mut commits = db.watch_commits();
     if database == SYSTEM_DATABASE {
         let names = shared
             .store
@@ -84,6 +86,8 @@ where
     }
     let mut ping = tokio::time::interval(shared.options.ping_interval);
     loop {
+        // Whatever was committed so far is in the log read next.
+        commits.borrow_and_update();
         let batch = read_batch(&db, next, &node).await?;
         if let Some((entries, up_to, head)) = batch {
             proto::write(
@@ -100,11 +104,8 @@ where
         }
         // Caught up: wait for a commit, a ping to send or answer, or the end.
         tokio::select! {
-            received = feed.recv() => match received {
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => {
-                    return Err(ClusterError::Refused(format!("database '{database}' closed")));
-                }
+            changed = commits.changed() => if changed.is_err() {
+                return Err(ClusterError::Refused(format!("database '{database}' closed")));
             },
             _ = ping.tick() => {
                 proto::write(&mut wr, &Frame::Ping { sent_ms: shoal_store::wall_ms() }).await?;
@@ -146,7 +147,7 @@ async fn read_batch(
         let catalog = snapshot.catalog();
         let replicated = |table: &str| catalog.tables.get(table).is_none_or(|t| t.replicate);
         let mut entries = Vec::new();
-        let (mut up_to, mut bytes) = (next - 1, 0);
+        let (mut up_to, mut changes) = (next - 1, 0);
         for item in snapshot.log(next)?.take(BATCH_ENTRIES) {
             let Committed { seq, mut entry } = item?;
             if seq != up_to + 1 {
@@ -168,9 +169,9 @@ async fn read_batch(
             if entry.changes.is_empty() && (entry.schema.is_none() || !schema_kept) {
                 continue;
             }
-            bytes += entry.changes.len() * 128;
+            changes += entry.changes.len();
             entries.push((seq, entry));
-            if bytes >= BATCH_BYTES {
+            if changes >= BATCH_CHANGES {
                 break;
             }
         }

@@ -4,14 +4,14 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use heed::{Env, WithoutTls};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::catalog::{Catalog, TableDef};
 use crate::error::{Result, StoreError};
 use crate::mutate::{Outcome, Write};
 use crate::read::Snapshot;
-use crate::trees::Trees;
-use crate::txlog::{Committed, LogEntry};
+use crate::trees::{Trees, meta_get_u64};
+use crate::txlog::{Committed, LogEntry, SEQ_KEY};
 use crate::writer::{Command, Writer, WriterStats};
 
 /// A queued write; await it for the outcome once durable.
@@ -38,6 +38,7 @@ pub struct Database {
     catalog: Arc<RwLock<Arc<Catalog>>>,
     tx: mpsc::Sender<Command>,
     feed: broadcast::Sender<Arc<Committed>>,
+    head: watch::Receiver<u64>,
     thread: Mutex<Option<JoinHandle<()>>>,
     stats: Arc<WriterStats>,
 }
@@ -60,6 +61,7 @@ impl Database {
             catalog: writer.catalog.clone(),
             tx,
             feed: writer.feed.clone(),
+            head: writer.head.subscribe(),
             thread: Mutex::new(None),
             stats: writer.stats.clone(),
         };
@@ -86,6 +88,12 @@ impl Database {
             .and_then(|b| b.try_into().ok())
             .map_or(1, u32::from_be_bytes);
         Ok(catalog)
+    }
+
+    /// Sequence of the last logged transaction (0 if none ever was).
+    pub(crate) fn last_seq(env: &Env<WithoutTls>, trees: &Trees) -> Result<u64> {
+        let txn = env.read_txn()?;
+        meta_get_u64(&txn, trees, SEQ_KEY)
     }
 
     /// Timestamp of the last logged transaction, if any is retained.
@@ -147,6 +155,13 @@ impl Database {
     /// feed's capacity gets `Lagged` and must catch up from the log.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Committed>> {
         self.feed.subscribe()
+    }
+
+    /// The last committed log sequence, changing with every commit that logs entries. Unlike
+    /// [`Database::subscribe`] it holds no entries, so a reader that only needs to know the
+    /// log grew (and then reads it) keeps nothing alive while it is busy.
+    pub fn watch_commits(&self) -> watch::Receiver<u64> {
+        self.head.clone()
     }
 
     /// The writer's counters.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex, RwLock};
 
 use heed::{Env, EnvOpenOptions, WithoutTls};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::catalog::validate_name;
 use crate::database::{Database, DatabaseConfig};
@@ -230,12 +230,14 @@ impl Store {
             self.hlc.observe(last);
         }
         let (feed, _) = broadcast::channel(self.options.feed_capacity);
+        let (head, _) = watch::channel(Database::last_seq(env, &trees)?);
         let writer = Writer {
             name: name.to_owned(),
             env,
             trees,
             catalog: Arc::new(RwLock::new(Arc::new(catalog))),
             feed,
+            head,
             hlc: self.hlc.clone(),
             origin: self.options.node_name.clone(),
             retention: self.options.retention,

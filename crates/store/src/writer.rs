@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use heed::{Env, WithoutTls};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::catalog::Catalog;
 use crate::error::{Result, StoreError};
@@ -45,6 +45,8 @@ pub(crate) struct Writer {
     pub(crate) trees: Trees,
     pub(crate) catalog: Arc<RwLock<Arc<Catalog>>>,
     pub(crate) feed: broadcast::Sender<Arc<Committed>>,
+    /// The last sequence committed, for those who only need to know that the log grew.
+    pub(crate) head: watch::Sender<u64>,
     pub(crate) hlc: Arc<Hlc>,
     pub(crate) origin: String,
     pub(crate) retention: Retention,
@@ -68,7 +70,9 @@ impl Writer {
     pub(crate) fn run(self, mut rx: mpsc::Receiver<Command>) {
         let mut last_trim = Instant::now();
         let mut batch: Vec<Pending> = Vec::new();
-        while let Some(first) = rx.blocking_recv() {
+        // A write that did not fit in the last batch opens the next.
+        let mut carried = None;
+        while let Some(first) = carried.take().or_else(|| rx.blocking_recv()) {
             match gather(first, &mut rx, &mut batch, self.max_batch) {
                 Some(Command::Drop(reply)) => {
                     self.commit_batch(&mut batch, false);
@@ -79,8 +83,9 @@ impl Writer {
                     self.commit_batch(&mut batch, false);
                     return;
                 }
+                Some(write @ Command::Write { .. }) => carried = Some(write),
                 // A timer's trim request: a due trim happens below, idle or not.
-                _ => {}
+                Some(Command::Trim) | None => {}
             }
             let trim = last_trim.elapsed() >= TRIM_EVERY;
             if trim {
@@ -162,6 +167,9 @@ impl Writer {
                     .requests
                     .fetch_add(results.len() as u64, Ordering::Relaxed);
                 *self.catalog.write().expect("catalog lock") = Arc::new(catalog);
+                if let Some(last) = entries.last() {
+                    self.head.send_replace(last.seq);
+                }
                 for entry in entries {
                     // No subscriber is not an error.
                     let _ = self.feed.send(Arc::new(entry));
@@ -207,10 +215,11 @@ impl Writer {
     }
 }
 
-/// Moves `first` and the writes already queued behind it into `batch` until their weight
-/// reaches `max` (a bigger write still goes, alone), and returns the control command that
-/// stopped it, if any. Bounding a group commit by records rather than requests bounds how
-/// long it holds the writer, and so how far replicas trail under load.
+/// Moves `first` and the writes already queued behind it into `batch` while their weight
+/// stays within `max` (a heavier write still goes, alone), and returns the command that
+/// ended the batch without joining it: a write that did not fit, or a control command.
+/// Bounding a group commit by records bounds how long it holds the writer (and so how far
+/// replicas trail under load) and the dirty pages it allocates, which LMDB keeps for reuse.
 fn gather(
     first: Command,
     rx: &mut mpsc::Receiver<Command>,
@@ -218,18 +227,22 @@ fn gather(
     max: usize,
 ) -> Option<Command> {
     let mut weight = 0;
-    let mut next = Some(first);
-    while let Some(cmd) = next.take() {
-        let Command::Write { write, user, reply } = cmd else {
-            return Some(cmd);
+    let mut next = first;
+    loop {
+        let Command::Write { write, user, reply } = next else {
+            return Some(next);
         };
-        weight += write.weight();
-        batch.push((*write, user, reply));
-        if weight < max {
-            next = rx.try_recv().ok();
+        let w = write.weight();
+        if !batch.is_empty() && weight + w > max {
+            return Some(Command::Write { write, user, reply });
         }
+        weight += w;
+        batch.push((*write, user, reply));
+        if weight >= max {
+            return None;
+        }
+        next = rx.try_recv().ok()?;
     }
-    None
 }
 
 #[cfg(test)]
@@ -250,19 +263,24 @@ mod tests {
         }
     }
 
+    fn weight(batch: &[Pending]) -> usize {
+        batch.iter().map(|(w, _, _)| w.weight()).sum()
+    }
+
     #[test]
-    fn a_group_commit_stops_at_its_record_budget() {
+    fn a_group_commit_stays_within_its_record_budget() {
         let (tx, mut rx) = mpsc::channel(16);
-        for _ in 0..4 {
+        for _ in 0..3 {
             tx.try_send(write(4)).unwrap();
         }
         let mut batch = Vec::new();
-        // 4 + 4 + 4 records reach a budget of 10: the fourth request waits for the next.
-        assert!(gather(write(4), &mut rx, &mut batch, 10).is_none());
-        assert_eq!(batch.len(), 3);
+        // 4 + 4 fit a budget of 10; the third request would pass it and opens the next.
+        let carried = gather(write(4), &mut rx, &mut batch, 10);
+        assert_eq!(weight(&batch), 8);
+        assert!(matches!(carried, Some(Command::Write { .. })));
         batch.clear();
-        assert!(gather(rx.try_recv().unwrap(), &mut rx, &mut batch, 10).is_none());
-        assert_eq!(batch.len(), 2);
+        assert!(gather(carried.unwrap(), &mut rx, &mut batch, 10).is_none());
+        assert_eq!(weight(&batch), 8);
         assert!(rx.try_recv().is_err());
     }
 
@@ -272,8 +290,17 @@ mod tests {
         tx.try_send(write(1)).unwrap();
         let mut batch = Vec::new();
         assert!(gather(write(50), &mut rx, &mut batch, 10).is_none());
-        assert_eq!(batch.len(), 1);
-        assert!(rx.try_recv().is_ok());
+        assert_eq!(weight(&batch), 50);
+        assert!(
+            rx.try_recv().is_ok(),
+            "the next request waits for the next batch"
+        );
+        let (tx, mut rx) = mpsc::channel(16);
+        tx.try_send(write(50)).unwrap();
+        let mut batch = Vec::new();
+        let carried = gather(write(1), &mut rx, &mut batch, 10);
+        assert_eq!(weight(&batch), 1);
+        assert!(matches!(carried, Some(Command::Write { .. })));
     }
 
     #[test]
