@@ -32,6 +32,7 @@ const WORKLOADS: &[&str] = &[
     "ops_search_by_conditions",
     "rest_put",
     "ops_insert_100",
+    "ops_insert_100_declared",
     "engine_ceiling",
     "replication_lag_2n",
     "replication_lag_3n",
@@ -47,6 +48,7 @@ const SINGLE: &[&str] = &[
     "ops_search_by_conditions",
     "rest_put",
     "ops_insert_100",
+    "ops_insert_100_declared",
 ];
 
 /// Workload benchmark for shoal, over the wire.
@@ -393,11 +395,24 @@ pub(crate) async fn create_table(
     database: &str,
     table: &str,
 ) -> anyhow::Result<()> {
-    let (status, body) = control
-        .op_raw(&json!({
-            "operation": "create_table", "database": database, "table": table, "primary_key": "id"
-        }))
-        .await?;
+    create_table_with(control, database, table, None).await
+}
+
+/// Creates a table with declared `attributes` (only those marked `indexed` get an index),
+/// or with none (every attribute indexed).
+pub(crate) async fn create_table_with(
+    control: &client::Control,
+    database: &str,
+    table: &str,
+    attributes: Option<serde_json::Value>,
+) -> anyhow::Result<()> {
+    let mut request = json!({
+        "operation": "create_table", "database": database, "table": table, "primary_key": "id"
+    });
+    if let Some(attributes) = attributes {
+        request["attributes"] = attributes;
+    }
+    let (status, body) = control.op_raw(&request).await?;
     if (200..300).contains(&status) || body.to_string().contains("already exists") {
         return Ok(());
     }
