@@ -168,7 +168,35 @@ fn timed(
     Ok(done as f64 / start.elapsed().as_secs_f64())
 }
 
-fn measure(settings: &Settings, dir: &Path) -> anyhow::Result<(Row, Row)> {
+/// Each run fills a fresh store with `copy_records` records, as a full copy fills a new
+/// node (whose writer joins the copy's chunks into commits of the group-commit budget).
+fn measure_copy(settings: &Settings, dir: &Path) -> anyhow::Result<Row> {
+    let groups = crate::single::groups(settings.copy_records);
+    let mut row = Row::new("engine_copy", "records/s").with_note(format!(
+        "LMDB alone: {} records into an empty store, {INSERT_TXN}/txn",
+        settings.copy_records
+    ));
+    for run in 1..=settings.runs {
+        let dir = dir.join(format!("copy-{run}"));
+        std::fs::create_dir_all(&dir)?;
+        let env = open_env(&dir)?;
+        let mut engine = Engine::new(&env, settings.seed, groups)?;
+        let start = Instant::now();
+        while (engine.replaced.len() as u64) < settings.copy_records {
+            engine.insert(INSERT_TXN)?;
+        }
+        let rate = engine.replaced.len() as f64 / start.elapsed().as_secs_f64();
+        eprintln!("   copy run {run}/{}: {rate:.0} records/s", settings.runs);
+        row.push(Some(rate), None, None);
+        drop(engine);
+        drop(env);
+        std::fs::remove_dir_all(&dir)?;
+    }
+    Ok(row)
+}
+
+fn measure(settings: &Settings, dir: &Path) -> anyhow::Result<Vec<Row>> {
+    let copy = measure_copy(settings, dir)?;
     let groups = crate::single::groups(settings.records);
     let env = open_env(dir)?;
     let mut engine = Engine::new(&env, settings.seed, groups)?;
@@ -194,7 +222,7 @@ fn measure(settings: &Settings, dir: &Path) -> anyhow::Result<(Row, Row)> {
         eprintln!("   insert run {run}/{}: {rate:.0} records/s", settings.runs);
         insert.push(Some(rate), None, None);
     }
-    Ok((insert, upsert))
+    Ok(vec![upsert, insert, copy])
 }
 
 /// The `engine_ceiling` workload.
@@ -211,8 +239,7 @@ pub(crate) async fn engine_ceiling(
     };
     let settings = settings.clone();
     let path = dir.path().to_owned();
-    let (insert, upsert) = tokio::task::spawn_blocking(move || measure(&settings, &path)).await??;
-    report.rows.push(insert);
-    report.rows.push(upsert);
+    let rows = tokio::task::spawn_blocking(move || measure(&settings, &path)).await??;
+    report.rows.extend(rows);
     Ok(())
 }
