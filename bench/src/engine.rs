@@ -33,7 +33,7 @@ type Tree<'e> = Database<'e, Bytes, Bytes>;
 /// The keys one record adds to the index, as the node's "every attribute indexed"
 /// table has them: group (shared by ~100 records), num and name (random), payload
 /// (random, 140 letters), and the two timestamps (always the newest).
-fn index_keys(rng: &mut SmallRng, id: &[u8], groups: u64, stamp: u64) -> Vec<Vec<u8>> {
+fn index_keys(rng: &mut SmallRng, id: &[u8], groups: u64, stamp: u64) -> [Vec<u8>; 6] {
     let num = rng.random_range(0..1_000_000u64);
     let payload: Vec<u8> = (0..PAYLOAD)
         .map(|_| b'a' + rng.random_range(0..26))
@@ -46,10 +46,7 @@ fn index_keys(rng: &mut SmallRng, id: &[u8], groups: u64, stamp: u64) -> Vec<Vec
         (b"__createdtime__", stamp.to_be_bytes().to_vec()),
         (b"__updatedtime__", stamp.to_be_bytes().to_vec()),
     ];
-    values
-        .into_iter()
-        .map(|(attribute, value)| entry(attribute, &value, id))
-        .collect()
+    values.map(|(attribute, value)| entry(attribute, &value, id))
 }
 
 /// An index key: attribute, value, record id.
@@ -113,12 +110,11 @@ impl<'e> Engine<'e> {
             let id = record_id(self.replaced.len() as u64);
             self.stamp += 1;
             self.records.put(&mut txn, &id, &self.value)?;
-            let mut keys = index_keys(&mut self.rng, &id, self.groups, self.stamp);
+            let keys = index_keys(&mut self.rng, &id, self.groups, self.stamp);
             for key in &keys {
                 self.index.put(&mut txn, key, &[])?;
             }
-            let updated = keys.pop().context("no keys")?;
-            let payload = keys.swap_remove(3);
+            let [.., payload, _, updated] = keys;
             self.replaced.push([payload, updated]);
         }
         txn.commit()?;
