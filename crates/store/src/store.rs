@@ -40,7 +40,9 @@ pub struct StoreOptions {
     pub max_batch: usize,
     /// Capacity of each writer's queue; senders wait when it is full (back-pressure).
     pub write_queue: usize,
-    /// Capacity of each change feed.
+    /// Entries each change feed holds for its slowest subscriber. A subscriber that falls
+    /// further behind reads the log instead, so this only bounds the memory a slow
+    /// subscriber pins (whole log entries), not how far behind it may be.
     pub feed_capacity: usize,
     /// Most concurrent read transactions per database.
     pub max_readers: u32,
@@ -56,7 +58,7 @@ impl StoreOptions {
             retention: Retention::default(),
             max_batch: 4096,
             write_queue: 4096,
-            feed_capacity: 4096,
+            feed_capacity: 256,
             max_readers: 1024,
         }
     }
