@@ -317,25 +317,15 @@ async fn main() -> anyhow::Result<()> {
         }
         eprintln!("== {workload}");
         let result = match workload {
-            "replication_lag_2n" => {
-                repl::replication_lag(
-                    &settings,
-                    &launcher,
-                    2,
-                    Ipv4Addr::new(127, 0, 0, 11),
-                    &mut report,
-                )
-                .await
-            }
-            "replication_lag_3n" => {
-                repl::replication_lag(
-                    &settings,
-                    &launcher,
-                    3,
-                    Ipv4Addr::new(127, 0, 0, 21),
-                    &mut report,
-                )
-                .await
+            "replication_lag_2n" | "replication_lag_3n" => {
+                // Each size on addresses of its own: 127.0.0.11.. and 127.0.0.21..
+                let (nodes, first) = if workload == "replication_lag_2n" {
+                    (2, 11)
+                } else {
+                    (3, 21)
+                };
+                let ip = Ipv4Addr::new(127, 0, 0, first);
+                repl::replication_lag(&settings, &launcher, nodes, ip, &mut report).await
             }
             "engine_ceiling" => {
                 engine::engine_ceiling(&settings, args.data_dir.as_deref(), &mut report).await

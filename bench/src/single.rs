@@ -32,6 +32,20 @@ pub(crate) const INSERT_BATCH: u64 = 100;
 /// Records a search_by_conditions `between` covers.
 const RANGE: u64 = 50;
 
+/// Table `ops_insert_100` fills (every attribute indexed).
+const INSERTS: &str = "inserts";
+/// Table `ops_insert_100_declared` fills (declared attributes, only `group` indexed).
+const DECLARED: &str = "declared";
+
+/// The table an insert workload fills.
+fn insert_table(workload: &str) -> Option<&'static str> {
+    match workload {
+        "ops_insert_100" => Some(INSERTS),
+        "ops_insert_100_declared" => Some(DECLARED),
+        _ => None,
+    }
+}
+
 /// Random lowercase text that record payloads are cut from.
 fn filler() -> &'static str {
     static FILLER: OnceLock<String> = OnceLock::new();
@@ -221,14 +235,14 @@ async fn run_workloads(
     let ops_ep = endpoint(ops);
 
     crate::create_table(control, DB, "items").await?;
-    crate::create_table(control, DB, "inserts").await?;
+    crate::create_table(control, DB, INSERTS).await?;
     // As an application schema would declare it: only `group` indexed.
     let declared = json!([
         {"name": "id", "is_primary_key": true},
         {"name": "group", "indexed": true},
         {"name": "num"}, {"name": "name"}, {"name": "payload"}
     ]);
-    crate::create_table_with(control, DB, "declared", Some(declared)).await?;
+    crate::create_table_with(control, DB, DECLARED, Some(declared)).await?;
     eprintln!(
         "== loading {n} records into {DB}.items ({LOAD_BATCH} per insert, {LOAD_WORKERS} at a time)"
     );
@@ -311,18 +325,15 @@ async fn run_workloads(
                 None,
                 format!("~{RECORD_BYTES} B upsert, random id of {n}"),
             ),
-            "ops_insert_100" => (
-                "records/s",
-                insert_requests(tag.clone(), "inserts"),
-                None,
-                format!("{INSERT_BATCH} new records/request; latency per request"),
-            ),
-            "ops_insert_100_declared" => (
-                "records/s",
-                insert_requests(tag.clone(), "declared"),
-                None,
-                "same into a table that declares only `group` indexed".into(),
-            ),
+            "ops_insert_100" | "ops_insert_100_declared" => {
+                let table = insert_table(workload).unwrap_or(INSERTS);
+                (
+                    "records/s",
+                    insert_requests(tag.clone(), table),
+                    None,
+                    format!("{INSERT_BATCH} new records/request into {table}; latency per request"),
+                )
+            }
             "ops_search_by_id" => (
                 "req/s",
                 Arc::new(move |rng: &mut SmallRng, _: &AtomicU64| Req {
@@ -389,12 +400,7 @@ async fn run_workloads(
         };
         let (row, acked) = measure(settings, workload, unit, &load).await?;
         let mut row = row.with_note(note);
-        let inserted = match workload {
-            "ops_insert_100" => Some("inserts"),
-            "ops_insert_100_declared" => Some("declared"),
-            _ => None,
-        };
-        if let Some(table) = inserted.filter(|_| fresh) {
+        if let Some(table) = insert_table(workload).filter(|_| fresh) {
             // Every acknowledged insert must be stored, and nothing more than was sent.
             let stored = control.record_count(DB, table).await?.unwrap_or(0);
             let sent = load.counter.load(Ordering::Relaxed);
