@@ -134,7 +134,9 @@ impl Default for LoggingSection {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct StorageSection {
-    /// Most a database may hold, in MiB (LMDB map size; address space, not disk).
+    /// Most a database may hold, in MiB (its data, free pages left out). Past it, writes
+    /// that grow it are refused with 507; deletes and drops still run on a reserve the
+    /// LMDB map keeps beyond it. Address space, not disk: the disk must have the room.
     pub(crate) map_size_mb: usize,
     /// Most records one group commit takes (a request with more commits alone).
     pub(crate) max_batch: usize,
@@ -196,6 +198,9 @@ pub(crate) struct Overrides {
     /// replication lag under load).
     #[arg(long, env = "SHOAL_MAX_BATCH")]
     pub(crate) max_batch: Option<usize>,
+    /// Most a database may hold, in MiB; past it writes that grow it get 507.
+    #[arg(long, env = "SHOAL_MAP_SIZE_MB")]
+    pub(crate) map_size_mb: Option<usize>,
     /// Largest request body, in bytes.
     #[arg(long, env = "SHOAL_MAX_BODY_BYTES")]
     pub(crate) max_body_bytes: Option<usize>,
@@ -256,6 +261,7 @@ impl Config {
             .unwrap_or(self.replication.idle_timeout_ms);
         self.network.max_body_bytes = o.max_body_bytes.unwrap_or(self.network.max_body_bytes);
         self.storage.max_batch = o.max_batch.unwrap_or(self.storage.max_batch);
+        self.storage.map_size_mb = o.map_size_mb.unwrap_or(self.storage.map_size_mb);
         self.transaction_log.retention_seconds = o
             .log_retention_seconds
             .unwrap_or(self.transaction_log.retention_seconds);

@@ -41,6 +41,7 @@ pub struct Database {
     head: watch::Receiver<u64>,
     thread: Mutex<Option<JoinHandle<()>>>,
     stats: Arc<WriterStats>,
+    capacity: u64,
 }
 
 /// Per-database settings.
@@ -64,6 +65,7 @@ impl Database {
             head: writer.head.subscribe(),
             thread: Mutex::new(None),
             stats: writer.stats.clone(),
+            capacity: writer.capacity,
         };
         let handle = std::thread::Builder::new()
             .name(format!("writer-{}", db.name))
@@ -172,6 +174,13 @@ impl Database {
     /// Bytes the database occupies on disk.
     pub fn disk_size(&self) -> u64 {
         self.env.real_disk_size().unwrap_or(0)
+    }
+
+    /// Bytes the database holds (free pages left out) and the most it may hold: the
+    /// headroom before writes that grow it are refused.
+    pub fn usage(&self) -> Result<(u64, u64)> {
+        let txn = self.env.read_txn()?;
+        Ok((self.trees.used_bytes(&txn)?, self.capacity))
     }
 
     /// Asks the writer to trim the log if it is due; never waits.

@@ -49,9 +49,15 @@ pub enum StoreError {
     /// The request is malformed (bad name, bad key, wrong type); nothing was written.
     #[error("{0}")]
     Invalid(String),
-    /// The storage map is full; raise `storage.map_size` and restart.
-    #[error("storage is full: the database reached its configured map size")]
+    /// The database holds as much as its configured size allows; deletes still work.
+    #[error(
+        "storage is full: the database reached its configured size (storage.map_size_mb); \
+         delete data or raise the setting and restart"
+    )]
     MapFull,
+    /// The file system has no room left for the write.
+    #[error("storage is full: no space left on the disk")]
+    DiskFull,
     /// The store is closing or closed; the request was not applied.
     #[error("the store is shutting down")]
     Closed,
@@ -66,13 +72,26 @@ pub enum StoreError {
     Engine(heed::Error),
     /// A filesystem error.
     #[error("i/o error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::StorageFull {
+            StoreError::DiskFull
+        } else {
+            StoreError::Io(e)
+        }
+    }
 }
 
 impl From<heed::Error> for StoreError {
     fn from(e: heed::Error) -> Self {
         match e {
             heed::Error::Mdb(heed::MdbError::MapFull) => StoreError::MapFull,
+            heed::Error::Io(e) if e.kind() == std::io::ErrorKind::StorageFull => {
+                StoreError::DiskFull
+            }
             other => StoreError::Engine(other),
         }
     }

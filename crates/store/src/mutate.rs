@@ -108,6 +108,23 @@ impl Write {
         }
         .max(1)
     }
+
+    /// Whether it may need more room than it frees: refused once the database holds its
+    /// configured size, while deletes and drops still run (on the map's reserve) so that
+    /// room can be made.
+    pub(crate) fn grows(&self) -> bool {
+        match self {
+            Write::DropTable(_) | Write::DropAttribute { .. } | Write::Delete { .. } => false,
+            Write::Apply(batch) => batch.entries.iter().any(|c| {
+                c.entry
+                    .changes
+                    .iter()
+                    .any(|ch| ch.kind != ChangeKind::Delete)
+                    || c.entry.schema.as_ref().is_some_and(|s| !s.is_drop())
+            }),
+            _ => true,
+        }
+    }
 }
 
 /// What a write did.

@@ -31,7 +31,9 @@ pub struct StoreOptions {
     pub path: PathBuf,
     /// This node's name, recorded as the origin of local writes.
     pub node_name: String,
-    /// LMDB map size per database, in bytes: the most a database can hold.
+    /// Most a database may hold, in bytes (its trees, free pages left out). Past it, writes
+    /// that would grow it are refused with [`crate::StoreError::MapFull`]; the LMDB map is
+    /// larger by a reserve so that deletes and drops still run and room can be made.
     pub map_size: usize,
     /// Transaction log retention.
     pub retention: Retention,
@@ -62,6 +64,16 @@ impl StoreOptions {
             max_readers: 1024,
         }
     }
+}
+
+/// The LMDB map for a database of `capacity` bytes: larger by a reserve, so that once the
+/// database holds its capacity (and writes that grow it are refused) deletes, drops and log
+/// trims, which copy pages before they free any, still have room to run.
+fn map_with_reserve(capacity: usize) -> usize {
+    const MIB: usize = 1 << 20;
+    let reserve = (capacity / 8).clamp(8 * MIB, 1024 * MIB);
+    let page = 64 * 1024; // a multiple of any page size LMDB runs with
+    (capacity.saturating_add(reserve)).div_ceil(page) * page
 }
 
 /// All databases of a node.
@@ -204,7 +216,7 @@ impl Store {
         }
         let mut options = EnvOpenOptions::new().read_txn_without_tls();
         options
-            .map_size(self.options.map_size)
+            .map_size(map_with_reserve(self.options.map_size))
             .max_dbs(8)
             .max_readers(self.options.max_readers);
         #[allow(unsafe_code)]
@@ -244,6 +256,7 @@ impl Store {
             origin: self.options.node_name.clone(),
             retention: self.options.retention,
             max_batch: self.options.max_batch,
+            capacity: self.options.map_size as u64,
             stats: Default::default(),
         };
         Database::start(DatabaseConfig {

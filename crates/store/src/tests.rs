@@ -611,3 +611,54 @@ async fn full_copy_merges_and_never_wipes() {
     sa.close().await;
     sb.close().await;
 }
+
+/// A database that holds its configured size refuses writes that grow it with `MapFull`,
+/// keeps answering reads, still takes deletes, and takes writes again once they made room.
+#[tokio::test]
+async fn a_full_database_refuses_growth_but_deletes_make_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = StoreOptions::new(dir.path(), "n1");
+    options.map_size = 1 << 20;
+    let store = Store::open(options).unwrap();
+    let db = store.create_database("dev").await.unwrap();
+    create_dog(&db).await;
+    let pad = "x".repeat(500);
+    let mut stored = 0;
+    loop {
+        let w = records("dog", Mode::Insert, vec![json!({"id": stored, "pad": pad})]);
+        match db.write(w, None).await {
+            Ok(_) => stored += 1,
+            Err(StoreError::MapFull) => break,
+            Err(e) => panic!("expected MapFull, got {e:?}"),
+        }
+        assert!(stored < 10_000, "the size limit was never reached");
+    }
+    assert!(stored > 100, "only {stored} records fit in 1 MiB");
+    let snapshot = db.snapshot().unwrap();
+    let dog = snapshot.table("dog").unwrap();
+    assert_eq!(snapshot.record_count(&dog).unwrap(), stored as u64);
+    assert!(
+        snapshot
+            .get(&dog, &json!(0))
+            .unwrap()
+            .unwrap()
+            .json
+            .is_some()
+    );
+    drop(snapshot);
+    let ids = (0..stored / 2).map(Value::from).collect();
+    let deleted = db
+        .write(
+            Write::Delete {
+                table: "dog".into(),
+                ids,
+            },
+            None,
+        )
+        .await
+        .expect("deletes run on the reserve");
+    assert_eq!(deleted.written.len(), stored / 2);
+    let w = records("dog", Mode::Insert, vec![json!({"id": -1, "pad": pad})]);
+    db.write(w, None).await.expect("room was made");
+    store.close().await;
+}

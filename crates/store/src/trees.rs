@@ -48,6 +48,16 @@ impl Trees {
         })
     }
 
+    /// Bytes the trees occupy in the transaction's view, free pages left out: what a
+    /// database holds, as opposed to how far its file has grown.
+    pub(crate) fn used_bytes(&self, txn: &RoTxn) -> Result<u64> {
+        let mut total = 0;
+        for tree in [self.meta, self.records, self.index, self.log] {
+            total += tree.stat(txn)?.non_free_page_size() as u64;
+        }
+        Ok(total)
+    }
+
     /// Empties every tree (drop database).
     pub(crate) fn clear(&self, txn: &mut RwTxn) -> Result<()> {
         for tree in [self.meta, self.records, self.index, self.log] {

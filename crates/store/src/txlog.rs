@@ -119,6 +119,16 @@ impl SchemaChange {
         }
     }
 
+    /// Whether it removes something (a table, an attribute, a database).
+    pub fn is_drop(&self) -> bool {
+        matches!(
+            self,
+            SchemaChange::DropTable { .. }
+                | SchemaChange::DropAttribute { .. }
+                | SchemaChange::DropDatabase { .. }
+        )
+    }
+
     /// The operation name logged for it.
     pub fn operation(&self) -> &'static str {
         match self {

@@ -51,6 +51,9 @@ pub(crate) struct Writer {
     pub(crate) origin: String,
     pub(crate) retention: Retention,
     pub(crate) max_batch: usize,
+    /// Bytes the database may hold before writes that grow it are refused; the map is
+    /// larger by a reserve so that deletes, drops and log trims still fit.
+    pub(crate) capacity: u64,
     pub(crate) stats: Arc<WriterStats>,
 }
 
@@ -116,6 +119,11 @@ impl Writer {
             for (write, user) in ops {
                 let before = catalog.clone();
                 let mut nested = self.env.nested_write_txn(&mut txn)?;
+                if write.grows() && self.trees.used_bytes(&nested)? > self.capacity {
+                    nested.abort();
+                    results.push(Err(StoreError::MapFull));
+                    continue;
+                }
                 let mut ctx = Ctx {
                     trees: &self.trees,
                     database: &self.name,
@@ -149,13 +157,15 @@ impl Writer {
                 }
             }
             if trim {
-                txlog::trim(
-                    &mut txn,
-                    &self.trees,
-                    self.retention,
-                    hlc::wall_ms(),
-                    TRIM_BUDGET,
-                )?;
+                // A trim that fails (it needs pages too) must not fail the writes.
+                let mut nested = self.env.nested_write_txn(&mut txn)?;
+                match self.trim(&mut nested) {
+                    Ok(_) => nested.commit()?,
+                    Err(e) => {
+                        nested.abort();
+                        tracing::warn!(database = %self.name, error = %e, "log trim failed");
+                    }
+                }
             }
             txn.commit()?;
             Ok(())
@@ -182,22 +192,31 @@ impl Writer {
                 tracing::error!(database = %self.name, error = %e, "batch commit failed");
                 let message = e.to_string();
                 for reply in replies {
-                    let _ = reply.send(Err(StoreError::CommitFailed(message.clone())));
+                    let error = match e {
+                        StoreError::MapFull => StoreError::MapFull,
+                        StoreError::DiskFull => StoreError::DiskFull,
+                        _ => StoreError::CommitFailed(message.clone()),
+                    };
+                    let _ = reply.send(Err(error));
                 }
             }
         }
     }
 
+    fn trim(&self, txn: &mut heed::RwTxn) -> Result<usize> {
+        txlog::trim(
+            txn,
+            &self.trees,
+            self.retention,
+            hlc::wall_ms(),
+            TRIM_BUDGET,
+        )
+    }
+
     fn trim_alone(&self) {
         let result = (|| -> Result<usize> {
             let mut txn = self.env.write_txn()?;
-            let n = txlog::trim(
-                &mut txn,
-                &self.trees,
-                self.retention,
-                hlc::wall_ms(),
-                TRIM_BUDGET,
-            )?;
+            let n = self.trim(&mut txn)?;
             txn.commit()?;
             Ok(n)
         })();

@@ -33,12 +33,16 @@ pub(super) fn system_information(state: &AppState, req: OpRequest) -> Result<Rep
         json!({ "cores": std::thread::available_parallelism().map_or(1, |n| n.get()) }),
     );
     all.insert("memory".into(), memory);
-    let tables: Vec<Value> = state
-        .store
-        .databases()
-        .iter()
-        .map(|db| json!({ "database": db.name(), "size": db.disk_size() }))
-        .collect();
+    let mut tables = Vec::new();
+    for db in state.store.databases() {
+        let (used, capacity) = db.usage()?;
+        tables.push(json!({
+            "database": db.name(),
+            "size": db.disk_size(),
+            "used": used,
+            "capacity": capacity,
+        }));
+    }
     all.insert("table_size".into(), Value::Array(tables));
     if let Some(wanted) = wanted {
         all.retain(|k, _| wanted.contains(k));
