@@ -128,14 +128,18 @@ impl Auth {
         cache.insert(header.to_owned(), verified.clone());
     }
 
-    /// The check under way for `header`, or a new one.
+    /// The check under way for `header`, or a new one. A finished check is never joined:
+    /// its answer may predate a change of the user.
     fn join_flight(&self, header: &str) -> Flight {
-        self.flights
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(header.to_owned())
-            .or_default()
-            .clone()
+        let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
+        match flights.get(header) {
+            Some(flight) if !flight.initialized() => flight.clone(),
+            _ => {
+                let flight = Flight::default();
+                flights.insert(header.to_owned(), flight.clone());
+                flight
+            }
+        }
     }
 
     /// One password check: limits, then the hash, then the user's state.
