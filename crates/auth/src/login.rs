@@ -1,11 +1,13 @@
 //! Logins: checking an `Authorization` header against the user table.
 //!
 //! A password check costs an argon2 hash (tens of milliseconds of a core, about 19 MiB),
-//! so a verified header is remembered with the exact stored bytes of the user's record it
-//! was checked against. Each later request with that header reads the record again (one
-//! point read) and uses the memory only if the bytes are unchanged: a new password, a
-//! changed role, `active: false` or a delete, made here or arriving by replication, takes
-//! effect on the very next request.
+//! so the outcome of a check is remembered with the exact stored bytes of the user's
+//! record it was made against (or the user's absence). Each later request with that
+//! header reads the record again (one point read) and uses the memory only if nothing
+//! changed: a new password, a changed role, `active: false`, a delete or a new user, made
+//! here or arriving by replication, takes effect on the very next request. Refusals are
+//! remembered too: a client repeating the same wrong password costs no hash and is not a
+//! new guess, so it does not lock its user out.
 //!
 //! What a check may cost the node is bounded three ways: at most `hash_concurrency` hashes
 //! run at once; concurrent checks of the same header share one hash; and failed logins
@@ -15,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, PoisonError};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
@@ -27,19 +29,25 @@ use tokio::sync::{OnceCell, Semaphore};
 use crate::error::AuthError;
 use crate::users::{Auth, SYSTEM_DATABASE, USER_TABLE, User};
 
-/// Most verified headers remembered before the memory starts over.
+/// Most outcomes remembered (of each kind) before that memory starts over.
 const CACHE_LIMIT: usize = 10_000;
 
 /// The hash unknown users are checked against: argon2id with the default parameters (as
 /// every stored password), of a random password nobody kept.
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$43h0Luo79iXakDNPCCEkpA$pbim/lbYqTKGt0R+/NhFPq1M4X5TEE+UB7sODoPrmEg";
 
-/// A verified header: the user and the stored record it was verified against.
+/// The outcome of checking one header, and the user record it was checked against.
 #[derive(Debug, Clone)]
-pub(crate) struct Verified {
-    user: Arc<User>,
-    record: Arc<[u8]>,
+pub(crate) struct Checked {
+    username: String,
+    /// The record's stored bytes; `None` if there was no such user.
+    record: Option<Arc<[u8]>>,
+    /// The user, or why it was refused (`LoginFailed`, `Inactive`).
+    outcome: Result<Arc<User>, AuthError>,
 }
+
+/// Remembered outcomes, by header.
+pub(crate) type Outcomes = RwLock<HashMap<String, Checked>>;
 
 /// A user's record as stored: its exact bytes and its attributes.
 struct Stored {
@@ -47,8 +55,9 @@ struct Stored {
     record: Map<String, Value>,
 }
 
-/// The outcome of one password check, shared by every request waiting for it.
-type Flight = Arc<OnceCell<Result<Verified, AuthError>>>;
+/// One password check, shared by every request waiting for it. `Err` only for what must
+/// not be remembered (limits, store failures).
+type Flight = Arc<OnceCell<Result<Checked, AuthError>>>;
 
 /// Checks under way, by header.
 pub(crate) type Flights = HashMap<String, Flight>;
@@ -67,8 +76,8 @@ impl Auth {
         peer: Option<IpAddr>,
     ) -> Result<Arc<User>, AuthError> {
         let header = authorization.ok_or(AuthError::MissingCredentials)?;
-        if let Some(user) = self.remembered(header)? {
-            return Ok(user);
+        if let Some(outcome) = self.remembered(header)? {
+            return outcome;
         }
         let (username, password) = parse_basic(header).ok_or(AuthError::LoginFailed)?;
         let flight = self.join_flight(header);
@@ -77,55 +86,61 @@ impl Auth {
             header,
             flight: &flight,
         };
-        let verified = flight
+        let checked = flight
             .get_or_init(|| self.verify(&username, password, peer))
             .await
             .clone()?;
-        self.remember(header, &verified);
-        Ok(verified.user)
+        self.remember(header, &checked);
+        checked.outcome
     }
 
-    /// The user a header was verified as, if its record is still exactly what it was
-    /// verified against.
-    fn remembered(&self, header: &str) -> Result<Option<Arc<User>>, AuthError> {
-        let Some(cached) = self
-            .verified
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(header)
-            .cloned()
-        else {
-            return Ok(None);
-        };
-        let db = self.store.database(SYSTEM_DATABASE)?;
-        let snapshot = db.snapshot()?;
-        let table = snapshot.table(USER_TABLE)?;
-        let current = snapshot.get(&table, &Value::from(cached.user.username.as_str()))?;
-        if current.is_some_and(|v| v.bytes() == &*cached.record) {
-            return Ok(Some(cached.user));
-        }
-        let mut verified = self
-            .verified
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        if verified
-            .get(header)
-            .is_some_and(|v| Arc::ptr_eq(&v.record, &cached.record))
-        {
-            verified.remove(header);
+    /// The remembered outcome for a header, if the user's record is still exactly what it
+    /// was checked against.
+    fn remembered(&self, header: &str) -> Result<Option<Result<Arc<User>, AuthError>>, AuthError> {
+        for outcomes in [&self.verified, &self.refused] {
+            let Some(checked) = read(outcomes).get(header).cloned() else {
+                continue;
+            };
+            if self.unchanged(&checked)? {
+                return Ok(Some(checked.outcome));
+            }
+            let mut outcomes = write(outcomes);
+            if outcomes
+                .get(header)
+                .is_some_and(|c| same_record(&c.record, &checked.record))
+            {
+                outcomes.remove(header);
+            }
         }
         Ok(None)
     }
 
-    fn remember(&self, header: &str, verified: &Verified) {
-        let mut cache = self
-            .verified
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        if cache.len() >= CACHE_LIMIT {
-            cache.clear();
+    fn remember(&self, header: &str, checked: &Checked) {
+        let outcomes = if checked.outcome.is_ok() {
+            &self.verified
+        } else {
+            &self.refused
+        };
+        let mut outcomes = write(outcomes);
+        if outcomes.len() >= CACHE_LIMIT {
+            outcomes.clear();
         }
-        cache.insert(header.to_owned(), verified.clone());
+        outcomes.insert(header.to_owned(), checked.clone());
+    }
+
+    /// Whether the user's record is still exactly what `checked` was checked against.
+    fn unchanged(&self, checked: &Checked) -> Result<bool, AuthError> {
+        let db = self.store.database(SYSTEM_DATABASE)?;
+        let snapshot = db.snapshot()?;
+        let table = snapshot.table(USER_TABLE)?;
+        let current = snapshot
+            .get(&table, &Value::from(checked.username.as_str()))?
+            .filter(|v| v.json.is_some());
+        Ok(match (current, &checked.record) {
+            (Some(current), Some(record)) => current.bytes() == &**record,
+            (None, None) => true,
+            _ => false,
+        })
     }
 
     /// The check under way for `header`, or a new one. A finished check is never joined:
@@ -148,7 +163,7 @@ impl Auth {
         username: &str,
         password: String,
         peer: Option<IpAddr>,
-    ) -> Result<Verified, AuthError> {
+    ) -> Result<Checked, AuthError> {
         let mut attempt = self.limiter.begin(username, peer)?;
         let stored = self.stored_user(username)?;
         let hash = stored
@@ -158,27 +173,31 @@ impl Auth {
             .unwrap_or(DUMMY_HASH)
             .to_owned();
         let matches = verify_password(&self.hashing, password, hash).await;
-        let Some(Stored { bytes, record }) = stored.filter(|_| matches) else {
+        let mut checked = Checked {
+            username: username.to_owned(),
+            record: stored.as_ref().map(|s| Arc::from(s.bytes.as_slice())),
+            outcome: Err(AuthError::LoginFailed),
+        };
+        let Some(Stored { record, .. }) = stored.filter(|_| matches) else {
             attempt.failed();
-            return Err(AuthError::LoginFailed);
+            return Ok(checked);
         };
         drop(attempt);
-        if record.get("active") == Some(&Value::Bool(false)) {
-            return Err(AuthError::Inactive);
-        }
-        let role = record
-            .get("role")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        Ok(Verified {
-            user: Arc::new(User {
+        checked.outcome = if record.get("active") == Some(&Value::Bool(false)) {
+            Err(AuthError::Inactive)
+        } else {
+            let role = record
+                .get("role")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            Ok(Arc::new(User {
                 username: username.to_owned(),
                 super_user: role == "super_user",
                 role,
-            }),
-            record: bytes.into(),
-        })
+            }))
+        };
+        Ok(checked)
     }
 
     /// A live user record.
@@ -194,6 +213,24 @@ impl Auth {
             record,
         }))
     }
+}
+
+/// Whether two remembered records are the same remembered value.
+fn same_record(a: &Option<Arc<[u8]>>, b: &Option<Arc<[u8]>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+fn read(outcomes: &Outcomes) -> std::sync::RwLockReadGuard<'_, HashMap<String, Checked>> {
+    // The maps are whole after every statement; a panic elsewhere leaves them usable.
+    outcomes.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write(outcomes: &Outcomes) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Checked>> {
+    outcomes.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Leaves a flight; the last one out removes it, so a finished check is not reused by
@@ -440,6 +477,55 @@ mod tests {
             auth.authenticate(Some(&right)).await.is_ok(),
             "the remembered login is not limited"
         );
+        store.close().await;
+    }
+
+    /// A refusal is remembered like an acceptance: repeating the same wrong password is
+    /// answered without a hash and is not a new guess, until the user's record changes.
+    #[tokio::test]
+    async fn a_repeated_wrong_password_is_not_a_new_guess() {
+        let options = AuthOptions {
+            failed_logins_per_user: 2,
+            ..AuthOptions::default()
+        };
+        let (_dir, store, auth) = open(options);
+        auth.bootstrap("admin", Some("pw")).await.unwrap();
+        let stale = basic("admin", "next");
+        for _ in 0..5 {
+            assert!(matches!(
+                auth.authenticate(Some(&stale)).await,
+                Err(AuthError::LoginFailed)
+            ));
+        }
+        assert!(
+            matches!(
+                auth.authenticate(Some(&basic("admin", "other"))).await,
+                Err(AuthError::LoginFailed)
+            ),
+            "five repeats counted once"
+        );
+        assert!(matches!(
+            auth.authenticate(Some(&basic("admin", "third"))).await,
+            Err(AuthError::TooManyAttempts { .. })
+        ));
+        assert!(matches!(
+            auth.authenticate(Some(&basic("nobody", "x"))).await,
+            Err(AuthError::LoginFailed)
+        ));
+        auth.add_user("nobody", "x", "reader", true).await.unwrap();
+        assert!(
+            auth.authenticate(Some(&basic("nobody", "x"))).await.is_ok(),
+            "a new user is not refused from memory"
+        );
+        auth.alter_user("admin", Some("next"), None, None)
+            .await
+            .unwrap();
+        // The window is a minute: the limit still holds for new guesses, but the remembered
+        // refusal is gone with the record it was made against, so this is checked again.
+        assert!(matches!(
+            auth.authenticate(Some(&stale)).await,
+            Err(AuthError::TooManyAttempts { .. })
+        ));
         store.close().await;
     }
 

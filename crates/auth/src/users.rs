@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 
 use crate::error::AuthError;
 use crate::limiter::Limiter;
-use crate::login::{Flights, Verified, hash_password};
+use crate::login::{Flights, Outcomes, hash_password};
 
 /// Database holding users, roles and other node metadata.
 pub const SYSTEM_DATABASE: &str = "system";
@@ -64,8 +64,10 @@ impl Default for AuthOptions {
 /// Users, logins and the permission check.
 pub struct Auth {
     pub(crate) store: Arc<Store>,
-    /// Verified `Authorization` headers.
-    pub(crate) verified: RwLock<HashMap<String, Verified>>,
+    /// Outcomes of checked `Authorization` headers: the accepted ones.
+    pub(crate) verified: Outcomes,
+    /// The refused ones (kept apart, so refusals never evict accepted logins).
+    pub(crate) refused: Outcomes,
     /// Password checks under way, by header, so that equal concurrent ones share one.
     pub(crate) flights: Mutex<Flights>,
     /// Bounds the argon2 work running at once.
@@ -84,6 +86,7 @@ impl Auth {
         Auth {
             store,
             verified: RwLock::new(HashMap::new()),
+            refused: RwLock::new(HashMap::new()),
             flights: Mutex::new(HashMap::new()),
             hashing: Semaphore::new(options.hash_concurrency.max(1)),
             limiter: Limiter::new(

@@ -620,7 +620,8 @@ async fn a_wrong_password_flood_is_bounded_and_a_session_keeps_its_latency() {
 }
 
 /// Failed logins are limited per client address (made-up usernames do not escape it) and
-/// per username (from any address; the right password waits too), with 429.
+/// per username (from any address; the right password waits too), with 429. A client
+/// repeating the same refused password is told so again without counting.
 #[tokio::test]
 async fn failed_logins_are_limited_per_address_and_per_user() {
     let node = common::start_with(
@@ -655,11 +656,15 @@ async fn failed_logins_are_limited_per_address_and_per_user() {
     assert_error(&answer, 401, "Login failed");
 
     for last in 5..8 {
-        let answer = op(&from(last), &node, ("bob", "wrong"), describe()).await;
+        let guess = format!("wrong-{last}");
+        let answer = op(&from(last), &node, ("bob", &guess), describe()).await;
         assert_error(&answer, 401, "Login failed");
     }
-    too_many(&op(&from(8), &node, ("bob", "wrong"), describe()).await);
+    too_many(&op(&from(8), &node, ("bob", "wrong-8"), describe()).await);
     too_many(&op(&from(8), &node, ("bob", "right"), describe()).await);
+    // Repeating a refused password is no new guess: still the plain refusal.
+    let again = op(&from(8), &node, ("bob", "wrong-5"), describe()).await;
+    assert_error(&again, 401, "Login failed");
     let admin = op(&from(8), &node, ADMIN, describe()).await;
     assert_eq!(admin.0, 200, "other users are not limited: {}", admin.1);
 }
