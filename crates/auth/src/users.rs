@@ -72,6 +72,7 @@ pub struct Auth {
     pub(crate) flights: Mutex<Flights>,
     /// Bounds the argon2 work running at once.
     pub(crate) hashing: Semaphore,
+    /// Failed-login limits per username and per client address.
     pub(crate) limiter: Limiter,
 }
 
