@@ -1,23 +1,21 @@
-//! The user table, password hashing and the verified-credentials cache.
+//! The user table and the operations that change it: the only writers of `hdb_user`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
-use argon2::Argon2;
-use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use base64::Engine;
-use serde_json::{Value, json};
-use shoal_store::{Mode, Store, StoreError, TableSpec, Write};
+use serde_json::{Map, Value, json};
+use shoal_store::{Mode, Outcome, Store, StoreError, TableSpec, Write};
+use tokio::sync::Semaphore;
 
 use crate::error::AuthError;
+use crate::limiter::Limiter;
+use crate::login::{Flights, Outcomes, hash_password};
 
 /// Database holding users, roles and other node metadata.
 pub const SYSTEM_DATABASE: &str = "system";
 /// Table of users, keyed by username.
 pub const USER_TABLE: &str = "hdb_user";
-/// Most verified credentials remembered before the cache starts over.
-const CACHE_LIMIT: usize = 10_000;
 
 /// An authenticated user.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,18 +28,73 @@ pub struct User {
     pub super_user: bool,
 }
 
-/// Authentication against the user table.
+/// How logins are protected.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthOptions {
+    /// Most password hashes computed at once; each holds a core and about 19 MiB for tens
+    /// of milliseconds, so this bounds what password checks can take from the node.
+    pub hash_concurrency: usize,
+    /// Failed logins a username may have per window before further attempts for it are
+    /// refused without checking (0: no limit).
+    pub failed_logins_per_user: u32,
+    /// Failed logins a client address may have per window (0: no limit).
+    pub failed_logins_per_address: u32,
+    /// How long a failed login counts.
+    pub failed_login_window: Duration,
+}
+
+impl AuthOptions {
+    /// Half the cores, at least one: password checks never take the whole machine.
+    pub fn default_hash_concurrency() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+    }
+}
+
+impl Default for AuthOptions {
+    fn default() -> Self {
+        AuthOptions {
+            hash_concurrency: AuthOptions::default_hash_concurrency(),
+            failed_logins_per_user: 10,
+            failed_logins_per_address: 50,
+            failed_login_window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Users, logins and the permission check.
 pub struct Auth {
-    store: Arc<Store>,
-    verified: RwLock<HashMap<String, Arc<User>>>,
+    pub(crate) store: Arc<Store>,
+    /// Outcomes of checked `Authorization` headers: the accepted ones.
+    pub(crate) verified: Outcomes,
+    /// The refused ones (kept apart, so refusals never evict accepted logins).
+    pub(crate) refused: Outcomes,
+    /// Password checks under way, by header, so that equal concurrent ones share one.
+    pub(crate) flights: Mutex<Flights>,
+    /// Bounds the argon2 work running at once.
+    pub(crate) hashing: Semaphore,
+    /// Failed-login limits per username and per client address.
+    pub(crate) limiter: Limiter,
 }
 
 impl Auth {
-    /// Wraps the store; call [`Auth::bootstrap`] once at start.
+    /// Wraps the store with default options; call [`Auth::bootstrap`] once at start.
     pub fn new(store: Arc<Store>) -> Self {
+        Auth::with_options(store, AuthOptions::default())
+    }
+
+    /// Wraps the store; call [`Auth::bootstrap`] once at start.
+    pub fn with_options(store: Arc<Store>, options: AuthOptions) -> Self {
         Auth {
             store,
             verified: RwLock::new(HashMap::new()),
+            refused: RwLock::new(HashMap::new()),
+            flights: Mutex::new(HashMap::new()),
+            hashing: Semaphore::new(options.hash_concurrency.max(1)),
+            limiter: Limiter::new(
+                options.failed_logins_per_user,
+                options.failed_logins_per_address,
+                options.failed_login_window,
+            ),
         }
     }
 
@@ -73,16 +126,19 @@ impl Auth {
             return Ok(None);
         }
         drop(snapshot);
-        let generated = password.is_none().then(random_password);
-        let password = password
-            .or(generated.as_deref())
-            .expect("one of them is set");
-        self.add_user(username, password, "super_user", true)
+        let (password, generated) = match password {
+            Some(password) => (password.to_owned(), None),
+            None => {
+                let generated = random_password();
+                (generated.clone(), Some(generated))
+            }
+        };
+        self.add_user(username, &password, "super_user", true)
             .await?;
         Ok(generated)
     }
 
-    /// Adds a user.
+    /// Adds a user (Harper's `add_user`).
     pub async fn add_user(
         &self,
         username: &str,
@@ -90,121 +146,94 @@ impl Auth {
         role: &str,
         active: bool,
     ) -> Result<(), AuthError> {
-        if username.is_empty() || password.is_empty() {
-            return Err(AuthError::Invalid(
-                "username and password are required".into(),
-            ));
-        }
-        let hash = hash_password(password.to_owned()).await?;
-        let record =
-            json!({"username": username, "password": hash, "role": role, "active": active});
-        let db = self.store.database(SYSTEM_DATABASE)?;
-        let write = Write::Records {
-            table: USER_TABLE.into(),
-            mode: Mode::Insert,
-            records: vec![record.as_object().expect("object").clone()],
-        };
-        let outcome = db.write(write, None).await?;
+        required("username", username)?;
+        required("password", password)?;
+        required("role", role)?;
+        let hash = hash_password(&self.hashing, password.to_owned()).await?;
+        let mut record = Map::new();
+        record.insert("username".into(), json!(username));
+        record.insert("password".into(), json!(hash));
+        record.insert("role".into(), json!(role));
+        record.insert("active".into(), json!(active));
+        let outcome = self.write(Mode::Insert, record).await?;
         if outcome.written.is_empty() {
-            return Err(AuthError::Invalid(format!(
-                "User {username} already exists"
-            )));
+            return Err(AuthError::Exists(format!("User {username} already exists")));
         }
-        self.forget();
         Ok(())
     }
 
-    /// Checks an `Authorization` header value.
-    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Arc<User>, AuthError> {
-        let header = authorization.ok_or(AuthError::MissingCredentials)?;
-        if let Some(user) = self.verified.read().expect("cache lock").get(header) {
-            return Ok(user.clone());
+    /// Changes a user's password, role or active flag (Harper's `alter_user`); the outcome
+    /// names the user as updated, or skipped if there is no such user.
+    pub async fn alter_user(
+        &self,
+        username: &str,
+        password: Option<&str>,
+        role: Option<&str>,
+        active: Option<bool>,
+    ) -> Result<Outcome, AuthError> {
+        required("username", username)?;
+        if password.is_none() && role.is_none() && active.is_none() {
+            return Err(AuthError::Invalid(
+                "nothing to update, must supply active, role or password to update".into(),
+            ));
         }
-        let (username, password) = parse_basic(header).ok_or(AuthError::LoginFailed)?;
+        if password.is_some_and(|p| p.trim().is_empty()) {
+            return Err(AuthError::Invalid(
+                "password cannot be an empty string".into(),
+            ));
+        }
+        if role.is_some_and(str::is_empty) {
+            return Err(AuthError::Invalid(
+                "If role is specified, it cannot be empty.".into(),
+            ));
+        }
+        let mut record = Map::new();
+        record.insert("username".into(), json!(username));
+        if let Some(password) = password {
+            let hash = hash_password(&self.hashing, password.to_owned()).await?;
+            record.insert("password".into(), json!(hash));
+        }
+        if let Some(role) = role {
+            record.insert("role".into(), json!(role));
+        }
+        if let Some(active) = active {
+            record.insert("active".into(), json!(active));
+        }
+        self.write(Mode::Update, record).await
+    }
+
+    /// Removes a user (Harper's `drop_user`).
+    pub async fn drop_user(&self, username: &str) -> Result<(), AuthError> {
+        required("username", username)?;
         let db = self.store.database(SYSTEM_DATABASE)?;
-        let stored = {
-            let snapshot = db.snapshot()?;
-            let table = snapshot.table(USER_TABLE)?;
-            match snapshot
-                .get(&table, &Value::from(username.as_str()))?
-                .map(|v| v.value())
-            {
-                Some(record) => record?,
-                None => None,
-            }
+        let write = Write::Delete {
+            table: USER_TABLE.into(),
+            ids: vec![json!(username)],
         };
-        let Some(stored) = stored else {
-            return Err(AuthError::LoginFailed);
-        };
-        let hash = stored
-            .get("password")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        if !verify_password(password, hash).await {
-            return Err(AuthError::LoginFailed);
+        if db.write(write, None).await?.written.is_empty() {
+            return Err(AuthError::NotFound(format!(
+                "User {username} does not exist"
+            )));
         }
-        if stored.get("active") == Some(&Value::Bool(false)) {
-            return Err(AuthError::Inactive);
-        }
-        let role = stored
-            .get("role")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let user = Arc::new(User {
-            username,
-            super_user: role == "super_user",
-            role,
-        });
-        let mut cache = self.verified.write().expect("cache lock");
-        if cache.len() >= CACHE_LIMIT {
-            cache.clear();
-        }
-        cache.insert(header.to_owned(), user.clone());
-        Ok(user)
+        Ok(())
     }
 
-    /// Forgets every verified credential (after any change to users).
-    pub fn forget(&self) {
-        self.verified.write().expect("cache lock").clear();
+    async fn write(&self, mode: Mode, record: Map<String, Value>) -> Result<Outcome, AuthError> {
+        let db = self.store.database(SYSTEM_DATABASE)?;
+        let write = Write::Records {
+            table: USER_TABLE.into(),
+            mode,
+            records: vec![record],
+        };
+        Ok(db.write(write, None).await?)
     }
 }
 
-fn parse_basic(header: &str) -> Option<(String, String)> {
-    let encoded = header
-        .strip_prefix("Basic ")
-        .or_else(|| header.strip_prefix("basic "))?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (user, pass) = text.split_once(':')?;
-    Some((user.to_owned(), pass.to_owned()))
-}
-
-/// Hashing is slow on purpose; keep it off the async workers.
-async fn hash_password(password: String) -> Result<String, AuthError> {
-    tokio::task::spawn_blocking(move || {
-        Argon2::default()
-            .hash_password(password.as_bytes())
-            .map(|h| h.to_string())
-            .map_err(|e| AuthError::Invalid(format!("cannot hash password: {e}")))
-    })
-    .await
-    .map_err(|e| AuthError::Invalid(format!("hashing failed: {e}")))?
-}
-
-async fn verify_password(password: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash).is_ok_and(|parsed| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
-    })
-    .await
-    .unwrap_or(false)
+fn required(name: &str, value: &str) -> Result<(), AuthError> {
+    if value.is_empty() {
+        return Err(AuthError::Invalid(format!("{name} is required")));
+    }
+    Ok(())
 }
 
 fn random_password() -> String {
@@ -214,74 +243,4 @@ fn random_password() -> String {
         .take(24)
         .map(char::from)
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use shoal_store::StoreOptions;
-
-    fn basic(user: &str, pass: &str) -> String {
-        format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
-        )
-    }
-
-    #[tokio::test]
-    async fn bootstrap_then_authenticate() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(StoreOptions::new(dir.path(), "n")).unwrap());
-        let auth = Auth::new(store.clone());
-        assert_eq!(auth.bootstrap("admin", Some("pw")).await.unwrap(), None);
-        assert_eq!(
-            auth.bootstrap("admin", None).await.unwrap(),
-            None,
-            "only once"
-        );
-        let user = auth
-            .authenticate(Some(&basic("admin", "pw")))
-            .await
-            .unwrap();
-        assert!(user.super_user);
-        assert!(
-            auth.authenticate(Some(&basic("admin", "pw"))).await.is_ok(),
-            "cached"
-        );
-        assert!(matches!(
-            auth.authenticate(Some(&basic("admin", "no"))).await,
-            Err(AuthError::LoginFailed)
-        ));
-        assert!(matches!(
-            auth.authenticate(Some(&basic("nobody", "pw"))).await,
-            Err(AuthError::LoginFailed)
-        ));
-        assert!(matches!(
-            auth.authenticate(Some("Basic !!!")).await,
-            Err(AuthError::LoginFailed)
-        ));
-        assert!(matches!(
-            auth.authenticate(None).await,
-            Err(AuthError::MissingCredentials)
-        ));
-        auth.add_user("off", "pw", "super_user", false)
-            .await
-            .unwrap();
-        assert!(matches!(
-            auth.authenticate(Some(&basic("off", "pw"))).await,
-            Err(AuthError::Inactive)
-        ));
-        store.close().await;
-    }
-
-    #[tokio::test]
-    async fn generated_password_when_none_given() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(StoreOptions::new(dir.path(), "n")).unwrap());
-        let auth = Auth::new(store.clone());
-        let pw = auth.bootstrap("admin", None).await.unwrap().unwrap();
-        assert_eq!(pw.len(), 24);
-        assert!(auth.authenticate(Some(&basic("admin", &pw))).await.is_ok());
-        store.close().await;
-    }
 }

@@ -43,7 +43,13 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        let status = match &e {
+        ApiError::from(&e)
+    }
+}
+
+impl From<&StoreError> for ApiError {
+    fn from(e: &StoreError) -> Self {
+        let status = match e {
             StoreError::DatabaseNotFound(_)
             | StoreError::TableNotFound { .. }
             | StoreError::AttributeNotFound { .. } => StatusCode::NOT_FOUND,
@@ -80,9 +86,12 @@ impl From<AuthError> for ApiError {
             AuthError::MissingCredentials | AuthError::LoginFailed | AuthError::Inactive => {
                 StatusCode::UNAUTHORIZED
             }
+            AuthError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             AuthError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AuthError::NotFound(_) => StatusCode::NOT_FOUND,
+            AuthError::Exists(_) => StatusCode::CONFLICT,
             AuthError::Invalid(_) => StatusCode::BAD_REQUEST,
-            AuthError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AuthError::Store(e) => return ApiError::from(&**e),
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError {

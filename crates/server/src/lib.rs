@@ -2,8 +2,9 @@
 //! REST, WebSocket and Server-Sent Events subscriptions, `/health`).
 //!
 //! Every request is authenticated (Basic, against the system user table) except
-//! `GET /health`, which only says the node is up. Every failure is Harper's
-//! `{"error": "..."}` with a fitting status; nothing here knows storage formats.
+//! `GET /health`, which only says the node is up, and asks `shoal_auth`'s permission
+//! check before it acts. Every failure is Harper's `{"error": "..."}` with a fitting
+//! status; nothing here knows storage formats.
 
 mod components;
 mod databases;
@@ -14,12 +15,15 @@ mod realtime;
 mod request;
 mod rest;
 
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderMap, header};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{Extensions, HeaderMap, header};
 use axum::routing::{get, post};
 use serde_json::json;
 use shoal_auth::{Auth, User};
@@ -95,15 +99,40 @@ pub fn http_router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The client's IP address, when the server recorded it: a `ConnectInfo<SocketAddr>`
+/// request extension, which `into_make_service_with_connect_info` (or any accept loop
+/// that inserts one) provides. Failed logins are limited per address when it is known.
+pub(crate) struct Peer(pub(crate) Option<IpAddr>);
+
+impl Peer {
+    /// The address recorded in a request's extensions.
+    pub(crate) fn of(extensions: &Extensions) -> Self {
+        Peer(
+            extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|info| info.0.ip()),
+        )
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        Ok(Peer::of(&parts.extensions))
+    }
+}
+
 /// Checks the request's `Authorization` header.
 pub(crate) async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
+    peer: Peer,
 ) -> Result<Arc<User>, ApiError> {
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    Ok(state.auth.authenticate(authorization).await?)
+    Ok(state.auth.authenticate_from(authorization, peer.0).await?)
 }
 
 async fn health() -> axum::Json<serde_json::Value> {

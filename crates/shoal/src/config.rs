@@ -27,6 +27,51 @@ pub(crate) struct Config {
     pub(crate) rest: RestSection,
     /// Replication between nodes.
     pub(crate) replication: ReplicationSection,
+    /// Logins: password hashing and failed-login limits.
+    pub(crate) auth: AuthSection,
+}
+
+/// `auth:` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct AuthSection {
+    /// Most password checks (argon2 hashes, about 19 MiB each) computed at once; 0: half
+    /// the cores, at least 1.
+    pub(crate) hash_concurrency: usize,
+    /// Failed logins one username may have per window; further attempts for it get 429
+    /// until the window ends (0: no limit).
+    pub(crate) failed_logins_per_user: u32,
+    /// Failed logins one client address may have per window (0: no limit).
+    pub(crate) failed_logins_per_address: u32,
+    /// How long a failed login counts, in seconds.
+    pub(crate) failed_login_window_seconds: u64,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        let defaults = shoal_auth::AuthOptions::default();
+        AuthSection {
+            hash_concurrency: 0,
+            failed_logins_per_user: defaults.failed_logins_per_user,
+            failed_logins_per_address: defaults.failed_logins_per_address,
+            failed_login_window_seconds: defaults.failed_login_window.as_secs(),
+        }
+    }
+}
+
+impl AuthSection {
+    /// The auth layer's options.
+    pub(crate) fn options(&self) -> shoal_auth::AuthOptions {
+        shoal_auth::AuthOptions {
+            hash_concurrency: match self.hash_concurrency {
+                0 => shoal_auth::AuthOptions::default_hash_concurrency(),
+                n => n,
+            },
+            failed_logins_per_user: self.failed_logins_per_user,
+            failed_logins_per_address: self.failed_logins_per_address,
+            failed_login_window: std::time::Duration::from_secs(self.failed_login_window_seconds),
+        }
+    }
 }
 
 /// `replication:` section.
@@ -219,6 +264,18 @@ pub(crate) struct Overrides {
     /// Log entries a subscriber may fall behind before it is disconnected.
     #[arg(long, env = "SHOAL_SUBSCRIPTION_MAX_LAG")]
     pub(crate) subscription_max_lag: Option<u64>,
+    /// Most password hashes computed at once (0 = half the cores).
+    #[arg(long, env = "SHOAL_AUTH_HASH_CONCURRENCY")]
+    pub(crate) auth_hash_concurrency: Option<usize>,
+    /// Failed logins per username per window before 429 (0 = no limit).
+    #[arg(long, env = "SHOAL_AUTH_FAILED_LOGINS_PER_USER")]
+    pub(crate) auth_failed_logins_per_user: Option<u32>,
+    /// Failed logins per client address per window before 429 (0 = no limit).
+    #[arg(long, env = "SHOAL_AUTH_FAILED_LOGINS_PER_ADDRESS")]
+    pub(crate) auth_failed_logins_per_address: Option<u32>,
+    /// How long a failed login counts, in seconds.
+    #[arg(long, env = "SHOAL_AUTH_FAILED_LOGIN_WINDOW_SECONDS")]
+    pub(crate) auth_failed_login_window_seconds: Option<u64>,
 }
 
 impl Config {
@@ -269,6 +326,17 @@ impl Config {
         self.rest.subscription_max_lag = o
             .subscription_max_lag
             .unwrap_or(self.rest.subscription_max_lag);
+        let auth = &mut self.auth;
+        auth.hash_concurrency = o.auth_hash_concurrency.unwrap_or(auth.hash_concurrency);
+        auth.failed_logins_per_user = o
+            .auth_failed_logins_per_user
+            .unwrap_or(auth.failed_logins_per_user);
+        auth.failed_logins_per_address = o
+            .auth_failed_logins_per_address
+            .unwrap_or(auth.failed_logins_per_address);
+        auth.failed_login_window_seconds = o
+            .auth_failed_login_window_seconds
+            .unwrap_or(auth.failed_login_window_seconds);
     }
 }
 

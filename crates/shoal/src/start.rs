@@ -1,6 +1,7 @@
 //! `shoal start`: open the stores, make sure an admin exists, serve, and shut down cleanly.
 
 use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -80,7 +81,7 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
     };
     let store = Arc::new(Store::open(options).context("opening stores")?);
 
-    let auth = Arc::new(Auth::new(store.clone()));
+    let auth = Arc::new(Auth::with_options(store.clone(), config.auth.options()));
     let admin = std::env::var("SHOAL_ADMIN_USERNAME").unwrap_or_else(|_| "admin".into());
     let password = std::env::var("SHOAL_ADMIN_PASSWORD").ok();
     if let Some(generated) = auth.bootstrap(&admin, password.as_deref()).await? {
@@ -149,15 +150,24 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
     let nodelay = |tcp: &mut tokio::net::TcpStream| {
         let _ = tcp.set_nodelay(true);
     };
+    // Each request carries its client's address (`ConnectInfo`): failed logins are
+    // limited per address.
     let ops_server = tokio::spawn(
-        axum::serve(ops.tap_io(nodelay), shoal_server::ops_router(state.clone()))
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .into_future(),
+        axum::serve(
+            ops.tap_io(nodelay),
+            shoal_server::ops_router(state.clone())
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stopped(stop_rx.clone()))
+        .into_future(),
     );
     let http_server = tokio::spawn(
-        axum::serve(http.tap_io(nodelay), shoal_server::http_router(state))
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .into_future(),
+        axum::serve(
+            http.tap_io(nodelay),
+            shoal_server::http_router(state).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stopped(stop_rx.clone()))
+        .into_future(),
     );
     let trimmer = {
         let store = store.clone();

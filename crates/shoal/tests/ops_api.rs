@@ -205,7 +205,7 @@ async fn databases_create_drop_describe() -> anyhow::Result<()> {
         .ops(json!({"operation": "drop_database", "database": "system"}))
         .await?;
     assert_eq!(
-        system.0, 400,
+        system.0, 403,
         "the system database cannot be dropped: {}",
         system.1
     );

@@ -7,17 +7,18 @@ mod logs;
 mod schema;
 mod search;
 mod system;
+mod users;
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use shoal_auth::User;
+use shoal_auth::{Access, Action, User, Via};
 
-use crate::AppState;
 use crate::error::ApiError;
 use crate::request::OpRequest;
+use crate::{AppState, Peer};
 
 /// What an operation answers.
 pub(crate) enum Reply {
@@ -66,10 +67,11 @@ impl IntoResponse for Reply {
 /// `POST /` on the operations port.
 pub(crate) async fn handle(
     State(state): State<AppState>,
+    peer: Peer,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Reply, ApiError> {
-    let user = crate::authenticate(&state, &headers).await?;
+    let user = crate::authenticate(&state, &headers, peer).await?;
     let body = axum::body::to_bytes(body, state.max_body)
         .await
         .map_err(|_| ApiError {
@@ -94,12 +96,15 @@ async fn dispatch(
     operation: &str,
     req: OpRequest,
 ) -> Result<Reply, ApiError> {
-    if !user.super_user && !is_data_operation(operation) {
-        return Err(ApiError {
-            status: StatusCode::FORBIDDEN,
-            message: format!("Operation '{operation}' is restricted to 'super_user' roles"),
-        });
-    }
+    let database = req.database().ok();
+    let access = Access {
+        via: Via::Operations,
+        operation,
+        action: action(operation),
+        database: database.as_deref(),
+        table: req.get(&["table"]).and_then(Value::as_str),
+    };
+    state.auth.check(user, &access)?;
     match operation {
         "create_database" | "create_schema" => schema::create_database(state, req).await,
         "drop_database" | "drop_schema" => schema::drop_database(state, req).await,
@@ -130,27 +135,31 @@ async fn dispatch(
         "get_component_file" => components::get_component_file(state, req),
         "get_components" => components::get_components(state),
         "drop_component" => components::drop_component(state, req).await,
+        "add_user" => users::add_user(state, req).await,
+        "alter_user" => users::alter_user(state, req).await,
+        "drop_user" => users::drop_user(state, req).await,
         other => Err(ApiError::bad_request(format!(
             "Operation '{other}' not found"
         ))),
     }
 }
 
-/// Operations a user without the super_user role may run (on data it can reach).
-fn is_data_operation(operation: &str) -> bool {
-    matches!(
-        operation,
-        "insert"
-            | "update"
-            | "upsert"
-            | "delete"
-            | "search_by_id"
-            | "search_by_hash"
-            | "search_by_value"
-            | "search_by_conditions"
-            | "describe_all"
-            | "describe_database"
-            | "describe_schema"
-            | "describe_table"
-    )
+/// What an operation does, for the permission check. Anything not about data is `Admin`,
+/// unknown operations included (they are answered after the check).
+fn action(operation: &str) -> Action {
+    match operation {
+        "search_by_id" | "search_by_hash" | "search_by_value" | "search_by_conditions" => {
+            Action::Read
+        }
+        "describe_all" | "describe_database" | "describe_schema" | "describe_table" => {
+            Action::Describe
+        }
+        "insert" => Action::Insert,
+        "update" => Action::Update,
+        "upsert" => Action::Upsert,
+        "delete" => Action::Delete,
+        "create_database" | "create_schema" | "drop_database" | "drop_schema" | "create_table"
+        | "drop_table" | "create_attribute" | "drop_attribute" => Action::Structure,
+        _ => Action::Admin,
+    }
 }

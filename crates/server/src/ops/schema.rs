@@ -19,11 +19,6 @@ pub(super) async fn create_database(state: &AppState, req: OpRequest) -> Result<
 
 pub(super) async fn drop_database(state: &AppState, req: OpRequest) -> Result<Reply, ApiError> {
     let name = req.string(&["database", "schema"])?;
-    if name == shoal_auth::SYSTEM_DATABASE {
-        return Err(ApiError::bad_request(
-            "the system database cannot be dropped",
-        ));
-    }
     crate::databases::drop(&state.store, &name).await?;
     Ok(Reply::message(format!("successfully deleted '{name}'")))
 }

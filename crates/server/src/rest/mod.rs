@@ -14,6 +14,9 @@
 //! | `OPTIONS` | the allowed methods |
 //!
 //! A WebSocket upgrade or `Accept: text/event-stream` on `/T/id` or `/T/` subscribes.
+//!
+//! Every request asks the permission check first; tables of the `system` database are
+//! never served here (404, as if they did not exist), whatever path would name them.
 
 mod collection;
 mod format;
@@ -29,9 +32,11 @@ use axum::response::{IntoResponse, Response};
 pub(crate) use format::Format;
 pub(crate) use target::Target;
 
-use crate::AppState;
+use shoal_auth::{Access, Action, Via};
+
 use crate::error::ApiError;
 use crate::realtime;
+use crate::{AppState, Peer};
 
 /// Every request to the HTTP port that is not `/health`.
 pub(crate) async fn handle(State(state): State<AppState>, request: Request) -> Response {
@@ -49,8 +54,16 @@ pub(crate) async fn handle(State(state): State<AppState>, request: Request) -> R
 
 async fn route(state: AppState, request: Request) -> Result<Response, ApiError> {
     let (mut parts, body) = request.into_parts();
-    let user = crate::authenticate(&state, &parts.headers).await?;
+    let user = crate::authenticate(&state, &parts.headers, Peer::of(&parts.extensions)).await?;
     let target = Target::resolve(&state, parts.uri.path())?;
+    let access = Access {
+        via: Via::Http,
+        operation: parts.method.as_str(),
+        action: action(&parts.method, &target),
+        database: Some(target.db.name()),
+        table: Some(&target.table.name),
+    };
+    state.auth.check(&user, &access)?;
     let query = parts.uri.query().map(str::to_owned);
     let method = parts.method.clone();
     let wants_events = parts
@@ -114,5 +127,17 @@ async fn route(state: AppState, request: Request) -> Result<Response, ApiError> 
             status: StatusCode::METHOD_NOT_ALLOWED,
             message: format!("{method} is not allowed on {}", parts.uri.path()),
         }),
+    }
+}
+
+/// What a request does to its table, for the permission check (a subscription reads).
+fn action(method: &Method, target: &Target) -> Action {
+    match *method {
+        Method::PUT => Action::Upsert,
+        Method::POST => Action::Insert,
+        Method::PATCH => Action::Update,
+        Method::DELETE => Action::Delete,
+        _ if target.is_describe() => Action::Describe,
+        _ => Action::Read,
     }
 }

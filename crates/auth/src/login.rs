@@ -1,0 +1,576 @@
+//! Logins: checking an `Authorization` header against the user table.
+//!
+//! A password check costs an argon2 hash (tens of milliseconds of a core, about 19 MiB),
+//! so the outcome of a check is remembered with the exact stored bytes of the user's
+//! record it was made against (or the user's absence). Each later request with that
+//! header reads the record again (one point read) and uses the memory only if nothing
+//! changed: a new password, a changed role, `active: false`, a delete or a new user, made
+//! here or arriving by replication, takes effect on the very next request. Refusals are
+//! remembered too: a client repeating the same wrong password costs no hash and is not a
+//! new guess, so it does not lock its user out.
+//!
+//! What a check may cost the node is bounded three ways: at most `hash_concurrency` hashes
+//! run at once; concurrent checks of the same header share one hash; and failed logins
+//! are limited per username and per client address (see `limiter`). An unknown user is
+//! checked against a dummy hash, so it costs as much as a wrong password and the timing
+//! does not tell which usernames exist.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use argon2::Argon2;
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use base64::Engine;
+use serde_json::{Map, Value};
+use tokio::sync::{OnceCell, Semaphore};
+
+use crate::error::AuthError;
+use crate::users::{Auth, SYSTEM_DATABASE, USER_TABLE, User};
+
+/// Most outcomes remembered (of each kind) before that memory starts over.
+const CACHE_LIMIT: usize = 10_000;
+
+/// The hash unknown users are checked against: argon2id with the default parameters (as
+/// every stored password), of a random password nobody kept.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$43h0Luo79iXakDNPCCEkpA$pbim/lbYqTKGt0R+/NhFPq1M4X5TEE+UB7sODoPrmEg";
+
+/// The outcome of checking one header, and the user record it was checked against.
+#[derive(Debug, Clone)]
+pub(crate) struct Checked {
+    username: String,
+    /// The record's stored bytes; `None` if there was no such user.
+    record: Option<Arc<[u8]>>,
+    /// The user, or why it was refused (`LoginFailed`, `Inactive`).
+    outcome: Result<Arc<User>, AuthError>,
+}
+
+/// Remembered outcomes, by header.
+pub(crate) type Outcomes = RwLock<HashMap<String, Checked>>;
+
+/// A user's record as stored: its exact bytes and its attributes.
+struct Stored {
+    bytes: Vec<u8>,
+    record: Map<String, Value>,
+}
+
+/// One password check, shared by every request waiting for it. `Err` only for what must
+/// not be remembered (limits, store failures).
+type Flight = Arc<OnceCell<Result<Checked, AuthError>>>;
+
+/// Checks under way, by header.
+pub(crate) type Flights = HashMap<String, Flight>;
+
+impl Auth {
+    /// Checks an `Authorization` header value, limiting failures per username only.
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Arc<User>, AuthError> {
+        self.authenticate_from(authorization, None).await
+    }
+
+    /// Checks an `Authorization` header value sent from `peer` (failures are limited per
+    /// username and per address).
+    pub async fn authenticate_from(
+        &self,
+        authorization: Option<&str>,
+        peer: Option<IpAddr>,
+    ) -> Result<Arc<User>, AuthError> {
+        let header = authorization.ok_or(AuthError::MissingCredentials)?;
+        if let Some(outcome) = self.remembered(header)? {
+            return outcome;
+        }
+        let (username, password) = parse_basic(header).ok_or(AuthError::LoginFailed)?;
+        let flight = self.join_flight(header);
+        let _leave = LeaveFlight {
+            auth: self,
+            header,
+            flight: &flight,
+        };
+        let checked = flight
+            .get_or_init(|| self.verify(&username, password, peer))
+            .await
+            .clone()?;
+        self.remember(header, &checked);
+        checked.outcome
+    }
+
+    /// The remembered outcome for a header, if the user's record is still exactly what it
+    /// was checked against.
+    fn remembered(&self, header: &str) -> Result<Option<Result<Arc<User>, AuthError>>, AuthError> {
+        for outcomes in [&self.verified, &self.refused] {
+            let Some(checked) = read(outcomes).get(header).cloned() else {
+                continue;
+            };
+            if self.unchanged(&checked)? {
+                return Ok(Some(checked.outcome));
+            }
+            let mut outcomes = write(outcomes);
+            if outcomes
+                .get(header)
+                .is_some_and(|c| same_record(&c.record, &checked.record))
+            {
+                outcomes.remove(header);
+            }
+        }
+        Ok(None)
+    }
+
+    fn remember(&self, header: &str, checked: &Checked) {
+        let outcomes = if checked.outcome.is_ok() {
+            &self.verified
+        } else {
+            &self.refused
+        };
+        let mut outcomes = write(outcomes);
+        if outcomes.len() >= CACHE_LIMIT {
+            outcomes.clear();
+        }
+        outcomes.insert(header.to_owned(), checked.clone());
+    }
+
+    /// Whether the user's record is still exactly what `checked` was checked against.
+    fn unchanged(&self, checked: &Checked) -> Result<bool, AuthError> {
+        let db = self.store.database(SYSTEM_DATABASE)?;
+        let snapshot = db.snapshot()?;
+        let table = snapshot.table(USER_TABLE)?;
+        let current = snapshot
+            .get(&table, &Value::from(checked.username.as_str()))?
+            .filter(|v| v.json.is_some());
+        Ok(match (current, &checked.record) {
+            (Some(current), Some(record)) => current.bytes() == &**record,
+            (None, None) => true,
+            _ => false,
+        })
+    }
+
+    /// The check under way for `header`, or a new one. A finished check is never joined:
+    /// its answer may predate a change of the user.
+    fn join_flight(&self, header: &str) -> Flight {
+        let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
+        match flights.get(header) {
+            Some(flight) if !flight.initialized() => flight.clone(),
+            _ => {
+                let flight = Flight::default();
+                flights.insert(header.to_owned(), flight.clone());
+                flight
+            }
+        }
+    }
+
+    /// One password check: limits, then the hash, then the user's state.
+    async fn verify(
+        &self,
+        username: &str,
+        password: String,
+        peer: Option<IpAddr>,
+    ) -> Result<Checked, AuthError> {
+        let mut attempt = self.limiter.begin(username, peer)?;
+        let stored = self.stored_user(username)?;
+        let hash = stored
+            .as_ref()
+            .and_then(|s| s.record.get("password"))
+            .and_then(Value::as_str)
+            .unwrap_or(DUMMY_HASH)
+            .to_owned();
+        let matches = verify_password(&self.hashing, password, hash).await;
+        let mut checked = Checked {
+            username: username.to_owned(),
+            record: stored.as_ref().map(|s| Arc::from(s.bytes.as_slice())),
+            outcome: Err(AuthError::LoginFailed),
+        };
+        let Some(Stored { record, .. }) = stored.filter(|_| matches) else {
+            attempt.failed();
+            return Ok(checked);
+        };
+        drop(attempt);
+        checked.outcome = if record.get("active") == Some(&Value::Bool(false)) {
+            Err(AuthError::Inactive)
+        } else {
+            let role = record
+                .get("role")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            Ok(Arc::new(User {
+                username: username.to_owned(),
+                super_user: role == "super_user",
+                role,
+            }))
+        };
+        Ok(checked)
+    }
+
+    /// A live user record.
+    fn stored_user(&self, username: &str) -> Result<Option<Stored>, AuthError> {
+        let db = self.store.database(SYSTEM_DATABASE)?;
+        let snapshot = db.snapshot()?;
+        let table = snapshot.table(USER_TABLE)?;
+        let Some(version) = snapshot.get(&table, &Value::from(username))? else {
+            return Ok(None);
+        };
+        Ok(version.value()?.map(|record| Stored {
+            bytes: version.bytes().to_vec(),
+            record,
+        }))
+    }
+}
+
+/// Whether two remembered records are the same remembered value.
+fn same_record(a: &Option<Arc<[u8]>>, b: &Option<Arc<[u8]>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+fn read(outcomes: &Outcomes) -> std::sync::RwLockReadGuard<'_, HashMap<String, Checked>> {
+    // The maps are whole after every statement; a panic elsewhere leaves them usable.
+    outcomes.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write(outcomes: &Outcomes) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Checked>> {
+    outcomes.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Leaves a flight; the last one out removes it, so a finished check is not reused by
+/// requests that come after it (they find the header remembered, or check again).
+struct LeaveFlight<'a> {
+    auth: &'a Auth,
+    header: &'a str,
+    flight: &'a Flight,
+}
+
+impl Drop for LeaveFlight<'_> {
+    fn drop(&mut self) {
+        let mut flights = self
+            .auth
+            .flights
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Held by the map and by us alone: nobody else is waiting on it.
+        if flights
+            .get(self.header)
+            .is_some_and(|f| Arc::ptr_eq(f, self.flight) && Arc::strong_count(f) <= 2)
+        {
+            flights.remove(self.header);
+        }
+    }
+}
+
+fn parse_basic(header: &str) -> Option<(String, String)> {
+    let encoded = header
+        .strip_prefix("Basic ")
+        .or_else(|| header.strip_prefix("basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, pass) = text.split_once(':')?;
+    Some((user.to_owned(), pass.to_owned()))
+}
+
+/// Hashes a new password, within the bound on concurrent hashing.
+pub(crate) async fn hash_password(
+    hashing: &Semaphore,
+    password: String,
+) -> Result<String, AuthError> {
+    let _permit = hashing
+        .acquire()
+        .await
+        .map_err(|_| AuthError::Invalid("password hashing has stopped".into()))?;
+    // Slow on purpose: off the async workers.
+    tokio::task::spawn_blocking(move || {
+        Argon2::default()
+            .hash_password(password.as_bytes())
+            .map(|h| h.to_string())
+            .map_err(|e| AuthError::Invalid(format!("cannot hash password: {e}")))
+    })
+    .await
+    .map_err(|e| AuthError::Invalid(format!("hashing failed: {e}")))?
+}
+
+/// Whether `password` matches `hash`, within the bound on concurrent hashing. An
+/// unreadable hash is replaced by the dummy one, so it costs the same and never matches.
+async fn verify_password(hashing: &Semaphore, password: String, hash: String) -> bool {
+    let Ok(_permit) = hashing.acquire().await else {
+        return false;
+    };
+    tokio::task::spawn_blocking(move || {
+        let (parsed, real) = match PasswordHash::new(&hash) {
+            Ok(parsed) => (parsed, true),
+            Err(_) => match PasswordHash::new(DUMMY_HASH) {
+                Ok(parsed) => (parsed, false),
+                Err(_) => return false,
+            },
+        };
+        let matches = Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok();
+        matches && real
+    })
+    .await
+    .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    use shoal_store::{Store, StoreOptions};
+
+    use crate::users::AuthOptions;
+
+    fn basic(user: &str, pass: &str) -> String {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+        )
+    }
+
+    fn open(options: AuthOptions) -> (tempfile::TempDir, Arc<Store>, Auth) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(StoreOptions::new(dir.path(), "n")).unwrap());
+        let auth = Auth::with_options(store.clone(), options);
+        (dir, store, auth)
+    }
+
+    #[tokio::test]
+    async fn bootstrap_then_authenticate() {
+        let (_dir, store, auth) = open(AuthOptions::default());
+        assert_eq!(auth.bootstrap("admin", Some("pw")).await.unwrap(), None);
+        assert_eq!(
+            auth.bootstrap("admin", None).await.unwrap(),
+            None,
+            "only once"
+        );
+        let user = auth
+            .authenticate(Some(&basic("admin", "pw")))
+            .await
+            .unwrap();
+        assert!(user.super_user);
+        assert!(
+            auth.authenticate(Some(&basic("admin", "pw"))).await.is_ok(),
+            "cached"
+        );
+        assert!(matches!(
+            auth.authenticate(Some(&basic("admin", "no"))).await,
+            Err(AuthError::LoginFailed)
+        ));
+        assert!(matches!(
+            auth.authenticate(Some(&basic("nobody", "pw"))).await,
+            Err(AuthError::LoginFailed)
+        ));
+        assert!(matches!(
+            auth.authenticate(Some("Basic !!!")).await,
+            Err(AuthError::LoginFailed)
+        ));
+        assert!(matches!(
+            auth.authenticate(None).await,
+            Err(AuthError::MissingCredentials)
+        ));
+        auth.add_user("off", "pw", "super_user", false)
+            .await
+            .unwrap();
+        assert!(matches!(
+            auth.authenticate(Some(&basic("off", "pw"))).await,
+            Err(AuthError::Inactive)
+        ));
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn generated_password_when_none_given() {
+        let (_dir, store, auth) = open(AuthOptions::default());
+        let pw = auth.bootstrap("admin", None).await.unwrap().unwrap();
+        assert_eq!(pw.len(), 24);
+        assert!(auth.authenticate(Some(&basic("admin", &pw))).await.is_ok());
+        store.close().await;
+    }
+
+    /// A remembered login follows every change of the user's record at once.
+    #[tokio::test]
+    async fn remembered_logins_follow_the_record() {
+        let (_dir, store, auth) = open(AuthOptions::default());
+        auth.bootstrap("admin", Some("pw")).await.unwrap();
+        auth.add_user("bob", "one", "reader", true).await.unwrap();
+        let old = basic("bob", "one");
+        assert!(!auth.authenticate(Some(&old)).await.unwrap().super_user);
+
+        auth.alter_user("bob", None, Some("super_user"), None)
+            .await
+            .unwrap();
+        assert!(
+            auth.authenticate(Some(&old)).await.unwrap().super_user,
+            "the new role applies to the remembered login"
+        );
+        auth.alter_user("bob", Some("two"), None, None)
+            .await
+            .unwrap();
+        assert!(matches!(
+            auth.authenticate(Some(&old)).await,
+            Err(AuthError::LoginFailed)
+        ));
+        let new = basic("bob", "two");
+        assert!(auth.authenticate(Some(&new)).await.is_ok());
+        auth.alter_user("bob", None, None, Some(false))
+            .await
+            .unwrap();
+        assert!(matches!(
+            auth.authenticate(Some(&new)).await,
+            Err(AuthError::Inactive)
+        ));
+        auth.alter_user("bob", None, None, Some(true))
+            .await
+            .unwrap();
+        assert!(auth.authenticate(Some(&new)).await.is_ok());
+        auth.drop_user("bob").await.unwrap();
+        assert!(matches!(
+            auth.authenticate(Some(&new)).await,
+            Err(AuthError::LoginFailed)
+        ));
+        assert!(matches!(
+            auth.drop_user("bob").await,
+            Err(AuthError::NotFound(m)) if m == "User bob does not exist"
+        ));
+        store.close().await;
+    }
+
+    /// Concurrent checks of the same header share one hash, so a burst of equal logins is
+    /// not counted against the limits (with a limit of one, a second check in flight would
+    /// be refused); a remembered login is never limited.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn equal_concurrent_logins_share_one_check() {
+        let options = AuthOptions {
+            hash_concurrency: 1,
+            failed_logins_per_user: 1,
+            ..AuthOptions::default()
+        };
+        let (_dir, store, auth) = open(options);
+        auth.bootstrap("admin", Some("pw")).await.unwrap();
+        let auth = Arc::new(auth);
+        let right = basic("admin", "pw");
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let (auth, right) = (auth.clone(), right.clone());
+                tokio::spawn(async move { auth.authenticate(Some(&right)).await })
+            })
+            .collect();
+        for task in tasks {
+            let answer = task.await.unwrap();
+            assert!(answer.is_ok(), "{answer:?}");
+        }
+        assert!(
+            auth.flights.lock().unwrap().is_empty(),
+            "no flight left behind"
+        );
+        assert!(matches!(
+            auth.authenticate(Some(&basic("admin", "wrong"))).await,
+            Err(AuthError::LoginFailed)
+        ));
+        assert!(matches!(
+            auth.authenticate(Some(&basic("admin", "wrong2"))).await,
+            Err(AuthError::TooManyAttempts { .. })
+        ));
+        assert!(
+            auth.authenticate(Some(&right)).await.is_ok(),
+            "the remembered login is not limited"
+        );
+        store.close().await;
+    }
+
+    /// A refusal is remembered like an acceptance: repeating the same wrong password is
+    /// answered without a hash and is not a new guess, until the user's record changes.
+    #[tokio::test]
+    async fn a_repeated_wrong_password_is_not_a_new_guess() {
+        let options = AuthOptions {
+            failed_logins_per_user: 2,
+            ..AuthOptions::default()
+        };
+        let (_dir, store, auth) = open(options);
+        auth.bootstrap("admin", Some("pw")).await.unwrap();
+        let stale = basic("admin", "next");
+        for _ in 0..5 {
+            assert!(matches!(
+                auth.authenticate(Some(&stale)).await,
+                Err(AuthError::LoginFailed)
+            ));
+        }
+        assert!(
+            matches!(
+                auth.authenticate(Some(&basic("admin", "other"))).await,
+                Err(AuthError::LoginFailed)
+            ),
+            "five repeats counted once"
+        );
+        assert!(matches!(
+            auth.authenticate(Some(&basic("admin", "third"))).await,
+            Err(AuthError::TooManyAttempts { .. })
+        ));
+        assert!(matches!(
+            auth.authenticate(Some(&basic("nobody", "x"))).await,
+            Err(AuthError::LoginFailed)
+        ));
+        auth.add_user("nobody", "x", "reader", true).await.unwrap();
+        assert!(
+            auth.authenticate(Some(&basic("nobody", "x"))).await.is_ok(),
+            "a new user is not refused from memory"
+        );
+        auth.alter_user("admin", Some("next"), None, None)
+            .await
+            .unwrap();
+        // The window is a minute: the limit still holds for new guesses, but the remembered
+        // refusal is gone with the record it was made against, so this is checked again.
+        assert!(matches!(
+            auth.authenticate(Some(&stale)).await,
+            Err(AuthError::TooManyAttempts { .. })
+        ));
+        store.close().await;
+    }
+
+    /// An unknown user costs what a wrong password costs: both pay one argon2 check.
+    #[tokio::test]
+    async fn unknown_user_costs_a_wrong_password() {
+        let options = AuthOptions {
+            failed_logins_per_user: 0,
+            failed_logins_per_address: 0,
+            ..AuthOptions::default()
+        };
+        let (_dir, store, auth) = open(options);
+        auth.bootstrap("admin", Some("pw")).await.unwrap();
+        let time = async |header: &str| {
+            let start = Instant::now();
+            let answer = auth.authenticate(Some(header)).await;
+            assert!(matches!(answer, Err(AuthError::LoginFailed)), "{answer:?}");
+            start.elapsed()
+        };
+        let (mut unknown, mut wrong) = (Vec::new(), Vec::new());
+        // Interleaved, so a slow moment of the machine hits both alike.
+        for i in 0..7 {
+            unknown.push(time(&basic(&format!("nobody{i}"), "pw")).await);
+            wrong.push(time(&basic("admin", &format!("wrong{i}"))).await);
+        }
+        let median = |mut v: Vec<Duration>| {
+            v.sort();
+            v[v.len() / 2]
+        };
+        let (unknown, wrong) = (median(unknown), median(wrong));
+        let ratio = unknown.as_secs_f64() / wrong.as_secs_f64();
+        assert!(
+            (0.5..2.0).contains(&ratio),
+            "unknown user took {unknown:?}, wrong password {wrong:?}"
+        );
+        store.close().await;
+    }
+
+    #[test]
+    fn dummy_hash_has_the_default_parameters() {
+        let dummy = PasswordHash::new(DUMMY_HASH).unwrap();
+        let real_hash = Argon2::default().hash_password(b"x").unwrap().to_string();
+        let real = PasswordHash::new(&real_hash).unwrap();
+        assert_eq!(dummy.algorithm, real.algorithm);
+        assert_eq!(dummy.version, real.version);
+        assert_eq!(dummy.params, real.params);
+    }
+}
