@@ -9,6 +9,9 @@ pub enum QueryError {
     /// The query is malformed (unknown comparator, wrong value type, ...).
     #[error("{0}")]
     Invalid(String),
+    /// Condition groups nest deeper than [`crate::MAX_DEPTH`].
+    #[error("conditions are nested more than {} groups deep", crate::MAX_DEPTH)]
+    TooDeep,
     /// The store failed or the table does not exist.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -8,7 +8,7 @@ mod error;
 mod rest;
 mod search;
 
-pub use condition::{Comparator, Condition, Operator};
+pub use condition::{Comparator, Condition, MAX_DEPTH, Operator};
 pub use error::QueryError;
 pub use rest::{RestQuery, parse_rest_query};
-pub use search::{Projection, Query, Sort, by_ids, for_each, run, value_condition};
+pub use search::{MAX_SORT_KEYS, Projection, Query, Sort, by_ids, for_each, run, value_condition};

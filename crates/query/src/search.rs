@@ -58,6 +58,10 @@ impl Projection {
     }
 }
 
+/// Most attributes one sort may have: REST `sort(a,b,...)`, or the `next` chain of a
+/// search's `sort` object. Comparing and dropping a chain recurse once per key.
+pub const MAX_SORT_KEYS: usize = 16;
+
 /// A sort key, with an optional next key for ties.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sort {
@@ -70,6 +74,11 @@ pub struct Sort {
 }
 
 impl Sort {
+    /// The keys of the chain, first to last, counted without recursion.
+    fn keys(&self) -> Vec<&Sort> {
+        std::iter::successors(Some(self), |s| s.next.as_deref()).collect()
+    }
+
     fn compare(&self, a: &Map<String, Value>, b: &Map<String, Value>) -> Ordering {
         let (x, y) = (
             a.get(&self.attribute).unwrap_or(&Value::Null),
@@ -166,6 +175,15 @@ pub fn for_each(
 ) -> Result<(), QueryError> {
     if let Some(c) = &query.condition {
         c.validate()?;
+    }
+    if query
+        .sort
+        .as_ref()
+        .is_some_and(|s| s.keys().len() > MAX_SORT_KEYS)
+    {
+        return Err(QueryError::Invalid(format!(
+            "a sort takes at most {MAX_SORT_KEYS} attributes"
+        )));
     }
     let exact = query
         .condition

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 use serde_json::Value;
-use shoal_query::{Comparator, Condition, Operator, Projection, Query, Sort};
+use shoal_query::{Comparator, Condition, Operator, Projection, Query, QueryError, Sort};
 
 use super::Reply;
 use crate::AppState;
@@ -54,7 +54,7 @@ pub(super) async fn by_conditions(state: &AppState, req: OpRequest) -> Result<Re
         .ok_or_else(|| ApiError::bad_request("'conditions' is required"))?;
     let operator = operator(req.get(&["operator"]))?;
     let mut query = paging(&req)?;
-    query.condition = Some(group(operator, conditions)?);
+    query.condition = Some(group(operator, conditions, 0)?);
     run(state, &req, query).await
 }
 
@@ -97,26 +97,34 @@ fn operator(value: Option<&Value>) -> Result<Operator, ApiError> {
     }
 }
 
-fn group(operator: Operator, conditions: &Value) -> Result<Condition, ApiError> {
+/// A group `depth` levels below the top (the top-level `conditions` is level 0).
+fn group(operator: Operator, conditions: &Value, depth: usize) -> Result<Condition, ApiError> {
+    // Checked before descending: each level recurses.
+    if depth > shoal_query::MAX_DEPTH {
+        return Err(QueryError::TooDeep.into());
+    }
     let list = conditions
         .as_array()
         .filter(|l| !l.is_empty())
         .ok_or_else(|| ApiError::bad_request("'conditions' must be a non-empty array"))?;
-    let conditions = list.iter().map(condition).collect::<Result<_, _>>()?;
+    let conditions = list
+        .iter()
+        .map(|c| condition(c, depth))
+        .collect::<Result<_, _>>()?;
     Ok(Condition::Group {
         operator,
         conditions,
     })
 }
 
-fn condition(value: &Value) -> Result<Condition, ApiError> {
+fn condition(value: &Value, depth: usize) -> Result<Condition, ApiError> {
     let field = |names: &[&str]| {
         names
             .iter()
             .find_map(|n| value.get(*n).filter(|v| !v.is_null()))
     };
     if let Some(nested) = field(&["conditions"]) {
-        return group(operator(field(&["operator"]))?, nested);
+        return group(operator(field(&["operator"]))?, nested, depth + 1);
     }
     let attribute = field(&["search_attribute", "attribute"])
         .and_then(Value::as_str)
