@@ -15,6 +15,8 @@
 
 // Shared helpers; this file uses only some of them.
 #[allow(dead_code)]
+mod cluster_support;
+#[allow(dead_code)]
 mod common;
 
 use std::path::Path;
@@ -175,4 +177,243 @@ async fn deeply_nested_search_conditions_are_refused() {
         &format!("conditions are nested more than {GROUP_DEPTH} groups deep"),
     );
     still_up(&node).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Depth limit of request bodies
+// ---------------------------------------------------------------------------------------
+
+/// Deepest nesting of a request body and of a record (`shoal_store::MAX_DEPTH`).
+const BODY_DEPTH: usize = 64;
+
+/// A record nested `depth` levels (the record itself is level 1), alternating arrays and
+/// objects below it.
+fn deep_record(id: &str, depth: usize) -> Value {
+    let inner = (2..=depth).fold(json!("leaf"), |v, level| {
+        if level % 2 == 0 {
+            json!([v, level])
+        } else {
+            json!({ "level": level, "v": v })
+        }
+    });
+    json!({"id": id, "deep": inner})
+}
+
+/// `value` encoded as `mime` for a request body.
+fn encode(mime: &str, value: &Value) -> Vec<u8> {
+    match mime {
+        "application/json" => serde_json::to_vec(value).unwrap(),
+        "application/cbor" => {
+            let mut out = Vec::new();
+            ciborium::into_writer(value, &mut out).unwrap();
+            out
+        }
+        "application/x-msgpack" => rmp_serde::to_vec_named(value).unwrap(),
+        other => panic!("no encoder for {other}"),
+    }
+}
+
+/// A response body in `mime`, as JSON.
+fn decode(mime: &str, body: &[u8]) -> Value {
+    match mime {
+        "application/json" => serde_json::from_slice(body).unwrap(),
+        "application/cbor" => ciborium::from_reader(body).unwrap(),
+        "application/x-msgpack" => rmp_serde::from_slice(body).unwrap(),
+        other => panic!("no decoder for {other}"),
+    }
+}
+
+const FORMATS: [&str; 3] = [
+    "application/json",
+    "application/cbor",
+    "application/x-msgpack",
+];
+
+/// Short names of the formats, for record ids.
+fn short(mime: &str) -> &str {
+    mime.rsplit(['/', '-']).next().unwrap_or(mime)
+}
+
+/// GETs `/dev/deep/<id>` in `mime` and returns the record without its timestamps.
+async fn get_as(node: &Node, id: &str, mime: &str) -> Value {
+    let (status, body) =
+        send(rest(node, Method::GET, &format!("/dev/deep/{id}")).header("accept", mime)).await;
+    assert_eq!(
+        status,
+        200,
+        "GET {id} as {mime}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    common::strip_timestamps(&decode(mime, &body))
+}
+
+/// Records at exactly the depth limit go in through JSON, CBOR and MessagePack; one level
+/// more is a 400 in each. What went in stays readable in every format and by search,
+/// updatable and deletable, and reaches a node that joins later through a full copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_at_the_depth_limit_stay_readable_updatable_deletable_and_copyable() {
+    // A tiny log: by the time b joins, a must send it a full copy.
+    let args = ["--log-max-bytes", "4000"];
+    let a = cluster_support::Member::start("deep-a", "127.0.61.1", false, &args)
+        .await
+        .unwrap();
+    create_table(&a.node, "deep").await;
+
+    let mut stored = Vec::new();
+    for mime in FORMATS {
+        let id = format!("{}-max", short(mime));
+        let record = deep_record(&id, BODY_DEPTH);
+        let (status, body) = send(
+            rest(&a.node, Method::PUT, &format!("/dev/deep/{id}"))
+                .header("content-type", mime)
+                .body(encode(mime, &record)),
+        )
+        .await;
+        assert_eq!(status, 204, "PUT {id}: {}", String::from_utf8_lossy(&body));
+        stored.push(record);
+
+        let over = format!("{}-over", short(mime));
+        let (status, body) = send(
+            rest(&a.node, Method::PUT, &format!("/dev/deep/{over}"))
+                .header("content-type", mime)
+                .body(encode(mime, &deep_record(&over, BODY_DEPTH + 1))),
+        )
+        .await;
+        assert_eq!(status, 400, "PUT {over}");
+        assert_eq!(
+            error_text(&body),
+            format!("the body nests deeper than {BODY_DEPTH} levels"),
+            "{mime}"
+        );
+    }
+    // The Operations API's body holds the record two levels down.
+    let in_op = deep_record("op-max", BODY_DEPTH - 2);
+    a.node
+        .op_ok(
+            json!({"operation": "insert", "database": "dev", "table": "deep", "records": [in_op]}),
+        )
+        .await
+        .unwrap();
+    stored.push(in_op);
+    common::assert_error(
+        &a.node
+            .ops(json!({
+                "operation": "insert", "database": "dev", "table": "deep",
+                "records": [deep_record("op-over", BODY_DEPTH - 1)]
+            }))
+            .await
+            .unwrap(),
+        400,
+        &format!("the body nests deeper than {BODY_DEPTH} levels"),
+    );
+
+    // Readable in every format, one by one and through searches.
+    for record in &stored {
+        let id = record["id"].as_str().unwrap();
+        for mime in FORMATS {
+            assert_eq!(&get_as(&a.node, id, mime).await, record, "{id} as {mime}");
+        }
+        let (status, csv) = send(
+            rest(&a.node, Method::GET, &format!("/dev/deep/{id}")).header("accept", "text/csv"),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let csv = String::from_utf8(csv).unwrap();
+        assert!(csv.contains("leaf") && csv.lines().count() == 2, "{csv}");
+    }
+    let sorted = |mut rows: Vec<Value>| {
+        rows.sort_by_key(|r| r["id"].as_str().unwrap_or_default().to_owned());
+        rows.iter()
+            .map(common::strip_timestamps)
+            .collect::<Vec<_>>()
+    };
+    let all = a
+        .node
+        .op_ok(
+            json!({"operation": "search_by_value", "database": "dev", "table": "deep",
+            "search_attribute": "id", "search_value": "*"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(sorted(common::rows(&all).clone()), sorted(stored.clone()));
+    for mime in FORMATS {
+        let (status, body) =
+            send(rest(&a.node, Method::GET, "/dev/deep/?id=ne=x").header("accept", mime)).await;
+        assert_eq!(status, 200);
+        let rows = decode(mime, &body).as_array().unwrap().clone();
+        assert_eq!(sorted(rows), sorted(stored.clone()), "collection as {mime}");
+    }
+
+    // Updatable (through both interfaces) and deletable.
+    let (status, _) = send(
+        rest(&a.node, Method::PATCH, "/dev/deep/cbor-max")
+            .header("content-type", "application/cbor")
+            .body(encode("application/cbor", &json!({"n": 1}))),
+    )
+    .await;
+    assert_eq!(status, 204);
+    a.node
+        .op_ok(
+            json!({"operation": "update", "database": "dev", "table": "deep",
+            "records": [{"id": "msgpack-max", "n": 2}]}),
+        )
+        .await
+        .unwrap();
+    let (status, _) = send(rest(&a.node, Method::DELETE, "/dev/deep/json-max")).await;
+    assert_eq!(status, 204);
+    let mut expected: Vec<Value> = stored[1..].to_vec();
+    expected[0]["n"] = json!(1);
+    expected[1]["n"] = json!(2);
+
+    // Enough other writes that the log no longer reaches back to the deep records.
+    create_table(&a.node, "filler").await;
+    let filler = "f".repeat(1000);
+    wait_until(Duration::from_secs(30), "a trimmed its log", async || {
+        a.node
+            .op_ok(
+                json!({"operation": "insert", "database": "dev", "table": "filler",
+                "records": [{"pad": filler}]}),
+            )
+            .await?;
+        let log = a
+            .node
+            .op_ok(json!({"operation": "read_transaction_log", "database": "dev", "table": "deep"}))
+            .await?;
+        Ok(common::rows(&log).is_empty())
+    })
+    .await
+    .unwrap();
+
+    // A node joining now gets the deep records by full copy.
+    let b = cluster_support::Member::start("deep-b", "127.0.61.2", false, &args)
+        .await
+        .unwrap();
+    cluster_support::join(&a, &b).await.unwrap();
+    cluster_support::wait_links(&[&a, &b], &["system", "dev"])
+        .await
+        .unwrap();
+    wait_until(
+        Duration::from_secs(30),
+        "b holds the deep records",
+        async || {
+            let (status, found) = b
+                .node
+                .ops(
+                    json!({"operation": "search_by_value", "database": "dev", "table": "deep",
+                "search_attribute": "id", "search_value": "*"}),
+                )
+                .await?;
+            Ok(status == 200 && sorted(common::rows(&found).clone()) == sorted(expected.clone()))
+        },
+    )
+    .await
+    .unwrap();
+    let status = cluster_support::status(&b.node).await.unwrap();
+    let copies = cluster_support::socket(&status, "deep-a", "dev").unwrap()["full_copies"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(copies >= 1, "b took no full copy: {status:#}");
+    for mime in FORMATS {
+        assert_eq!(get_as(&b.node, "cbor-max", mime).await, expected[0]);
+    }
 }

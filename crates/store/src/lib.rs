@@ -62,7 +62,7 @@ pub use database::{Database, Pending};
 pub use error::{Result, StoreError};
 pub use hlc::{Hlc, to_ms, wall_ms};
 pub use index::MAX_INDEXED_STRING;
-pub use mutate::{MAX_KEY_LEN, Mode, Outcome, Write};
+pub use mutate::{MAX_DEPTH, MAX_KEY_LEN, Mode, Outcome, Write};
 pub use read::{Row, Snapshot};
 pub use record::Version;
 pub use store::{Store, StoreOptions};

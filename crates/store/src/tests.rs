@@ -74,6 +74,54 @@ async fn group_commit_answers_each_caller_with_its_own_result() {
 }
 
 #[tokio::test]
+async fn records_nest_at_most_max_depth_levels_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, db) = store_with_dog(dir.path()).await;
+    // The record is level 1; each wrapper adds one.
+    let nested = |id: u32, depth: usize| {
+        let inner = (2..=depth).fold(json!("leaf"), |v, i| {
+            if i % 2 == 0 {
+                json!([v])
+            } else {
+                json!({ "x": v })
+            }
+        });
+        json!({"id": id, "deep": inner})
+    };
+    let deepest = nested(1, crate::MAX_DEPTH);
+    db.write(records("dog", Mode::Insert, vec![deepest.clone()]), None)
+        .await
+        .unwrap();
+    let refused = db
+        .write(
+            records("dog", Mode::Insert, vec![nested(2, crate::MAX_DEPTH + 1)]),
+            None,
+        )
+        .await;
+    assert!(
+        matches!(&refused, Err(StoreError::Invalid(m)) if m.contains("deeper than 64 levels")),
+        "{refused:?}"
+    );
+    let snap = db.snapshot().unwrap();
+    let dog = snap.table("dog").unwrap();
+    let back = snap
+        .get(&dog, &json!(1))
+        .unwrap()
+        .unwrap()
+        .value()
+        .unwrap()
+        .unwrap();
+    assert_eq!(back["deep"], deepest["deep"]);
+    assert!(snap.get(&dog, &json!(2)).unwrap().is_none());
+    let logged = snap.log(0).unwrap().last().unwrap().unwrap();
+    assert_eq!(
+        logged.entry.changes[0].value.as_ref().unwrap()["deep"],
+        deepest["deep"]
+    );
+    store.close().await;
+}
+
+#[tokio::test]
 async fn insert_update_upsert_delete_semantics() {
     let dir = tempfile::tempdir().unwrap();
     let (store, db) = store_with_dog(dir.path()).await;

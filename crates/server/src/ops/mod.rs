@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use shoal_auth::User;
 
 use crate::AppState;
+use crate::body::BodyError;
 use crate::error::ApiError;
 use crate::request::OpRequest;
 
@@ -82,8 +83,10 @@ pub(crate) async fn handle(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("Invalid JSON."));
     }
-    let body: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("Invalid JSON: {e}")))?;
+    let body = crate::body::json(&body).map_err(|e| match e {
+        BodyError::TooDeep => ApiError::bad_request(e.to_string()),
+        BodyError::Invalid(why) => ApiError::bad_request(format!("Invalid JSON: {why}")),
+    })?;
     let (operation, request) = OpRequest::new(body)?;
     dispatch(&state, &user, &operation, request).await
 }
