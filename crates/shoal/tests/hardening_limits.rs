@@ -417,3 +417,112 @@ async fn records_at_the_depth_limit_stay_readable_updatable_deletable_and_copyab
         assert_eq!(get_as(&b.node, "cbor-max", mime).await, expected[0]);
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// startTime subscriptions seek the log by local commit time
+// ---------------------------------------------------------------------------------------
+
+/// The first event of an SSE subscription on `path`, or `None` if none comes in `wait`.
+async fn first_sse_event(node: &Node, path: &str, wait: Duration) -> Option<(String, Value)> {
+    let mut response = rest(node, Method::GET, path)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .expect("subscribed");
+    assert_eq!(response.status().as_u16(), 200);
+    let mut text = String::new();
+    let read = async {
+        while let Some(chunk) = response.chunk().await.expect("stream") {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = text.find("\n\n") {
+                let block: String = text.drain(..end + 2).collect();
+                let field = |name: &str| {
+                    block
+                        .lines()
+                        .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+                };
+                if let (Some(event), Some(data)) = (field("event:"), field("data:")) {
+                    return Some((event, serde_json::from_str(&data).unwrap_or(Value::Null)));
+                }
+            }
+        }
+        None
+    };
+    tokio::time::timeout(wait, read).await.ok().flatten()
+}
+
+/// A subscription from a time starts with the first change committed on this node at or
+/// after it. A change made on a peer before that time but received afterwards (the node
+/// was down) counts as committed when it arrived: found by its local commit time, not by
+/// its origin's timestamp, a resuming subscriber no longer skips it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_time_subscription_starts_at_the_first_change_committed_here_since() {
+    let mut members = cluster_support::start_cluster(&["seek-a", "seek-b"], 62, false, &[])
+        .await
+        .unwrap();
+    let all: Vec<&cluster_support::Member> = members.iter().collect();
+    cluster_support::wait_links(&all, &["system"])
+        .await
+        .unwrap();
+    cluster_support::create_table(all[0], &all).await.unwrap();
+    cluster_support::wait_links(&all, &cluster_support::DBS)
+        .await
+        .unwrap();
+    let path = format!("/{}/{}/", cluster_support::DB, cluster_support::TABLE);
+
+    members[1].node.kill().await.unwrap();
+    let written = members[0]
+        .node
+        .op_ok(
+            json!({"operation": "insert", "database": cluster_support::DB,
+            "table": cluster_support::TABLE, "records": [{"id": "late", "n": 1}]}),
+        )
+        .await
+        .unwrap();
+    let since = written["txn_time"].as_f64().expect("txn_time") + 1.0;
+    wait_until(
+        Duration::from_secs(5),
+        "the clock passes the write",
+        async || {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_millis() as f64;
+            Ok(now > since)
+        },
+    )
+    .await
+    .unwrap();
+    members[1].node.restart().await.unwrap();
+    let b = &members[1].node;
+    wait_until(
+        Duration::from_secs(30),
+        "b received the write",
+        async || {
+            let (status, _) = send(rest(b, Method::GET, &format!("{path}late"))).await;
+            Ok(status == 200)
+        },
+    )
+    .await
+    .unwrap();
+
+    let first = first_sse_event(
+        b,
+        &format!("{path}?startTime={since}"),
+        Duration::from_secs(5),
+    )
+    .await;
+    let (event, data) = first.expect("the change b committed after startTime");
+    assert_eq!(event, "put");
+    assert_eq!(data["id"], "late");
+    // On the node where it was made, it is older than startTime: nothing to replay.
+    let a = &members[0].node;
+    assert_eq!(
+        first_sse_event(
+            a,
+            &format!("{path}?startTime={since}"),
+            Duration::from_millis(500)
+        )
+        .await,
+        None
+    );
+}

@@ -10,12 +10,13 @@ use serde_json::Value;
 use crate::apply::{CopyProgress, copy_key, cursor_key};
 use crate::catalog::{Catalog, TableDef};
 use crate::error::{Result, StoreError};
+use crate::hlc;
 use crate::index;
 use crate::key;
 use crate::mutate::record_key;
 use crate::record::Version;
 use crate::trees::{Trees, count_key, meta_get_u64, table_prefix, updated_key};
-use crate::txlog::{Committed, LogEntry, SEQ_KEY};
+use crate::txlog::{self, Committed, LogEntry, SEQ_KEY};
 
 /// A consistent, read-only view of one database.
 pub struct Snapshot {
@@ -189,6 +190,52 @@ impl Snapshot {
             .log
             .first(&self.txn)?
             .and_then(|(k, _)| k.try_into().ok().map(u64::from_be_bytes)))
+    }
+
+    /// The first retained log sequence this node committed at or after `ms` (milliseconds
+    /// since the epoch, as [`LogEntry::timestamp`] counts them), if any: a binary search,
+    /// since commit times never decrease along the log.
+    pub fn first_seq_at(&self, ms: f64) -> Result<Option<u64>> {
+        let Some(first) = self.first_seq()? else {
+            return Ok(None);
+        };
+        // Everything below `lo` was committed before `ms`; the entry at `hi` (if below
+        // `end`) at or after it.
+        let end = self.last_seq()? + 1;
+        let (mut lo, mut hi) = (first, end);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.committed_from(mid)? {
+                Some((seq, committed)) if seq < hi => {
+                    if hlc::to_ms(committed) >= ms {
+                        hi = seq;
+                    } else {
+                        lo = seq + 1;
+                    }
+                }
+                // No entry in [mid, hi).
+                _ => hi = mid,
+            }
+        }
+        Ok(self
+            .committed_from(lo)?
+            .map(|(seq, _)| seq)
+            .filter(|seq| *seq < end))
+    }
+
+    /// The first retained entry at or after sequence `from`, with its commit time.
+    fn committed_from(&self, from: u64) -> Result<Option<(u64, u64)>> {
+        let start = from.to_be_bytes();
+        let range = (Bound::Included(&start[..]), Bound::Unbounded);
+        let Some(item) = self.trees.log.range(&self.txn, &range)?.next() else {
+            return Ok(None);
+        };
+        let (k, v) = item?;
+        let seq = u64::from_be_bytes(
+            k.try_into()
+                .map_err(|_| StoreError::Corrupt("log key".into()))?,
+        );
+        Ok(Some((seq, txlog::committed_at(v)?)))
     }
 
     /// Number of live records in a table.

@@ -378,7 +378,7 @@ async fn log_is_trimmed_to_its_size_bound() {
             let bytes: usize = snap
                 .log(0)
                 .unwrap()
-                .map(|c| c.unwrap().entry.encode().unwrap().len())
+                .map(|c| c.unwrap().entry.encode(0).unwrap().len())
                 .sum();
             assert!(bytes <= 2_000, "{bytes} bytes retained");
             assert_eq!(
@@ -424,6 +424,80 @@ async fn node(dir: &std::path::Path, name: &str) -> (Store, Arc<crate::Database>
     let store = Store::open(StoreOptions::new(dir.join(name), name)).unwrap();
     let db = store.create_database("dev").await.unwrap();
     (store, db)
+}
+
+/// The log seeks by this node's commit time, which a peer's entry takes when it is
+/// applied here, whatever its own (older) timestamp.
+#[tokio::test]
+async fn the_log_is_searched_by_local_commit_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store_b, b) = node(dir.path(), "b").await;
+    create_dog(&b).await;
+    b.write(
+        records("dog", Mode::Insert, vec![json!({"id": "from-b"})]),
+        None,
+    )
+    .await
+    .unwrap();
+    let (store_a, a) = node(dir.path(), "a").await;
+    assert_eq!(
+        a.snapshot().unwrap().first_seq_at(0.0).unwrap(),
+        None,
+        "empty log"
+    );
+    create_dog(&a).await;
+    for i in 0..5 {
+        a.write(records("dog", Mode::Insert, vec![json!({"id": i})]), None)
+            .await
+            .unwrap();
+    }
+    ship(&b, "b", &a, "a").await;
+    let snap = a.snapshot().unwrap();
+    let committed: Vec<(u64, u64)> = snap
+        .trees
+        .log
+        .iter(&snap.txn)
+        .unwrap()
+        .map(|item| {
+            let (k, v) = item.unwrap();
+            (
+                u64::from_be_bytes(k.try_into().unwrap()),
+                crate::txlog::committed_at(v).unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        committed.windows(2).all(|w| w[0].1 <= w[1].1),
+        "{committed:?}"
+    );
+    let entries: Vec<crate::Committed> = snap.log(0).unwrap().map(Result::unwrap).collect();
+    let remote = entries.iter().find(|c| c.entry.origin == "b").unwrap();
+    let last_local = entries.iter().rfind(|c| c.entry.origin == "a").unwrap();
+    assert!(remote.seq > last_local.seq);
+    assert!(
+        remote.entry.timestamp() < last_local.entry.timestamp(),
+        "b wrote before a: {entries:?}"
+    );
+    // After a's last local write: b's entries, committed here after it.
+    let after = last_local.entry.timestamp() + 0.0005;
+    assert_eq!(snap.first_seq_at(after).unwrap(), Some(remote.seq));
+    let model = |ms: f64| {
+        committed
+            .iter()
+            .find(|(_, c)| crate::hlc::to_ms(*c) >= ms)
+            .map(|(seq, _)| *seq)
+    };
+    for (_, c) in &committed {
+        let ms = crate::hlc::to_ms(*c);
+        for probe in [ms - 0.0005, ms, ms + 0.0005] {
+            assert_eq!(snap.first_seq_at(probe).unwrap(), model(probe), "{probe}");
+        }
+    }
+    assert_eq!(snap.first_seq_at(0.0).unwrap(), Some(1));
+    assert_eq!(snap.first_seq_at(f64::MAX).unwrap(), None);
+    drop(snap);
+    store_a.close().await;
+    store_b.close().await;
 }
 
 fn dump(db: &crate::Database) -> Vec<(Value, Option<Value>)> {

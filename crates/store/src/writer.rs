@@ -116,18 +116,21 @@ impl Writer {
             for (write, user) in ops {
                 let before = catalog.clone();
                 let mut nested = self.env.nested_write_txn(&mut txn)?;
+                // Taken here, one request after another, so the log's commit times
+                // never decrease (applying a peer's batch moves `ctx.hlc` around).
+                let now = self.hlc.now();
                 let mut ctx = Ctx {
                     trees: &self.trees,
                     database: &self.name,
                     catalog: &mut catalog,
-                    hlc: self.hlc.now(),
+                    hlc: now,
                     origin: &self.origin,
                 };
                 let applied = mutate::apply(&mut nested, &mut ctx, write, user).and_then(
                     |(outcome, logged)| {
                         let mut committed = Vec::with_capacity(logged.len());
                         for mut entry in logged {
-                            let seq = txlog::append(&mut nested, &self.trees, &mut entry)?;
+                            let seq = txlog::append(&mut nested, &self.trees, &mut entry, now)?;
                             committed.push(Committed { seq, entry });
                         }
                         Ok((outcome, committed))
