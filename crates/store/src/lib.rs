@@ -63,7 +63,7 @@ pub use error::{Result, StoreError};
 pub use hlc::{Hlc, to_ms, wall_ms};
 pub use index::MAX_INDEXED_STRING;
 pub use mutate::{MAX_DEPTH, MAX_KEY_LEN, Mode, Outcome, Write};
-pub use read::{Row, Snapshot};
+pub use read::{IndexEntries, Row, Snapshot};
 pub use record::Version;
 pub use store::{Store, StoreOptions};
 pub use txlog::{Change, ChangeKind, Committed, LogEntry, Retention, SchemaChange};

@@ -122,6 +122,20 @@ async fn records_nest_at_most_max_depth_levels_and_read_back() {
 }
 
 #[tokio::test]
+async fn open_snapshots_are_counted_until_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, db) = store_with_dog(dir.path()).await;
+    assert_eq!(db.open_snapshots(), 0);
+    let (a, b) = (db.snapshot().unwrap(), db.snapshot().unwrap());
+    assert_eq!(db.open_snapshots(), 2);
+    drop(a);
+    assert_eq!(db.open_snapshots(), 1);
+    drop(b);
+    assert_eq!(db.open_snapshots(), 0);
+    store.close().await;
+}
+
+#[tokio::test]
 async fn insert_update_upsert_delete_semantics() {
     let dir = tempfile::tempdir().unwrap();
     let (store, db) = store_with_dog(dir.path()).await;
@@ -495,6 +509,35 @@ async fn the_log_is_searched_by_local_commit_time() {
     }
     assert_eq!(snap.first_seq_at(0.0).unwrap(), Some(1));
     assert_eq!(snap.first_seq_at(f64::MAX).unwrap(), None);
+    for (c, (_, at)) in entries.iter().zip(&committed) {
+        assert!(*at >= c.entry.hlc, "committed before its own time: {c:?}");
+    }
+    drop(snap);
+
+    // A peer whose clock runs an hour ahead: its entry counts as committed at its own
+    // time, so a search from just before that time finds it.
+    let ahead = crate::hlc::wall_ms() + 3_600_000;
+    let mut entry = entries
+        .iter()
+        .find(|c| c.entry.origin == "b" && !c.entry.changes.is_empty())
+        .unwrap()
+        .clone();
+    entry.seq = 99;
+    entry.entry.hlc = ahead << 16;
+    entry.entry.origin_seq = 99;
+    entry.entry.changes[0].key = json!("ahead");
+    if let Some(Value::Object(v)) = &mut entry.entry.changes[0].value {
+        v.insert("id".into(), json!("ahead"));
+    }
+    let batch = crate::RemoteBatch {
+        peer: "b".into(),
+        entries: vec![entry],
+        up_to: 99,
+    };
+    a.write(Write::Apply(batch), None).await.unwrap();
+    let snap = a.snapshot().unwrap();
+    let last = snap.last_seq().unwrap();
+    assert_eq!(snap.first_seq_at(ahead as f64 - 1.0).unwrap(), Some(last));
     drop(snap);
     store_a.close().await;
     store_b.close().await;

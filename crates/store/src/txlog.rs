@@ -164,10 +164,10 @@ fn corrupt() -> StoreError {
     StoreError::Corrupt("log entry".into())
 }
 
-/// When this node committed a stored entry, as an HLC timestamp: unlike the entry's own
-/// `hlc` (its origin's), it never decreases from one sequence to the next, so the log can
-/// be searched by time. Entries written before it was recorded (format 1) give their
-/// `hlc`, which is the same for local transactions.
+/// When this node committed a stored entry, as an HLC timestamp (never before the entry's
+/// own `hlc`): unlike `hlc` (its origin's), it never decreases from one sequence to the
+/// next, so the log can be searched by time. Entries written before it was recorded
+/// (format 1) give their `hlc`, which is the same for local transactions.
 pub(crate) fn committed_at(bytes: &[u8]) -> Result<u64> {
     match bytes.split_first() {
         Some((&FORMAT, rest)) => rest

@@ -116,8 +116,8 @@ impl Writer {
             for (write, user) in ops {
                 let before = catalog.clone();
                 let mut nested = self.env.nested_write_txn(&mut txn)?;
-                // Taken here, one request after another, so the log's commit times
-                // never decrease (applying a peer's batch moves `ctx.hlc` around).
+                // Taken here, one request after another, so that commit times never
+                // decrease along the log.
                 let now = self.hlc.now();
                 let mut ctx = Ctx {
                     trees: &self.trees,
@@ -128,9 +128,13 @@ impl Writer {
                 };
                 let applied = mutate::apply(&mut nested, &mut ctx, write, user).and_then(
                     |(outcome, logged)| {
+                        // A peer's batch leaves `ctx.hlc` at its newest timestamp: an
+                        // entry is never logged as committed before its own time, and
+                        // the clock observes it before the next request's `now`.
+                        let at = ctx.hlc.max(now);
                         let mut committed = Vec::with_capacity(logged.len());
                         for mut entry in logged {
-                            let seq = txlog::append(&mut nested, &self.trees, &mut entry, now)?;
+                            let seq = txlog::append(&mut nested, &self.trees, &mut entry, at)?;
                             committed.push(Committed { seq, entry });
                         }
                         Ok((outcome, committed))
