@@ -12,6 +12,14 @@ pub enum QueryError {
     /// Condition groups nest deeper than [`crate::MAX_DEPTH`].
     #[error("conditions are nested more than {} groups deep", crate::MAX_DEPTH)]
     TooDeep,
+    /// A sort would hold more than the sort buffer allows, and no index can order it.
+    #[error(
+        "the results to sort are larger than the sort buffer of {limit} bytes; add a limit,          sort by an indexed attribute, or allow a larger buffer"
+    )]
+    SortBufferFull {
+        /// The buffer's size, in bytes.
+        limit: usize,
+    },
     /// The store failed or the table does not exist.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -8,7 +8,12 @@ mod error;
 mod rest;
 mod search;
 
+#[cfg(test)]
+mod tests;
+
 pub use condition::{Comparator, Condition, MAX_DEPTH, Operator};
 pub use error::QueryError;
 pub use rest::{RestQuery, parse_rest_query};
-pub use search::{MAX_SORT_KEYS, Projection, Query, Sort, by_ids, for_each, run, value_condition};
+pub use search::{
+    Limits, MAX_SORT_KEYS, Projection, Query, Sort, by_ids, count, for_each, value_condition,
+};

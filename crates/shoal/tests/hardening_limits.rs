@@ -526,3 +526,386 @@ async fn a_start_time_subscription_starts_at_the_first_change_committed_here_sin
         None
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Sorted queries within a sort buffer
+// ---------------------------------------------------------------------------------------
+
+/// How sorting orders values: null (and missing) < false < true < numbers < strings <
+/// arrays and objects (all alike).
+fn rank_order(a: &Value, b: &Value) -> std::cmp::Ordering {
+    let rank = |v: &Value| match v {
+        Value::Null => 0,
+        Value::Bool(false) => 1,
+        Value::Bool(true) => 2,
+        Value::Number(_) => 3,
+        Value::String(_) => 4,
+        _ => 5,
+    };
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64().unwrap().total_cmp(&y.as_f64().unwrap()),
+        (Value::String(x), Value::String(y)) => x.as_bytes().cmp(y.as_bytes()),
+        _ => rank(a).cmp(&rank(b)),
+    }
+}
+
+/// The model: records in primary key order (numbers), stably sorted by `attribute`.
+fn sorted_ids(records: &[Value], attribute: &str, descending: bool) -> Vec<Value> {
+    let mut rows: Vec<&Value> = records.iter().collect();
+    rows.sort_by(|a, b| {
+        a["id"]
+            .as_f64()
+            .unwrap()
+            .total_cmp(&b["id"].as_f64().unwrap())
+    });
+    rows.sort_by(|a, b| {
+        let ord = rank_order(&a[attribute], &b[attribute]);
+        if descending { ord.reverse() } else { ord }
+    });
+    rows.iter().map(|r| r["id"].clone()).collect()
+}
+
+/// A sort over far more than the sort buffer holds: on an indexed attribute it walks the
+/// index and every record comes out in order, nulls, arrays and ties included; on an
+/// attribute without an index it is a 400 naming the setting, unless a limit bounds it.
+/// `search_by_value`, which sorts by the searched attribute, keeps its order.
+#[tokio::test]
+async fn sorts_larger_than_the_sort_buffer_walk_the_index_or_are_refused() {
+    let seed = cluster_support::seed("sorts_larger_than_the_sort_buffer");
+    let node = start(
+        "sort-buffer",
+        &["--sort-buffer-bytes", "20000", "--max-candidates", "50"],
+    )
+    .await;
+    node.op_ok(
+        json!({"operation": "create_table", "database": "dev", "table": "s",
+        "primary_key": "id", "attributes": [
+            {"name": "n", "indexed": true}, {"name": "u", "indexed": false},
+            {"name": "pad", "indexed": false}]}),
+    )
+    .await
+    .unwrap();
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let records: Vec<Value> = (0..600)
+        .map(|i| {
+            let n = match rng.random_range(0..10) {
+                0 => Value::Null,
+                1 => json!([1, 2]),
+                2 => json!(format!("s{}", rng.random_range(0..20))),
+                3 => json!(rng.random_bool(0.5)),
+                _ => json!(rng.random_range(0..50)),
+            };
+            let mut r = json!({"id": i, "u": rng.random_range(0..1000), "pad": "p".repeat(100)});
+            if i % 13 != 0 {
+                r["n"] = n;
+            }
+            r
+        })
+        .collect();
+    for chunk in records.chunks(200) {
+        node.op_ok(
+            json!({"operation": "insert", "database": "dev", "table": "s", "records": chunk}),
+        )
+        .await
+        .unwrap();
+    }
+    for (query, attribute, descending) in [
+        ("sort(n)", "n", false),
+        ("sort(-n)", "n", true),
+        ("sort(-id)", "id", true),
+    ] {
+        let (status, body) = send(rest(&node, Method::GET, &format!("/dev/s/?{query}"))).await;
+        assert_eq!(
+            status,
+            200,
+            "seed {seed}: {query}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        let got: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            common::ids(&got),
+            sorted_ids(&records, attribute, descending),
+            "seed {seed}: {query}"
+        );
+    }
+    let (status, body) = send(rest(&node, Method::GET, "/dev/s/?sort(u)")).await;
+    assert_eq!(
+        status, 400,
+        "seed {seed}: an unindexed sort past the buffer"
+    );
+    let text = error_text(&body);
+    assert!(
+        text.contains("query.sort_buffer_bytes") && text.contains("20000 bytes"),
+        "{text}"
+    );
+    // A limit keeps only the best few, index or not.
+    let (status, body) = send(rest(&node, Method::GET, "/dev/s/?sort(-u)&limit(3,8)")).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let got: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        common::ids(&got),
+        sorted_ids(&records, "u", true)[3..8].to_vec(),
+        "seed {seed}"
+    );
+
+    // search_by_value answers in the searched attribute's order, as before.
+    for (value, descending) in [(json!("*"), false), (json!("*"), true), (json!(7), false)] {
+        let found = node
+            .op_ok(
+                json!({"operation": "search_by_value", "database": "dev", "table": "s",
+                "search_attribute": "n", "search_value": value, "desc": descending}),
+            )
+            .await
+            .unwrap();
+        let matching: Vec<Value> = records
+            .iter()
+            .filter(|r| match &value {
+                Value::String(_) => true,
+                v => r["n"] == *v || r["n"].as_array().is_some_and(|a| a.contains(v)),
+            })
+            .cloned()
+            .collect();
+        assert_eq!(
+            common::ids(&found),
+            sorted_ids(&matching, "n", descending),
+            "seed {seed}: {value}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Streamed answers: the Operations API searches, MessagePack collections, the logs, and a
+// client that stops reading
+// ---------------------------------------------------------------------------------------
+
+/// Standard base64, for a Basic `Authorization` header on a raw connection.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().fold(0u32, |n, b| n << 8 | u32::from(*b)) << (8 * (3 - chunk.len()));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A client that sends a request, reads the status line, headers and the first bytes of
+/// the body, then stops reading (with a small receive window) while keeping the
+/// connection open.
+async fn stall(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    accept: &str,
+    body: &str,
+) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut tcp = socket.connect(addr).await.unwrap();
+    let auth = base64(format!("{DEFAULT_ADMIN_USER}:{DEFAULT_ADMIN_PASSWORD}").as_bytes());
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {auth}\r\n\
+         Accept: {accept}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0; 1024];
+    // The head, and some of the body after it.
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") || seen.len() < 2048 {
+        let n = tokio::time::timeout(Duration::from_secs(30), tcp.read(&mut buf))
+            .await
+            .expect("the answer starts")
+            .unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&seen);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head:.300}");
+    tcp
+}
+
+/// Open read transactions of `database`, from `system_information`.
+async fn read_transactions(node: &Node, database: &str) -> u64 {
+    let info = node
+        .op_ok(json!({"operation": "system_information", "attributes": ["table_size"]}))
+        .await
+        .unwrap();
+    info["table_size"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["database"] == database)
+        .and_then(|d| d["read_transactions"].as_u64())
+        .unwrap_or_else(|| panic!("no read_transactions for {database}: {info}"))
+}
+
+/// Fills `dev.big` with `count` records of about 64 KiB each: far more than a socket, a
+/// connection and a stream's channel hold between a server and a client that reads
+/// nothing.
+async fn fill_big(node: &Node, count: usize) -> Vec<Value> {
+    create_table(node, "big").await;
+    let records: Vec<Value> = (0..count)
+        .map(|i| json!({"id": i, "n": (i * 37) % count, "text": format!("{i:06}").repeat(10_000)}))
+        .collect();
+    for chunk in records.chunks(40) {
+        node.op_ok(
+            json!({"operation": "insert", "database": "dev", "table": "big", "records": chunk}),
+        )
+        .await
+        .unwrap();
+    }
+    records
+}
+
+/// While a client reads the first bytes of an answer, the query is still running (its
+/// snapshot open): the answer is streamed, not gathered first. When the client then
+/// reads nothing for the stall timeout, the query ends and its snapshot is released; the
+/// node answers throughout.
+async fn assert_streamed_then_released(
+    node: &Node,
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    accept: &str,
+    body: &str,
+) {
+    let client = stall(addr, method, path, accept, body).await;
+    assert_eq!(
+        read_transactions(node, "dev").await,
+        1,
+        "{method} {path} as {accept}: the answer began while its query still ran"
+    );
+    wait_until(
+        Duration::from_secs(20),
+        "the stalled query released its snapshot",
+        async || Ok(read_transactions(node, "dev").await == 0),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{method} {path} as {accept}: {e}"));
+    still_up(node).await;
+    drop(client);
+}
+
+/// REST collections in every format, the Operations API searches and logs: each is
+/// streamed as it is produced, and each lets go of its read transaction when the client
+/// stops reading, after the stall timeout. Before, a client that stopped reading held
+/// the snapshot forever, and the Operations API answers were built whole in memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_answers_release_their_snapshot_when_the_client_stops_reading() {
+    let node = start(
+        "stall",
+        &[
+            "--stream-stall-timeout-ms",
+            "1000",
+            "--msgpack-buffer-bytes",
+            "1000000",
+        ],
+    )
+    .await;
+    fill_big(&node, 320).await;
+    let http = node.http_addr();
+    for accept in [
+        "application/json",
+        "application/cbor",
+        "text/csv",
+        "application/x-msgpack",
+    ] {
+        assert_streamed_then_released(&node, http, "GET", "/dev/big/?n=ge=0", accept, "").await;
+    }
+    let ops = node.ops_addr();
+    for body in [
+        json!({"operation": "search_by_value", "database": "dev", "table": "big",
+            "search_attribute": "id", "search_value": "*"}),
+        json!({"operation": "search_by_conditions", "database": "dev", "table": "big",
+            "conditions": [{"search_attribute": "n", "search_type": "greater_than_equal", "search_value": 0}]}),
+        json!({"operation": "search_by_id", "database": "dev", "table": "big",
+            "ids": (0..320).collect::<Vec<_>>()}),
+        json!({"operation": "read_transaction_log", "database": "dev", "table": "big"}),
+        json!({"operation": "read_audit_log", "database": "dev", "table": "big"}),
+    ] {
+        assert_streamed_then_released(
+            &node,
+            ops,
+            "POST",
+            "/",
+            "application/json",
+            &body.to_string(),
+        )
+        .await;
+    }
+}
+
+/// A MessagePack collection larger than its gathering budget is counted first, then
+/// streamed: it decodes to every record, in order; a small one is sent whole as before.
+#[tokio::test]
+async fn msgpack_collections_larger_than_the_budget_decode_to_every_record() {
+    let node = start("msgpack", &["--msgpack-buffer-bytes", "200000"]).await;
+    let records = fill_big(&node, 60).await;
+    for (query, expected) in [
+        ("sort(-n)", {
+            let mut r = records.clone();
+            r.sort_by_key(|r| std::cmp::Reverse(r["n"].as_u64()));
+            r
+        }),
+        ("id=lt=2", records[..2].to_vec()),
+        ("limit(5,50)", records[5..50].to_vec()),
+    ] {
+        let (status, body) = send(
+            rest(&node, Method::GET, &format!("/dev/big/?{query}"))
+                .header("accept", "application/x-msgpack"),
+        )
+        .await;
+        assert_eq!(status, 200, "{query}");
+        let got: Vec<Value> = rmp_serde::from_slice(&body).unwrap();
+        let got: Vec<Value> = got.iter().map(common::strip_timestamps).collect();
+        assert_eq!(got.len(), expected.len(), "{query}");
+        assert!(got == expected, "{query}: the records differ");
+    }
+}
+
+/// `read_transaction_log` with a limit gives the first entries (from `from`), oldest
+/// first, reading no more of the log than it sends.
+#[tokio::test]
+async fn read_transaction_log_stops_at_its_limit() {
+    let node = start("log-limit", &[]).await;
+    create_table(&node, "t").await;
+    let mut times = Vec::new();
+    for i in 0..40 {
+        let written = node
+            .op_ok(json!({"operation": "insert", "database": "dev", "table": "t", "records": [{"id": i}]}))
+            .await
+            .unwrap();
+        times.push(written["txn_time"].as_f64().unwrap());
+    }
+    let log = node
+        .op_ok(
+            json!({"operation": "read_transaction_log", "database": "dev", "table": "t",
+            "from": times[10], "limit": 5}),
+        )
+        .await
+        .unwrap();
+    let keys: Vec<Value> = common::rows(&log)
+        .iter()
+        .map(|e| e["hash_values"][0].clone())
+        .collect();
+    assert_eq!(keys, common::nums(&[10, 11, 12, 13, 14]));
+    let all = node
+        .op_ok(json!({"operation": "read_transaction_log", "database": "dev", "table": "t"}))
+        .await
+        .unwrap();
+    assert_eq!(common::rows(&all).len(), 40);
+    let none = node
+        .op_ok(json!({"operation": "read_transaction_log", "database": "dev", "table": "t", "limit": 0}))
+        .await
+        .unwrap();
+    assert_eq!(none, json!([]));
+}

@@ -10,7 +10,7 @@ mod system;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use shoal_auth::User;
@@ -24,8 +24,8 @@ use crate::request::OpRequest;
 pub(crate) enum Reply {
     /// A JSON value.
     Json(Value),
-    /// JSON already serialised (search results are served from stored bytes).
-    Raw(Vec<u8>),
+    /// An answer streamed as it is produced (searches, logs).
+    Streamed(Response),
 }
 
 impl Reply {
@@ -33,33 +33,13 @@ impl Reply {
     pub(crate) fn message(text: impl Into<String>) -> Self {
         Reply::Json(json!({ "message": text.into() }))
     }
-
-    /// A JSON array of already serialised records.
-    pub(crate) fn records(records: Vec<Vec<u8>>) -> Self {
-        let len = records.iter().map(|r| r.len() + 1).sum::<usize>() + 2;
-        let mut out = Vec::with_capacity(len);
-        out.push(b'[');
-        for (i, r) in records.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(r);
-        }
-        out.push(b']');
-        Reply::Raw(out)
-    }
 }
 
 impl IntoResponse for Reply {
     fn into_response(self) -> Response {
         match self {
             Reply::Json(v) => axum::Json(v).into_response(),
-            Reply::Raw(bytes) => (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/json")],
-                bytes,
-            )
-                .into_response(),
+            Reply::Streamed(response) => response,
         }
     }
 }
@@ -117,7 +97,7 @@ async fn dispatch(
         "update" => crud::write(state, user, req, shoal_store::Mode::Update).await,
         "upsert" => crud::write(state, user, req, shoal_store::Mode::Upsert).await,
         "delete" => crud::delete(state, user, req).await,
-        "search_by_id" | "search_by_hash" => search::by_id(state, req),
+        "search_by_id" | "search_by_hash" => search::by_id(state, req).await,
         "search_by_value" => search::by_value(state, req).await,
         "search_by_conditions" => search::by_conditions(state, req).await,
         "read_transaction_log" => logs::read_transaction_log(state, req).await,

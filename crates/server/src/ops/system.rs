@@ -37,7 +37,15 @@ pub(super) fn system_information(state: &AppState, req: OpRequest) -> Result<Rep
         .store
         .databases()
         .iter()
-        .map(|db| json!({ "database": db.name(), "size": db.disk_size() }))
+        .map(|db| {
+            json!({
+                "database": db.name(),
+                "size": db.disk_size(),
+                // Open read transactions pin the pages they read: a number that stays up
+                // while the file grows points at a reader that never finishes.
+                "read_transactions": db.open_snapshots(),
+            })
+        })
         .collect();
     all.insert("table_size".into(), Value::Array(tables));
     if let Some(wanted) = wanted {
