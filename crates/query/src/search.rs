@@ -474,9 +474,9 @@ impl SortKeys {
 }
 
 /// Results held to be sorted: all of them, or (with a limit) the best `keep`, within a
-/// byte budget. A strict buffer fails past its budget; a buffer for one pass of several
+/// byte budget. A strict buffer fails past its budget; a buffer for one of several passes
 /// keeps the smallest results that fit and notes that it dropped some, so that the next
-/// pass ([`SortBuffer::after`]) takes up from the last one it sent.
+/// pass takes up after the last one it sent.
 struct SortBuffer<'k> {
     keys: &'k SortKeys,
     keep: Option<usize>,
