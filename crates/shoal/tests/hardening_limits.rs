@@ -408,11 +408,18 @@ async fn records_at_the_depth_limit_stay_readable_updatable_deletable_and_copyab
     )
     .await
     .unwrap();
-    let status = cluster_support::status(&b.node).await.unwrap();
-    let copies = cluster_support::socket(&status, "deep-a", "dev").unwrap()["full_copies"]
-        .as_u64()
-        .unwrap_or(0);
-    assert!(copies >= 1, "b took no full copy: {status:#}");
+    // The copied rows are visible before the copy's end is recorded.
+    wait_until(
+        Duration::from_secs(30),
+        "b counts a full copy from a",
+        async || {
+            let status = cluster_support::status(&b.node).await?;
+            let link = cluster_support::socket(&status, "deep-a", "dev");
+            Ok(link.is_some_and(|l| l["full_copies"].as_u64() >= Some(1)))
+        },
+    )
+    .await
+    .unwrap();
     for mime in FORMATS {
         assert_eq!(get_as(&b.node, "cbor-max", mime).await, expected[0]);
     }
@@ -801,36 +808,32 @@ async fn assert_streamed_then_released(
 /// the snapshot forever, and the Operations API answers were built whole in memory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streamed_answers_release_their_snapshot_when_the_client_stops_reading() {
+    // Long enough that the first check, right after the first bytes, comes well within
+    // it even on a loaded machine.
     let node = start(
         "stall",
         &[
             "--stream-stall-timeout-ms",
-            "1000",
+            "3000",
             "--msgpack-buffer-bytes",
             "1000000",
         ],
     )
     .await;
     fill_big(&node, 320).await;
+    // One of each way an answer is written: REST records in JSON (CBOR and CSV share its
+    // writer), MessagePack counted then streamed, the searches, ids and the logs.
     let http = node.http_addr();
-    for accept in [
-        "application/json",
-        "application/cbor",
-        "text/csv",
-        "application/x-msgpack",
-    ] {
+    for accept in ["application/json", "application/x-msgpack"] {
         assert_streamed_then_released(&node, http, "GET", "/dev/big/?n=ge=0", accept, "").await;
     }
     let ops = node.ops_addr();
     for body in [
-        json!({"operation": "search_by_value", "database": "dev", "table": "big",
-            "search_attribute": "id", "search_value": "*"}),
         json!({"operation": "search_by_conditions", "database": "dev", "table": "big",
             "conditions": [{"search_attribute": "n", "search_type": "greater_than_equal", "search_value": 0}]}),
         json!({"operation": "search_by_id", "database": "dev", "table": "big",
             "ids": (0..320).collect::<Vec<_>>()}),
         json!({"operation": "read_transaction_log", "database": "dev", "table": "big"}),
-        json!({"operation": "read_audit_log", "database": "dev", "table": "big"}),
     ] {
         assert_streamed_then_released(
             &node,
