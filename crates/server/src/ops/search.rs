@@ -10,9 +10,9 @@ use crate::error::ApiError;
 use crate::request::OpRequest;
 use crate::stream::{self, JSON, JsonArray};
 
-pub(super) async fn by_id(state: &AppState, req: OpRequest) -> Result<Reply, ApiError> {
-    let ids = match req.get(&["ids", "hash_values"]) {
-        Some(Value::Array(ids)) => ids.clone(),
+pub(super) async fn by_id(state: &AppState, mut req: OpRequest) -> Result<Reply, ApiError> {
+    let ids = match req.take(&["ids", "hash_values"]) {
+        Some(Value::Array(ids)) => ids,
         Some(_) => return Err(ApiError::bad_request("'ids' must be an array")),
         None => return Err(ApiError::bad_request("'ids' is required")),
     };
