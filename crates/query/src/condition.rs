@@ -7,6 +7,13 @@ use shoal_store::key::compare;
 
 use crate::error::QueryError;
 
+/// Deepest nesting of condition groups below the top level, in every interface: REST
+/// parentheses and brackets, `search_by_conditions` groups. Sixteen is far past what a
+/// person writes (`a|b|c` and `a&b&c` stay flat at any length), and it keeps every
+/// recursion over a condition (parsing, checking, matching, index planning, dropping)
+/// a few kilobytes of stack, whatever a request holds.
+pub const MAX_DEPTH: usize = 16;
+
 /// How a condition compares an attribute with its value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Comparator {
@@ -84,8 +91,32 @@ pub enum Condition {
 }
 
 impl Condition {
-    /// Checks value types up front, so a bad query fails before it scans anything.
+    /// Groups on the longest path from the top down (0 for a single comparison), counted
+    /// without recursion, so that a tree built deeper than any parser allows is refused
+    /// before anything recurses over it.
+    pub fn depth(&self) -> usize {
+        let mut deepest = 0;
+        let mut stack = vec![(self, 0)];
+        while let Some((condition, depth)) = stack.pop() {
+            if let Condition::Group { conditions, .. } = condition {
+                deepest = deepest.max(depth + 1);
+                stack.extend(conditions.iter().map(|c| (c, depth + 1)));
+            }
+        }
+        deepest
+    }
+
+    /// Checks the nesting and value types up front, so a bad query fails before it scans
+    /// anything.
     pub fn validate(&self) -> Result<(), QueryError> {
+        // The top level is a group of its own; MAX_DEPTH counts the groups below it.
+        if self.depth() > MAX_DEPTH + 1 {
+            return Err(QueryError::TooDeep);
+        }
+        self.validate_values()
+    }
+
+    fn validate_values(&self) -> Result<(), QueryError> {
         match self {
             Condition::Compare {
                 attribute,
@@ -112,7 +143,7 @@ impl Condition {
                 }
             }
             Condition::Group { conditions, .. } => {
-                conditions.iter().try_for_each(Condition::validate)
+                conditions.iter().try_for_each(Condition::validate_values)
             }
         }
     }
@@ -245,6 +276,25 @@ mod tests {
             ],
         };
         assert!(or.matches(rec));
+    }
+
+    #[test]
+    fn trees_deeper_than_the_limit_are_refused_before_any_recursion() {
+        let mut tree = leaf("a", Comparator::Equals, json!(1));
+        for _ in 0..=MAX_DEPTH {
+            tree = Condition::Group {
+                operator: Operator::And,
+                conditions: vec![tree, leaf("b", Comparator::Equals, json!(2))],
+            };
+        }
+        assert_eq!(tree.depth(), MAX_DEPTH + 1);
+        tree.validate().unwrap();
+        let deeper = Condition::Group {
+            operator: Operator::Or,
+            conditions: vec![tree],
+        };
+        assert!(matches!(deeper.validate(), Err(QueryError::TooDeep)));
+        assert_eq!(leaf("a", Comparator::Equals, json!(1)).depth(), 0);
     }
 
     #[test]

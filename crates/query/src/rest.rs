@@ -6,9 +6,9 @@
 
 use serde_json::{Number, Value};
 
-use crate::condition::{Comparator, Condition, Operator};
+use crate::condition::{Comparator, Condition, MAX_DEPTH, Operator};
 use crate::error::QueryError;
-use crate::search::{Projection, Sort};
+use crate::search::{MAX_SORT_KEYS, Projection, Sort};
 
 /// A parsed REST query string.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -49,10 +49,10 @@ pub struct RestQuery {
 /// **Precedence.** Terms are joined by `&` (and) and `|` (or); `&` binds tighter than
 /// `|`, so `a=1|b=2&c=3` is `a=1 | (b=2 & c=3)`. (Harper itself rejects mixing the two
 /// in one group; this parser accepts it with the usual precedence.) `(...)` and `[...]`
-/// group, to any depth. Groups keep their shape: `(a=1&b=2)&c=3` is an `And` holding an
-/// `And`, and a group of one condition is just that condition. Empty terms between `&`s
-/// (`a=1&&b=2`, a trailing `&`) are ignored; an empty side of `|` or an empty group is an
-/// error.
+/// group, at most [`MAX_DEPTH`] levels deep. Groups keep their shape: `(a=1&b=2)&c=3` is
+/// an `And` holding an `And`, and a group of one condition is just that condition. Empty
+/// terms between `&`s (`a=1&&b=2`, a trailing `&`) are ignored; an empty side of `|` or
+/// an empty group is an error.
 ///
 /// **Values.** Names and values are percent-decoded (`%20` is a space, `%2C` a comma);
 /// `+` stays a literal plus, as with JavaScript's `decodeURIComponent` that Harper uses.
@@ -71,9 +71,9 @@ pub struct RestQuery {
 /// **Functions.** `select(a,b)` gives [`Projection::Only`] (`select(a,)` is the same as
 /// `select(a)`, and `*` selects everything); `limit(n)` gives `limit = n`;
 /// `limit(start,end)` gives `offset = start`, `limit = end - start`; `sort(+a,-b)` or
-/// `sort(a,-b)` gives a [`Sort`] chain (`-` is descending). Functions may appear anywhere
-/// at the top level, each at most once, and do not take part in the and/or structure;
-/// they are not allowed inside a group.
+/// `sort(a,-b)` gives a [`Sort`] chain (`-` is descending) of at most [`MAX_SORT_KEYS`]
+/// attributes. Functions may appear anywhere at the top level, each at most once, and do
+/// not take part in the and/or structure; they are not allowed inside a group.
 ///
 /// Malformed input (unbalanced brackets, an unknown operator or function, an empty
 /// attribute name, a bad `limit`, a bad typed value, bad percent-encoding, or a value of
@@ -378,6 +378,10 @@ impl Parser<'_> {
             None | Some(b'&' | b'|' | b')' | b']') => Ok(Term::Empty),
             Some(open @ (b'(' | b'[')) => {
                 let close = if open == b'(' { b')' } else { b']' };
+                // Checked before descending: the parser recurses once per level.
+                if depth >= MAX_DEPTH {
+                    return Err(QueryError::TooDeep);
+                }
                 self.pos += 1;
                 let inner = self.parse_or(depth + 1)?;
                 if self.peek() != Some(close) {
@@ -520,6 +524,11 @@ impl Parser<'_> {
                         )));
                     }
                     keys.push((attribute.to_owned(), descending));
+                }
+                if keys.len() > MAX_SORT_KEYS {
+                    return Err(invalid(format!(
+                        "sort() takes at most {MAX_SORT_KEYS} attributes"
+                    )));
                 }
                 self.sort = keys
                     .into_iter()
@@ -1840,6 +1849,59 @@ mod tests {
         assert_error("[a=1)", "expected ']'");
         assert_error("(a=1]", "expected ')'");
         assert_error("select(a", "unbalanced '('");
+    }
+
+    #[test]
+    fn groups_nest_at_most_max_depth_levels() {
+        let nested = |depth: usize, open: char, close: char| {
+            let mut raw = "t=1&".to_owned();
+            for i in 0..depth {
+                raw.push(open);
+                raw.push_str(&format!("a{i}=1&"));
+            }
+            raw.push_str("z=1");
+            raw.extend(std::iter::repeat_n(close, depth));
+            raw
+        };
+        let deepest = condition(&nested(MAX_DEPTH, '(', ')'));
+        assert_eq!(
+            deepest.depth(),
+            MAX_DEPTH + 1,
+            "the top level is a group too"
+        );
+        condition(&nested(MAX_DEPTH, '[', ']'));
+        for raw in [
+            nested(MAX_DEPTH + 1, '(', ')'),
+            nested(MAX_DEPTH + 1, '[', ']'),
+            // Deep enough to overflow a worker's stack if the parser recursed into it.
+            format!("{}a=1{}", "(".repeat(20_000), ")".repeat(20_000)),
+            "[".repeat(100_000),
+        ] {
+            assert!(
+                matches!(parse_rest_query(&raw), Err(QueryError::TooDeep)),
+                "{}...",
+                &raw[..40]
+            );
+        }
+    }
+
+    #[test]
+    fn sort_takes_at_most_max_sort_keys() {
+        let keys = |n: usize| {
+            (0..n)
+                .map(|i| format!("a{i}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        assert!(
+            parse(&format!("sort({})", keys(MAX_SORT_KEYS)))
+                .sort
+                .is_some()
+        );
+        assert_error(
+            &format!("sort({})", keys(MAX_SORT_KEYS + 1)),
+            "at most 16 attributes",
+        );
     }
 
     #[test]

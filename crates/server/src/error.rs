@@ -75,6 +75,11 @@ impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> Self {
         match e {
             QueryError::Store(e) => e.into(),
+            QueryError::SortBufferFull { limit } => ApiError::bad_request(format!(
+                "the results to sort are larger than the sort buffer ({limit} bytes, the \
+                 setting query.sort_buffer_bytes); add a limit, sort by an indexed attribute, \
+                 or raise the setting"
+            )),
             other => ApiError::bad_request(other.to_string()),
         }
     }

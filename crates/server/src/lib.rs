@@ -6,6 +6,7 @@
 //! check before it acts. Every failure is Harper's `{"error": "..."}` with a fitting
 //! status; nothing here knows storage formats.
 
+mod body;
 mod components;
 mod databases;
 mod describe;
@@ -14,6 +15,7 @@ mod ops;
 mod realtime;
 mod request;
 mod rest;
+mod stream;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -61,6 +63,43 @@ impl Default for RestOptions {
     }
 }
 
+/// Limits on query answers.
+#[derive(Debug, Clone)]
+pub struct QueryOptions {
+    /// Most bytes of results one query holds to sort them.
+    pub sort_buffer_bytes: usize,
+    /// Most primary keys an index lookup collects for one condition.
+    pub max_candidates: usize,
+    /// Most bytes of a MessagePack collection gathered in memory; a larger answer is
+    /// counted first (its array is length-prefixed), then streamed.
+    pub msgpack_buffer_bytes: usize,
+    /// A streamed answer whose client takes nothing for this long is ended, releasing
+    /// the read transaction it holds.
+    pub stall_timeout: std::time::Duration,
+}
+
+impl QueryOptions {
+    /// The memory bounds of one query.
+    pub(crate) fn limits(&self) -> shoal_query::Limits {
+        shoal_query::Limits {
+            sort_buffer_bytes: self.sort_buffer_bytes,
+            max_candidates: self.max_candidates,
+        }
+    }
+}
+
+impl Default for QueryOptions {
+    fn default() -> Self {
+        let limits = shoal_query::Limits::default();
+        QueryOptions {
+            sort_buffer_bytes: limits.sort_buffer_bytes,
+            max_candidates: limits.max_candidates,
+            msgpack_buffer_bytes: 16 << 20,
+            stall_timeout: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
 /// What every handler needs.
 #[derive(Clone)]
 pub struct AppState {
@@ -78,6 +117,8 @@ pub struct AppState {
     pub rest: Arc<RestOptions>,
     /// Largest request body accepted, in bytes (413 beyond it).
     pub max_body: usize,
+    /// Limits on query answers.
+    pub query: Arc<QueryOptions>,
 }
 
 /// The Operations API router.

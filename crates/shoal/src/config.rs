@@ -29,6 +29,8 @@ pub(crate) struct Config {
     pub(crate) replication: ReplicationSection,
     /// Logins: password hashing and failed-login limits.
     pub(crate) auth: AuthSection,
+    /// Memory and time bounds of query answers.
+    pub(crate) query: QuerySection,
 }
 
 /// `auth:` section.
@@ -70,6 +72,37 @@ impl AuthSection {
             failed_logins_per_user: self.failed_logins_per_user,
             failed_logins_per_address: self.failed_logins_per_address,
             failed_login_window: std::time::Duration::from_secs(self.failed_login_window_seconds),
+        }
+    }
+}
+
+/// `query:` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct QuerySection {
+    /// Most bytes of results one query holds to sort them. A larger sort on an indexed
+    /// attribute walks its index instead; on one without an index it is refused (400):
+    /// add a limit, or an index.
+    pub(crate) sort_buffer_bytes: usize,
+    /// Most primary keys an index lookup collects for one condition; past it the
+    /// condition is answered by a scan that re-checks every record.
+    pub(crate) max_candidates: usize,
+    /// Most bytes of a MessagePack collection gathered in memory; a larger answer is
+    /// counted first, then streamed.
+    pub(crate) msgpack_buffer_bytes: usize,
+    /// A streamed answer whose client reads nothing for this long is ended and its read
+    /// transaction released, in milliseconds.
+    pub(crate) stream_stall_timeout_ms: u64,
+}
+
+impl Default for QuerySection {
+    fn default() -> Self {
+        let defaults = shoal_server::QueryOptions::default();
+        QuerySection {
+            sort_buffer_bytes: defaults.sort_buffer_bytes,
+            max_candidates: defaults.max_candidates,
+            msgpack_buffer_bytes: defaults.msgpack_buffer_bytes,
+            stream_stall_timeout_ms: defaults.stall_timeout.as_millis() as u64,
         }
     }
 }
@@ -276,6 +309,18 @@ pub(crate) struct Overrides {
     /// How long a failed login counts, in seconds.
     #[arg(long, env = "SHOAL_AUTH_FAILED_LOGIN_WINDOW_SECONDS")]
     pub(crate) auth_failed_login_window_seconds: Option<u64>,
+    /// Most bytes of results one query holds to sort them.
+    #[arg(long, env = "SHOAL_SORT_BUFFER_BYTES")]
+    pub(crate) sort_buffer_bytes: Option<usize>,
+    /// Most primary keys an index lookup collects for one condition.
+    #[arg(long, env = "SHOAL_MAX_CANDIDATES")]
+    pub(crate) max_candidates: Option<usize>,
+    /// Most bytes of a MessagePack collection gathered before it is counted and streamed.
+    #[arg(long, env = "SHOAL_MSGPACK_BUFFER_BYTES")]
+    pub(crate) msgpack_buffer_bytes: Option<usize>,
+    /// A streamed answer whose client reads nothing this long is ended, in milliseconds.
+    #[arg(long, env = "SHOAL_STREAM_STALL_TIMEOUT_MS")]
+    pub(crate) stream_stall_timeout_ms: Option<u64>,
 }
 
 impl Config {
@@ -337,6 +382,13 @@ impl Config {
         auth.failed_login_window_seconds = o
             .auth_failed_login_window_seconds
             .unwrap_or(auth.failed_login_window_seconds);
+        let q = &mut self.query;
+        q.sort_buffer_bytes = o.sort_buffer_bytes.unwrap_or(q.sort_buffer_bytes);
+        q.max_candidates = o.max_candidates.unwrap_or(q.max_candidates);
+        q.msgpack_buffer_bytes = o.msgpack_buffer_bytes.unwrap_or(q.msgpack_buffer_bytes);
+        q.stream_stall_timeout_ms = o
+            .stream_stall_timeout_ms
+            .unwrap_or(q.stream_stall_timeout_ms);
     }
 }
 
@@ -403,6 +455,7 @@ mod tests {
             (config.network.ops_port, config.network.http_port),
             (1234, 0)
         );
+        assert_eq!(config.query.sort_buffer_bytes, 64 << 20);
         assert_eq!(config.storage.max_batch, 7);
         assert_eq!(config.network.host, "127.0.0.1");
         std::fs::write(dir.path().join(CONFIG_FILE), "network:\n  bogus: 1\n").unwrap();

@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use axum::serve::ListenerExt;
 use shoal_auth::Auth;
 use shoal_cluster::{Cluster, ClusterOptions};
-use shoal_server::{AppState, Components, NodeInfo, RestOptions};
+use shoal_server::{AppState, Components, NodeInfo, QueryOptions, RestOptions};
 use shoal_store::{Retention, Store, StoreOptions};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -136,6 +136,12 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
             started: Instant::now(),
         }),
         max_body: config.network.max_body_bytes,
+        query: Arc::new(QueryOptions {
+            sort_buffer_bytes: config.query.sort_buffer_bytes,
+            max_candidates: config.query.max_candidates,
+            msgpack_buffer_bytes: config.query.msgpack_buffer_bytes,
+            stall_timeout: Duration::from_millis(config.query.stream_stall_timeout_ms.max(1)),
+        }),
     };
     let host = config.network.host.as_str();
     let ops = bind(host, config.network.ops_port, "operations API").await?;

@@ -1,5 +1,6 @@
 //! One database: its LMDB environment, trees, catalog, writer and change feed.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
@@ -9,7 +10,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use crate::catalog::{Catalog, TableDef};
 use crate::error::{Result, StoreError};
 use crate::mutate::{Outcome, Write};
-use crate::read::Snapshot;
+use crate::read::{OpenSnapshot, Snapshot};
 use crate::trees::{Trees, meta_get_u64};
 use crate::txlog::{Committed, LogEntry, SEQ_KEY};
 use crate::writer::{Command, Writer, WriterStats};
@@ -42,6 +43,8 @@ pub struct Database {
     thread: Mutex<Option<JoinHandle<()>>>,
     stats: Arc<WriterStats>,
     capacity: u64,
+    /// Snapshots open now: each pins the pages it reads, which LMDB cannot reuse.
+    snapshots: Arc<AtomicUsize>,
 }
 
 /// Per-database settings.
@@ -66,6 +69,7 @@ impl Database {
             thread: Mutex::new(None),
             stats: writer.stats.clone(),
             capacity: writer.capacity,
+            snapshots: Arc::default(),
         };
         let handle = std::thread::Builder::new()
             .name(format!("writer-{}", db.name))
@@ -145,7 +149,14 @@ impl Database {
             trees: self.trees,
             catalog,
             database: self.name.clone(),
+            _open: OpenSnapshot::new(&self.snapshots),
         })
+    }
+
+    /// How many snapshots (read transactions) are open now. While one is, the pages it
+    /// reads cannot be reused, so the file grows with every write that replaces them.
+    pub fn open_snapshots(&self) -> usize {
+        self.snapshots.load(Ordering::Relaxed)
     }
 
     /// The tables as of the last commit.

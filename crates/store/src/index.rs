@@ -96,21 +96,23 @@ pub(crate) fn value_range(
         key::encode_truncated_into(v, MAX_INDEXED_STRING, &mut out);
         out
     };
-    // The tag byte alone: everything of that type starts with it.
-    let type_start = |v: &Value| {
-        let mut out = encoded(v);
-        out.truncate(prefix.len() + 1);
+    // Where the encodings of a value's type begin and end (booleans span two tags).
+    let type_edge = |v: &Value, end: bool| {
+        let mut out = prefix.to_vec();
+        if let Some((first, past)) = key::type_span(v) {
+            out.push(if end { past } else { first });
+        }
         out
     };
     let (lo, hi) = (bound_value(lower), bound_value(upper));
     let start = match (lo, hi) {
         (Some(v), _) => encoded(v),
-        (None, Some(v)) => type_start(v),
+        (None, Some(v)) => type_edge(v, false),
         (None, None) => prefix.to_vec(),
     };
     let end = match (hi, lo) {
         (Some(v), _) => key::prefix_end(&encoded(v)),
-        (None, Some(v)) => key::prefix_end(&type_start(v)),
+        (None, Some(v)) => type_edge(v, true),
         (None, None) => key::prefix_end(prefix),
     };
     (start, end)
@@ -171,5 +173,12 @@ mod tests {
         key::encode_into(&json!(""), &mut text);
         assert!(start <= num && num < end);
         assert!(text >= end);
+        // `< true` reaches false too: booleans are one type.
+        let (start, end) = value_range(&prefix, Bound::Unbounded, Bound::Included(&json!(true)));
+        for b in [false, true] {
+            let mut key = prefix.clone();
+            key::encode_into(&json!(b), &mut key);
+            assert!(start <= key && key < end, "{b}");
+        }
     }
 }

@@ -85,6 +85,19 @@ fn encode_str(s: &str, max: usize, out: &mut Vec<u8>) {
     out.extend_from_slice(&[0x00, 0x00]);
 }
 
+/// The tag bytes that begin the encodings of `value`'s type: every value of that type
+/// encodes to bytes in `[first, past)` (booleans span two tags). `None` for arrays and
+/// objects.
+pub fn type_span(value: &Value) -> Option<(u8, u8)> {
+    Some(match value {
+        Value::Null => (NULL, FALSE),
+        Value::Bool(_) => (FALSE, NUMBER),
+        Value::Number(_) => (NUMBER, STRING),
+        Value::String(_) => (STRING, STRING + 1),
+        Value::Array(_) | Value::Object(_) => return None,
+    })
+}
+
 /// The bytes after the encoded value at the front of `bytes`, without decoding it (a
 /// truncated string in an index key need not be valid UTF-8).
 pub fn skip(bytes: &[u8]) -> Option<&[u8]> {
@@ -202,6 +215,7 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use serde_json::json;
 
     fn scalar() -> impl Strategy<Value = Value> {
         prop_oneof![
@@ -250,6 +264,23 @@ mod tests {
         assert_eq!(v, Value::from(42));
         let (v, _) = decode(&encode(&Value::from(-2.5)).unwrap()).unwrap();
         assert_eq!(v, Value::from(-2.5));
+    }
+
+    #[test]
+    fn type_spans_hold_every_value_of_the_type() {
+        for v in [
+            json!(null),
+            json!(false),
+            json!(true),
+            json!(-1e300),
+            json!(""),
+        ] {
+            let (first, past) = type_span(&v).unwrap();
+            let e = encode(&v).unwrap();
+            assert!(first <= e[0] && e[0] < past, "{v}");
+        }
+        assert_eq!(type_span(&json!(true)), type_span(&json!(false)));
+        assert_eq!(type_span(&json!([1])), None);
     }
 
     #[test]

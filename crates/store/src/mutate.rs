@@ -23,6 +23,29 @@ use crate::txlog::{Change, ChangeKind, LogEntry, SchemaChange};
 /// Longest encoded primary key accepted; keeps index keys under LMDB's 511-byte limit.
 pub const MAX_KEY_LEN: usize = 200;
 
+/// Deepest nesting a record may have: the record object is level 1, an object or array
+/// in it level 2, and so on. Records are kept as JSON and read back with serde_json,
+/// which stops at 128 levels; 64 leaves room for what wraps a record on its way (an
+/// operation's body, a log entry, a replication frame) and is far past what a document
+/// needs.
+pub const MAX_DEPTH: usize = 64;
+
+/// Levels of nesting of a record, counted without recursion.
+fn depth(record: &Map<String, Value>) -> usize {
+    let mut deepest = 1;
+    let mut stack: Vec<(&Value, usize)> = record.values().map(|v| (v, 1)).collect();
+    while let Some((value, outer)) = stack.pop() {
+        let inner: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(map) => Box::new(map.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(outer + 1);
+        stack.extend(inner.map(|v| (v, outer + 1)));
+    }
+    deepest
+}
+
 /// How a batch of records is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -443,6 +466,11 @@ fn write_records(
     let mut changes = Vec::with_capacity(records.len());
     let mut added: i64 = 0;
     for mut record in records {
+        if depth(&record) > MAX_DEPTH {
+            return Err(StoreError::Invalid(format!(
+                "a record nests deeper than {MAX_DEPTH} levels"
+            )));
+        }
         let pk = match record.get(&def.primary_key) {
             Some(Value::Null) | None if mode == Mode::Update => {
                 return Err(StoreError::Invalid(

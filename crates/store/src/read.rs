@@ -3,6 +3,7 @@
 
 use std::ops::Bound;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use heed::{RoTxn, WithoutTls};
 use serde_json::Value;
@@ -10,12 +11,13 @@ use serde_json::Value;
 use crate::apply::{CopyProgress, copy_key, cursor_key};
 use crate::catalog::{Catalog, TableDef};
 use crate::error::{Result, StoreError};
+use crate::hlc;
 use crate::index;
 use crate::key;
 use crate::mutate::record_key;
 use crate::record::Version;
 use crate::trees::{Trees, count_key, meta_get_u64, table_prefix, updated_key};
-use crate::txlog::{Committed, LogEntry, SEQ_KEY};
+use crate::txlog::{self, Committed, LogEntry, SEQ_KEY};
 
 /// A consistent, read-only view of one database.
 pub struct Snapshot {
@@ -23,10 +25,30 @@ pub struct Snapshot {
     pub(crate) trees: Trees,
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) database: String,
+    pub(crate) _open: OpenSnapshot,
+}
+
+/// Counts a snapshot among its database's open ones while it lives.
+pub(crate) struct OpenSnapshot(Arc<AtomicUsize>);
+
+impl OpenSnapshot {
+    pub(crate) fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        OpenSnapshot(count.clone())
+    }
+}
+
+impl Drop for OpenSnapshot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A live record: its primary key and stored version.
 pub type Row<'a> = (Value, Version<'a>);
+
+/// Index entries in order: (encoded value, primary key); see [`Snapshot::index_entries`].
+pub type IndexEntries<'a> = Box<dyn Iterator<Item = Result<(&'a [u8], Value)>> + 'a>;
 
 impl Snapshot {
     /// The database's tables as of this snapshot.
@@ -112,6 +134,41 @@ impl Snapshot {
         self.index_keys(prefix.len(), start, end)
     }
 
+    /// Index entries of `attribute` whose encoded value lies between the bounds, in value
+    /// order or reversed: each entry's value as [`crate::key`] encodes it (a string cut
+    /// to [`crate::MAX_INDEXED_STRING`] bytes), and its record's primary key. Entries of
+    /// one value follow each other in primary key order, so comparing the encoded values
+    /// finds runs of equal values; bounds are encoded values too.
+    pub fn index_entries(
+        &self,
+        table: &TableDef,
+        attribute: &str,
+        lower: Bound<&[u8]>,
+        upper: Bound<&[u8]>,
+        reverse: bool,
+    ) -> Result<IndexEntries<'_>> {
+        let prefix = index::attribute_prefix(table, attribute);
+        let at = |v: &[u8]| [&prefix[..], v].concat();
+        let start = match lower {
+            Bound::Included(v) => at(v),
+            Bound::Excluded(v) => key::prefix_end(&at(v)),
+            Bound::Unbounded => prefix.clone(),
+        };
+        let end = match upper {
+            Bound::Included(v) => key::prefix_end(&at(v)),
+            Bound::Excluded(v) => at(v),
+            Bound::Unbounded => key::prefix_end(&prefix),
+        };
+        let range = (Bound::Included(&start[..]), Bound::Excluded(&end[..]));
+        let skip = prefix.len();
+        let split = move |item| index_entry(skip, item);
+        Ok(if reverse {
+            Box::new(self.trees.index.rev_range(&self.txn, &range)?.map(split))
+        } else {
+            Box::new(self.trees.index.range(&self.txn, &range)?.map(split))
+        })
+    }
+
     fn index_keys(
         &self,
         skip: usize,
@@ -191,6 +248,52 @@ impl Snapshot {
             .and_then(|(k, _)| k.try_into().ok().map(u64::from_be_bytes)))
     }
 
+    /// The first retained log sequence this node committed at or after `ms` (milliseconds
+    /// since the epoch, as [`LogEntry::timestamp`] counts them), if any: a binary search,
+    /// since commit times never decrease along the log.
+    pub fn first_seq_at(&self, ms: f64) -> Result<Option<u64>> {
+        let Some(first) = self.first_seq()? else {
+            return Ok(None);
+        };
+        // Everything below `lo` was committed before `ms`; the entry at `hi` (if below
+        // `end`) at or after it.
+        let end = self.last_seq()? + 1;
+        let (mut lo, mut hi) = (first, end);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.committed_from(mid)? {
+                Some((seq, committed)) if seq < hi => {
+                    if hlc::to_ms(committed) >= ms {
+                        hi = seq;
+                    } else {
+                        lo = seq + 1;
+                    }
+                }
+                // No entry in [mid, hi).
+                _ => hi = mid,
+            }
+        }
+        Ok(self
+            .committed_from(lo)?
+            .map(|(seq, _)| seq)
+            .filter(|seq| *seq < end))
+    }
+
+    /// The first retained entry at or after sequence `from`, with its commit time.
+    fn committed_from(&self, from: u64) -> Result<Option<(u64, u64)>> {
+        let start = from.to_be_bytes();
+        let range = (Bound::Included(&start[..]), Bound::Unbounded);
+        let Some(item) = self.trees.log.range(&self.txn, &range)?.next() else {
+            return Ok(None);
+        };
+        let (k, v) = item?;
+        let seq = u64::from_be_bytes(
+            k.try_into()
+                .map_err(|_| StoreError::Corrupt("log key".into()))?,
+        );
+        Ok(Some((seq, txlog::committed_at(v)?)))
+    }
+
     /// Number of live records in a table.
     pub fn record_count(&self, table: &TableDef) -> Result<u64> {
         meta_get_u64(&self.txn, &self.trees, &count_key(table.id))
@@ -223,6 +326,19 @@ impl Snapshot {
             })
         }))
     }
+}
+
+/// An index key, less its first `skip` bytes, as (encoded value, primary key).
+fn index_entry<'t>(
+    skip: usize,
+    item: heed::Result<(&'t [u8], &'t [u8])>,
+) -> Result<(&'t [u8], Value)> {
+    let (k, _) = item?;
+    let corrupt = || StoreError::Corrupt("index key".into());
+    let entry = k.get(skip..).ok_or_else(corrupt)?;
+    let rest = key::skip(entry).ok_or_else(corrupt)?;
+    let (pk, _) = key::decode(rest).ok_or_else(corrupt)?;
+    Ok((&entry[..entry.len() - rest.len()], pk))
 }
 
 /// A records-tree entry as a row, or `None` for a tombstone.

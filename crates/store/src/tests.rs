@@ -74,6 +74,68 @@ async fn group_commit_answers_each_caller_with_its_own_result() {
 }
 
 #[tokio::test]
+async fn records_nest_at_most_max_depth_levels_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, db) = store_with_dog(dir.path()).await;
+    // The record is level 1; each wrapper adds one.
+    let nested = |id: u32, depth: usize| {
+        let inner = (2..=depth).fold(json!("leaf"), |v, i| {
+            if i % 2 == 0 {
+                json!([v])
+            } else {
+                json!({ "x": v })
+            }
+        });
+        json!({"id": id, "deep": inner})
+    };
+    let deepest = nested(1, crate::MAX_DEPTH);
+    db.write(records("dog", Mode::Insert, vec![deepest.clone()]), None)
+        .await
+        .unwrap();
+    let refused = db
+        .write(
+            records("dog", Mode::Insert, vec![nested(2, crate::MAX_DEPTH + 1)]),
+            None,
+        )
+        .await;
+    assert!(
+        matches!(&refused, Err(StoreError::Invalid(m)) if m.contains("deeper than 64 levels")),
+        "{refused:?}"
+    );
+    let snap = db.snapshot().unwrap();
+    let dog = snap.table("dog").unwrap();
+    let back = snap
+        .get(&dog, &json!(1))
+        .unwrap()
+        .unwrap()
+        .value()
+        .unwrap()
+        .unwrap();
+    assert_eq!(back["deep"], deepest["deep"]);
+    assert!(snap.get(&dog, &json!(2)).unwrap().is_none());
+    let logged = snap.log(0).unwrap().last().unwrap().unwrap();
+    assert_eq!(
+        logged.entry.changes[0].value.as_ref().unwrap()["deep"],
+        deepest["deep"]
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn open_snapshots_are_counted_until_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, db) = store_with_dog(dir.path()).await;
+    assert_eq!(db.open_snapshots(), 0);
+    let (a, b) = (db.snapshot().unwrap(), db.snapshot().unwrap());
+    assert_eq!(db.open_snapshots(), 2);
+    drop(a);
+    assert_eq!(db.open_snapshots(), 1);
+    drop(b);
+    assert_eq!(db.open_snapshots(), 0);
+    store.close().await;
+}
+
+#[tokio::test]
 async fn insert_update_upsert_delete_semantics() {
     let dir = tempfile::tempdir().unwrap();
     let (store, db) = store_with_dog(dir.path()).await;
@@ -330,7 +392,7 @@ async fn log_is_trimmed_to_its_size_bound() {
             let bytes: usize = snap
                 .log(0)
                 .unwrap()
-                .map(|c| c.unwrap().entry.encode().unwrap().len())
+                .map(|c| c.unwrap().entry.encode(0).unwrap().len())
                 .sum();
             assert!(bytes <= 2_000, "{bytes} bytes retained");
             assert_eq!(
@@ -376,6 +438,109 @@ async fn node(dir: &std::path::Path, name: &str) -> (Store, Arc<crate::Database>
     let store = Store::open(StoreOptions::new(dir.join(name), name)).unwrap();
     let db = store.create_database("dev").await.unwrap();
     (store, db)
+}
+
+/// The log seeks by this node's commit time, which a peer's entry takes when it is
+/// applied here, whatever its own (older) timestamp.
+#[tokio::test]
+async fn the_log_is_searched_by_local_commit_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store_b, b) = node(dir.path(), "b").await;
+    create_dog(&b).await;
+    b.write(
+        records("dog", Mode::Insert, vec![json!({"id": "from-b"})]),
+        None,
+    )
+    .await
+    .unwrap();
+    let (store_a, a) = node(dir.path(), "a").await;
+    assert_eq!(
+        a.snapshot().unwrap().first_seq_at(0.0).unwrap(),
+        None,
+        "empty log"
+    );
+    create_dog(&a).await;
+    for i in 0..5 {
+        a.write(records("dog", Mode::Insert, vec![json!({"id": i})]), None)
+            .await
+            .unwrap();
+    }
+    ship(&b, "b", &a, "a").await;
+    let snap = a.snapshot().unwrap();
+    let committed: Vec<(u64, u64)> = snap
+        .trees
+        .log
+        .iter(&snap.txn)
+        .unwrap()
+        .map(|item| {
+            let (k, v) = item.unwrap();
+            (
+                u64::from_be_bytes(k.try_into().unwrap()),
+                crate::txlog::committed_at(v).unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        committed.windows(2).all(|w| w[0].1 <= w[1].1),
+        "{committed:?}"
+    );
+    let entries: Vec<crate::Committed> = snap.log(0).unwrap().map(Result::unwrap).collect();
+    let remote = entries.iter().find(|c| c.entry.origin == "b").unwrap();
+    let last_local = entries.iter().rfind(|c| c.entry.origin == "a").unwrap();
+    assert!(remote.seq > last_local.seq);
+    assert!(
+        remote.entry.timestamp() < last_local.entry.timestamp(),
+        "b wrote before a: {entries:?}"
+    );
+    // After a's last local write: b's entries, committed here after it.
+    let after = last_local.entry.timestamp() + 0.0005;
+    assert_eq!(snap.first_seq_at(after).unwrap(), Some(remote.seq));
+    let model = |ms: f64| {
+        committed
+            .iter()
+            .find(|(_, c)| crate::hlc::to_ms(*c) >= ms)
+            .map(|(seq, _)| *seq)
+    };
+    for (_, c) in &committed {
+        let ms = crate::hlc::to_ms(*c);
+        for probe in [ms - 0.0005, ms, ms + 0.0005] {
+            assert_eq!(snap.first_seq_at(probe).unwrap(), model(probe), "{probe}");
+        }
+    }
+    assert_eq!(snap.first_seq_at(0.0).unwrap(), Some(1));
+    assert_eq!(snap.first_seq_at(f64::MAX).unwrap(), None);
+    for (c, (_, at)) in entries.iter().zip(&committed) {
+        assert!(*at >= c.entry.hlc, "committed before its own time: {c:?}");
+    }
+    drop(snap);
+
+    // A peer whose clock runs an hour ahead: its entry counts as committed at its own
+    // time, so a search from just before that time finds it.
+    let ahead = crate::hlc::wall_ms() + 3_600_000;
+    let mut entry = entries
+        .iter()
+        .find(|c| c.entry.origin == "b" && !c.entry.changes.is_empty())
+        .unwrap()
+        .clone();
+    entry.seq = 99;
+    entry.entry.hlc = ahead << 16;
+    entry.entry.origin_seq = 99;
+    entry.entry.changes[0].key = json!("ahead");
+    if let Some(Value::Object(v)) = &mut entry.entry.changes[0].value {
+        v.insert("id".into(), json!("ahead"));
+    }
+    let batch = crate::RemoteBatch {
+        peer: "b".into(),
+        entries: vec![entry],
+        up_to: 99,
+    };
+    a.write(Write::Apply(batch), None).await.unwrap();
+    let snap = a.snapshot().unwrap();
+    let last = snap.last_seq().unwrap();
+    assert_eq!(snap.first_seq_at(ahead as f64 - 1.0).unwrap(), Some(last));
+    drop(snap);
+    store_a.close().await;
+    store_b.close().await;
 }
 
 fn dump(db: &crate::Database) -> Vec<(Value, Option<Value>)> {

@@ -8,7 +8,10 @@ use crate::error::{Result, StoreError};
 use crate::hlc;
 use crate::trees::{Trees, meta_get_u64, meta_put_u64};
 
-const FORMAT: u8 = 1;
+/// Format 1: the MessagePack entry alone.
+const FORMAT_1: u8 = 1;
+/// Format 2: the HLC at which this node committed the entry, then the MessagePack entry.
+const FORMAT: u8 = 2;
 /// Meta key of the last local sequence number.
 pub(crate) const SEQ_KEY: &[u8] = b"seq";
 /// Meta key of the total encoded size of retained log entries.
@@ -148,20 +151,40 @@ impl LogEntry {
         hlc::to_ms(self.hlc)
     }
 
-    pub(crate) fn encode(&self) -> Result<Vec<u8>> {
+    /// The stored form, with `committed`: this node's HLC when it committed the entry.
+    pub(crate) fn encode(&self, committed: u64) -> Result<Vec<u8>> {
         let mut out = vec![FORMAT];
+        out.extend_from_slice(&committed.to_be_bytes());
         rmp_serde::encode::write_named(&mut out, self)
             .map_err(|e| StoreError::Invalid(format!("cannot encode log entry: {e}")))?;
         Ok(out)
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self> {
-        match bytes.split_first() {
-            Some((&FORMAT, body)) => {
-                rmp_serde::from_slice(body).map_err(|_| StoreError::Corrupt("log entry".into()))
-            }
-            _ => Err(StoreError::Corrupt("log entry".into())),
-        }
+        let body = match bytes.split_first() {
+            Some((&FORMAT_1, body)) => body,
+            Some((&FORMAT, rest)) => rest.get(8..).ok_or_else(corrupt)?,
+            _ => return Err(corrupt()),
+        };
+        rmp_serde::from_slice(body).map_err(|_| corrupt())
+    }
+}
+
+fn corrupt() -> StoreError {
+    StoreError::Corrupt("log entry".into())
+}
+
+/// When this node committed a stored entry, as an HLC timestamp (never before the entry's
+/// own `hlc`): unlike `hlc` (its origin's), it never decreases from one sequence to the
+/// next, so the log can be searched by time. Entries written before it was recorded
+/// (format 1) give their `hlc`, which is the same for local transactions.
+pub(crate) fn committed_at(bytes: &[u8]) -> Result<u64> {
+    match bytes.split_first() {
+        Some((&FORMAT, rest)) => rest
+            .first_chunk::<8>()
+            .map(|b| u64::from_be_bytes(*b))
+            .ok_or_else(corrupt),
+        _ => LogEntry::decode(bytes).map(|e| e.hlc),
     }
 }
 
@@ -174,14 +197,20 @@ pub struct Committed {
     pub entry: LogEntry,
 }
 
-/// Appends an entry in `txn`, returning its sequence number. A local entry (origin_seq 0)
-/// takes the new sequence as its origin sequence.
-pub(crate) fn append(txn: &mut heed::RwTxn, trees: &Trees, entry: &mut LogEntry) -> Result<u64> {
+/// Appends an entry in `txn`, committed at `now` (this node's HLC, which must not
+/// decrease from one call to the next), returning its sequence number. A local entry
+/// (origin_seq 0) takes the new sequence as its origin sequence.
+pub(crate) fn append(
+    txn: &mut heed::RwTxn,
+    trees: &Trees,
+    entry: &mut LogEntry,
+    now: u64,
+) -> Result<u64> {
     let seq = meta_get_u64(txn, trees, SEQ_KEY)? + 1;
     if entry.origin_seq == 0 {
         entry.origin_seq = seq;
     }
-    let bytes = entry.encode()?;
+    let bytes = entry.encode(now)?;
     trees.log.put(txn, &seq.to_be_bytes(), &bytes)?;
     meta_put_u64(txn, trees, SEQ_KEY, seq)?;
     let total = meta_get_u64(txn, trees, BYTES_KEY)? + bytes.len() as u64;
@@ -259,7 +288,15 @@ mod tests {
             }],
             schema: Some(SchemaChange::DropTable { table: "t".into() }),
         };
-        assert_eq!(LogEntry::decode(&entry.encode().unwrap()).unwrap(), entry);
+        let stored = entry.encode(7 << 16).unwrap();
+        assert_eq!(LogEntry::decode(&stored).unwrap(), entry);
+        assert_eq!(committed_at(&stored).unwrap(), 7 << 16);
         assert!(LogEntry::decode(&[9, 1, 2]).is_err());
+        assert!(LogEntry::decode(&[FORMAT, 1, 2]).is_err());
+        // Format 1, written before the commit time was recorded, still reads.
+        let mut old = vec![FORMAT_1];
+        rmp_serde::encode::write_named(&mut old, &entry).unwrap();
+        assert_eq!(LogEntry::decode(&old).unwrap(), entry);
+        assert_eq!(committed_at(&old).unwrap(), entry.hlc);
     }
 }

@@ -124,18 +124,25 @@ impl Writer {
                     results.push(Err(StoreError::MapFull));
                     continue;
                 }
+                // Taken here, one request after another, so that commit times never
+                // decrease along the log.
+                let now = self.hlc.now();
                 let mut ctx = Ctx {
                     trees: &self.trees,
                     database: &self.name,
                     catalog: &mut catalog,
-                    hlc: self.hlc.now(),
+                    hlc: now,
                     origin: &self.origin,
                 };
                 let applied = mutate::apply(&mut nested, &mut ctx, write, user).and_then(
                     |(outcome, logged)| {
+                        // A peer's batch leaves `ctx.hlc` at its newest timestamp: an
+                        // entry is never logged as committed before its own time, and
+                        // the clock observes it before the next request's `now`.
+                        let at = ctx.hlc.max(now);
                         let mut committed = Vec::with_capacity(logged.len());
                         for mut entry in logged {
-                            let seq = txlog::append(&mut nested, &self.trees, &mut entry)?;
+                            let seq = txlog::append(&mut nested, &self.trees, &mut entry, at)?;
                             committed.push(Committed { seq, entry });
                         }
                         Ok((outcome, committed))

@@ -11,11 +11,12 @@ mod users;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use shoal_auth::{Access, Action, User, Via};
 
+use crate::body::BodyError;
 use crate::error::ApiError;
 use crate::request::OpRequest;
 use crate::{AppState, Peer};
@@ -24,8 +25,8 @@ use crate::{AppState, Peer};
 pub(crate) enum Reply {
     /// A JSON value.
     Json(Value),
-    /// JSON already serialised (search results are served from stored bytes).
-    Raw(Vec<u8>),
+    /// An answer streamed as it is produced (searches, logs).
+    Streamed(Response),
 }
 
 impl Reply {
@@ -33,33 +34,13 @@ impl Reply {
     pub(crate) fn message(text: impl Into<String>) -> Self {
         Reply::Json(json!({ "message": text.into() }))
     }
-
-    /// A JSON array of already serialised records.
-    pub(crate) fn records(records: Vec<Vec<u8>>) -> Self {
-        let len = records.iter().map(|r| r.len() + 1).sum::<usize>() + 2;
-        let mut out = Vec::with_capacity(len);
-        out.push(b'[');
-        for (i, r) in records.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(r);
-        }
-        out.push(b']');
-        Reply::Raw(out)
-    }
 }
 
 impl IntoResponse for Reply {
     fn into_response(self) -> Response {
         match self {
             Reply::Json(v) => axum::Json(v).into_response(),
-            Reply::Raw(bytes) => (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/json")],
-                bytes,
-            )
-                .into_response(),
+            Reply::Streamed(response) => response,
         }
     }
 }
@@ -84,8 +65,10 @@ pub(crate) async fn handle(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("Invalid JSON."));
     }
-    let body: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("Invalid JSON: {e}")))?;
+    let body = crate::body::json(&body).map_err(|e| match e {
+        BodyError::TooDeep => ApiError::bad_request(e.to_string()),
+        BodyError::Invalid(why) => ApiError::bad_request(format!("Invalid JSON: {why}")),
+    })?;
     let (operation, request) = OpRequest::new(body)?;
     dispatch(&state, &user, &operation, request).await
 }
@@ -119,7 +102,7 @@ async fn dispatch(
         "update" => crud::write(state, user, req, shoal_store::Mode::Update).await,
         "upsert" => crud::write(state, user, req, shoal_store::Mode::Upsert).await,
         "delete" => crud::delete(state, user, req).await,
-        "search_by_id" | "search_by_hash" => search::by_id(state, req),
+        "search_by_id" | "search_by_hash" => search::by_id(state, req).await,
         "search_by_value" => search::by_value(state, req).await,
         "search_by_conditions" => search::by_conditions(state, req).await,
         "read_transaction_log" => logs::read_transaction_log(state, req).await,

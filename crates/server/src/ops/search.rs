@@ -2,15 +2,16 @@
 
 use serde::Deserialize;
 use serde_json::Value;
-use shoal_query::{Comparator, Condition, Operator, Projection, Query, Sort};
+use shoal_query::{Comparator, Condition, Operator, Projection, Query, QueryError, Sort};
 
 use super::Reply;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::request::OpRequest;
+use crate::stream::{self, JSON, JsonArray};
 
-pub(super) fn by_id(state: &AppState, req: OpRequest) -> Result<Reply, ApiError> {
-    let ids = match req.get(&["ids", "hash_values"]) {
+pub(super) async fn by_id(state: &AppState, mut req: OpRequest) -> Result<Reply, ApiError> {
+    let ids = match req.take(&["ids", "hash_values"]) {
         Some(Value::Array(ids)) => ids,
         Some(_) => return Err(ApiError::bad_request("'ids' must be an array")),
         None => return Err(ApiError::bad_request("'ids' is required")),
@@ -20,14 +21,19 @@ pub(super) fn by_id(state: &AppState, req: OpRequest) -> Result<Reply, ApiError>
     }
     let projection = Projection::from_attributes(req.get_attributes()?);
     let db = state.store.database(&req.database()?)?;
-    let snapshot = db.snapshot()?;
-    let table = snapshot.table(&req.table()?)?;
-    Ok(Reply::records(shoal_query::by_ids(
-        &snapshot,
-        &table,
-        ids,
-        &projection,
-    )?))
+    let table = req.table()?;
+    let response = stream::respond(JSON, state.query.stall_timeout, move |out| {
+        let snapshot = db.snapshot()?;
+        let table = snapshot.table(&table)?;
+        let mut array = JsonArray::new(out);
+        shoal_query::by_ids(&snapshot, &table, &ids, &projection, |json| {
+            Ok(array.push(json))
+        })?;
+        array.finish();
+        Ok(())
+    })
+    .await?;
+    Ok(Reply::Streamed(response))
 }
 
 pub(super) async fn by_value(state: &AppState, req: OpRequest) -> Result<Reply, ApiError> {
@@ -35,7 +41,7 @@ pub(super) async fn by_value(state: &AppState, req: OpRequest) -> Result<Reply, 
     let value = req
         .get(&["search_value", "value"])
         .ok_or_else(|| ApiError::bad_request("'search_value' is required"))?;
-    let mut query = paging(&req)?;
+    let mut query = paging(state, &req)?;
     query.condition = shoal_query::value_condition(&attribute, value);
     if query.sort.is_none() {
         // Harper answers in the order of the searched attribute's index.
@@ -53,13 +59,13 @@ pub(super) async fn by_conditions(state: &AppState, req: OpRequest) -> Result<Re
         .get(&["conditions"])
         .ok_or_else(|| ApiError::bad_request("'conditions' is required"))?;
     let operator = operator(req.get(&["operator"]))?;
-    let mut query = paging(&req)?;
-    query.condition = Some(group(operator, conditions)?);
+    let mut query = paging(state, &req)?;
+    query.condition = Some(group(operator, conditions, 0)?);
     run(state, &req, query).await
 }
 
 /// offset, limit, sort and get_attributes, shared by the searches.
-fn paging(req: &OpRequest) -> Result<Query, ApiError> {
+fn paging(state: &AppState, req: &OpRequest) -> Result<Query, ApiError> {
     Ok(Query {
         condition: None,
         sort: req
@@ -68,24 +74,24 @@ fn paging(req: &OpRequest) -> Result<Query, ApiError> {
         offset: req.count("offset")?.unwrap_or(0),
         limit: req.count("limit")?,
         projection: Projection::from_attributes(req.get_attributes()?),
+        limits: state.query.limits(),
     })
 }
 
+/// Runs a search, streaming its results as a JSON array.
 async fn run(state: &AppState, req: &OpRequest, query: Query) -> Result<Reply, ApiError> {
     let db = state.store.database(&req.database()?)?;
     let table = req.table()?;
-    // Scans can be long: keep them off the async workers.
-    let records = tokio::task::spawn_blocking(move || -> Result<Vec<Vec<u8>>, ApiError> {
+    let response = stream::respond(JSON, state.query.stall_timeout, move |out| {
         let snapshot = db.snapshot()?;
         let table = snapshot.table(&table)?;
-        Ok(shoal_query::run(&snapshot, &table, &query)?)
+        let mut array = JsonArray::new(out);
+        shoal_query::for_each(&snapshot, &table, &query, |json| Ok(array.push(json)))?;
+        array.finish();
+        Ok(())
     })
-    .await
-    .map_err(|e| ApiError {
-        status: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-        message: format!("search failed: {e}"),
-    })??;
-    Ok(Reply::records(records))
+    .await?;
+    Ok(Reply::Streamed(response))
 }
 
 fn operator(value: Option<&Value>) -> Result<Operator, ApiError> {
@@ -97,26 +103,34 @@ fn operator(value: Option<&Value>) -> Result<Operator, ApiError> {
     }
 }
 
-fn group(operator: Operator, conditions: &Value) -> Result<Condition, ApiError> {
+/// A group `depth` levels below the top (the top-level `conditions` is level 0).
+fn group(operator: Operator, conditions: &Value, depth: usize) -> Result<Condition, ApiError> {
+    // Checked before descending: each level recurses.
+    if depth > shoal_query::MAX_DEPTH {
+        return Err(QueryError::TooDeep.into());
+    }
     let list = conditions
         .as_array()
         .filter(|l| !l.is_empty())
         .ok_or_else(|| ApiError::bad_request("'conditions' must be a non-empty array"))?;
-    let conditions = list.iter().map(condition).collect::<Result<_, _>>()?;
+    let conditions = list
+        .iter()
+        .map(|c| condition(c, depth))
+        .collect::<Result<_, _>>()?;
     Ok(Condition::Group {
         operator,
         conditions,
     })
 }
 
-fn condition(value: &Value) -> Result<Condition, ApiError> {
+fn condition(value: &Value, depth: usize) -> Result<Condition, ApiError> {
     let field = |names: &[&str]| {
         names
             .iter()
             .find_map(|n| value.get(*n).filter(|v| !v.is_null()))
     };
     if let Some(nested) = field(&["conditions"]) {
-        return group(operator(field(&["operator"]))?, nested);
+        return group(operator(field(&["operator"]))?, nested, depth + 1);
     }
     let attribute = field(&["search_attribute", "attribute"])
         .and_then(Value::as_str)

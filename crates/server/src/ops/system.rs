@@ -41,6 +41,9 @@ pub(super) fn system_information(state: &AppState, req: OpRequest) -> Result<Rep
             "size": db.disk_size(),
             "used": used,
             "capacity": capacity,
+            // Open read transactions pin the pages they read: a number that stays up
+            // while the file grows points at a reader that never finishes.
+            "read_transactions": db.open_snapshots(),
         }));
     }
     all.insert("table_size".into(), Value::Array(tables));

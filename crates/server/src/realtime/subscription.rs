@@ -211,22 +211,13 @@ async fn read_log(db: &Arc<Database>, from: u64) -> Result<(Vec<Arc<Committed>>,
     .map_err(|e| Ended(format!("subscription failed: {e}")))
 }
 
-/// The first retained sequence committed at or after `ms`.
+/// The first retained sequence committed here at or after `ms`.
 async fn first_seq_at(db: &Arc<Database>, ms: f64) -> Result<Option<u64>, Ended> {
     let db = db.clone();
-    tokio::task::spawn_blocking(move || {
-        let snapshot = db.snapshot()?;
-        for item in snapshot.log(0)? {
-            let committed = item?;
-            if committed.entry.timestamp() >= ms {
-                return Ok(Some(committed.seq));
-            }
-        }
-        Ok::<_, shoal_store::StoreError>(None)
-    })
-    .await
-    .map_err(|e| Ended(format!("subscription failed: {e}")))?
-    .map_err(|e| Ended(format!("subscription failed: {e}")))
+    tokio::task::spawn_blocking(move || db.snapshot()?.first_seq_at(ms))
+        .await
+        .map_err(|e| Ended(format!("subscription failed: {e}")))?
+        .map_err(|e| Ended(format!("subscription failed: {e}")))
 }
 
 /// Where a subscription's events go.

@@ -1,21 +1,17 @@
 //! A table as a collection: describe, query (streamed), delete by query.
 
-use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use shoal_auth::User;
-use shoal_query::{Projection, Query, QueryError, parse_rest_query};
-use shoal_store::Write;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use shoal_query::{Limits, Projection, Query, QueryError, parse_rest_query};
+use shoal_store::{Snapshot, TableDef, Write};
 
 use super::format::{self, Format};
 use super::target::Target;
+use crate::AppState;
 use crate::error::ApiError;
-
-/// Bytes gathered before a chunk of a streamed answer is sent.
-const CHUNK: usize = 64 * 1024;
+use crate::stream::{self, Out};
 
 /// `GET /T`: the table's description.
 pub(super) fn describe(target: &Target, headers: &HeaderMap) -> Result<Response, ApiError> {
@@ -33,7 +29,7 @@ pub(super) fn describe(target: &Target, headers: &HeaderMap) -> Result<Response,
         .into_response())
 }
 
-fn parse(query: Option<&str>) -> Result<Query, ApiError> {
+fn parse(query: Option<&str>, limits: Limits) -> Result<Query, ApiError> {
     let rest = parse_rest_query(query.unwrap_or_default()).map_err(ApiError::from)?;
     Ok(Query {
         condition: rest.condition,
@@ -41,128 +37,160 @@ fn parse(query: Option<&str>) -> Result<Query, ApiError> {
         offset: rest.offset,
         limit: rest.limit,
         projection: rest.select,
+        limits,
     })
 }
 
-/// `GET /T/?query`: matching records, streamed as they are found (sorted queries and
-/// MessagePack, whose arrays are length-prefixed, are gathered first).
-pub(super) fn query(
+/// `GET /T/?query`: matching records, streamed as they are found. MessagePack arrays
+/// start with their length: a small answer is gathered and sent with it; a larger one
+/// is counted first, on the same snapshot, then streamed.
+pub(super) async fn query(
+    state: &AppState,
     target: &Target,
     headers: &HeaderMap,
     raw: Option<&str>,
 ) -> Result<Response, ApiError> {
     let format = format::negotiate(headers, target.suffix)?;
-    let query = parse(raw)?;
-    if let Some(c) = &query.condition {
-        c.validate()?;
-    }
+    let query = parse(raw, state.query.limits())?;
     let columns = match &query.projection {
         Projection::Only(list) => list.clone(),
         Projection::All => target.table.attributes.clone(),
     };
-    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     let db = target.db.clone();
     let table = target.table.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut writer = Writer::new(format, columns, tx);
-        let result = db
-            .snapshot()
-            .map_err(QueryError::from)
-            .and_then(|snapshot| {
-                shoal_query::for_each(&snapshot, &table, &query, |json| writer.record(json))
-            });
-        match result {
-            Ok(()) => writer.finish(),
-            Err(e) => {
-                // Too late for a status: end the stream broken so the client sees it.
-                tracing::warn!(error = %e, "REST query failed while streaming");
-                let _ = writer
-                    .tx
-                    .blocking_send(Err(std::io::Error::other(e.to_string())));
-            }
+    let gather = state.query.msgpack_buffer_bytes;
+    stream::respond(format.mime(), state.query.stall_timeout, move |out| {
+        let snapshot = db.snapshot()?;
+        if format == Format::MsgPack {
+            return msgpack(&snapshot, &table, &query, gather, out);
         }
-    });
-    Ok((
-        [(header::CONTENT_TYPE, format.mime())],
-        Body::from_stream(ReceiverStream::new(rx)),
-    )
-        .into_response())
+        let mut records = Records::new(format, &columns, out);
+        shoal_query::for_each(&snapshot, &table, &query, |json| records.push(json))?;
+        records.finish();
+        Ok(())
+    })
+    .await
 }
 
-/// Encodes records into chunks for the response stream.
-struct Writer {
+fn parse_record(json: &[u8]) -> Result<Value, QueryError> {
+    serde_json::from_slice(json)
+        .map_err(|e| QueryError::Invalid(format!("stored record unreadable: {e}")))
+}
+
+fn msgpack_record(json: &[u8]) -> Result<Vec<u8>, QueryError> {
+    Ok(rmp_serde::to_vec_named(&parse_record(json)?).expect("JSON values encode"))
+}
+
+/// The MessagePack header of an array of `len` elements.
+fn msgpack_array(len: usize) -> Result<Vec<u8>, ApiError> {
+    Ok(match len {
+        0..16 => vec![0x90 | len as u8],
+        16..=0xFFFF => [&[0xdc][..], &(len as u16).to_be_bytes()].concat(),
+        _ => {
+            let len = u32::try_from(len)
+                .map_err(|_| ApiError::bad_request("too many records for a MessagePack array"))?;
+            [&[0xdd][..], &len.to_be_bytes()].concat()
+        }
+    })
+}
+
+/// A MessagePack answer: gathered up to `gather` bytes, else counted, then streamed.
+fn msgpack(
+    snapshot: &Snapshot,
+    table: &TableDef,
+    query: &Query,
+    gather: usize,
+    out: &mut Out,
+) -> Result<(), ApiError> {
+    let mut gathered = Vec::new();
+    let mut count = 0;
+    let mut whole = true;
+    shoal_query::for_each(snapshot, table, query, |json| {
+        gathered.extend_from_slice(&msgpack_record(json)?);
+        count += 1;
+        whole = gathered.len() <= gather;
+        Ok(whole)
+    })?;
+    if whole {
+        out.write(&msgpack_array(count)?);
+        out.write(&gathered);
+        return Ok(());
+    }
+    drop(gathered);
+    let total = shoal_query::count(snapshot, table, query)?;
+    if !out.write(&msgpack_array(total)?) {
+        return Ok(());
+    }
+    let (mut sent, mut open) = (0, true);
+    shoal_query::for_each(snapshot, table, query, |json| {
+        // Never more than announced.
+        if sent == total {
+            return Ok(false);
+        }
+        sent += 1;
+        open = out.write(&msgpack_record(json)?);
+        Ok(open)
+    })?;
+    if open && sent != total {
+        return Err(ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: format!("the query gave {sent} records after counting {total}"),
+        });
+    }
+    Ok(())
+}
+
+/// Records written as one array (a CSV table) in JSON, CBOR or CSV.
+struct Records<'a> {
     format: Format,
-    columns: Vec<String>,
-    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
-    buf: Vec<u8>,
+    columns: &'a [String],
+    out: &'a mut Out,
     count: usize,
-    /// MessagePack needs the count up front, so its records are gathered.
-    gathered: Vec<Value>,
 }
 
-impl Writer {
-    fn new(
-        format: Format,
-        columns: Vec<String>,
-        tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
-    ) -> Self {
-        let buf = match format {
-            Format::Json => b"[".to_vec(),
-            Format::Cbor => vec![0x9f], // indefinite-length array
-            Format::Csv => format::csv_header(&columns),
-            Format::MsgPack => Vec::new(),
+impl<'a> Records<'a> {
+    fn new(format: Format, columns: &'a [String], out: &'a mut Out) -> Self {
+        match format {
+            Format::Json => out.write(b"["),
+            Format::Cbor => out.write(&[0x9f]), // indefinite-length array
+            Format::Csv => out.write(&format::csv_header(columns)),
+            Format::MsgPack => true,
         };
-        Writer {
+        Records {
             format,
             columns,
-            tx,
-            buf,
+            out,
             count: 0,
-            gathered: Vec::new(),
         }
     }
 
     /// Adds one record; false once the client is gone.
-    fn record(&mut self, json: &[u8]) -> Result<bool, QueryError> {
-        let parse = || -> Result<Value, QueryError> {
-            serde_json::from_slice(json)
-                .map_err(|e| QueryError::Invalid(format!("stored record unreadable: {e}")))
-        };
-        match self.format {
-            Format::Json => {
-                if self.count > 0 {
-                    self.buf.push(b',');
-                }
-                self.buf.extend_from_slice(json);
-            }
-            Format::Cbor => {
-                ciborium::into_writer(&parse()?, &mut self.buf).expect("values serialise")
-            }
-            Format::Csv => format::csv_row(&parse()?, &self.columns, &mut self.buf),
-            Format::MsgPack => self.gathered.push(parse()?),
-        }
+    fn push(&mut self, json: &[u8]) -> Result<bool, QueryError> {
+        let first = self.count == 0;
         self.count += 1;
-        if self.buf.len() >= CHUNK {
-            return Ok(self.flush());
-        }
-        Ok(true)
-    }
-
-    fn flush(&mut self) -> bool {
-        let chunk = Bytes::from(std::mem::take(&mut self.buf));
-        self.tx.blocking_send(Ok(chunk)).is_ok()
-    }
-
-    fn finish(mut self) {
-        match self.format {
-            Format::Json => self.buf.push(b']'),
-            Format::Cbor => self.buf.push(0xff),
-            Format::Csv => {}
-            Format::MsgPack => {
-                self.buf = rmp_serde::to_vec_named(&self.gathered).expect("values serialise");
+        Ok(match self.format {
+            Format::Json => (first || self.out.write(b",")) && self.out.write(json),
+            Format::Cbor => {
+                let mut encoded = Vec::new();
+                ciborium::into_writer(&parse_record(json)?, &mut encoded)
+                    .expect("JSON values encode");
+                self.out.write(&encoded)
             }
-        }
-        self.flush();
+            Format::Csv => {
+                let mut row = Vec::new();
+                format::csv_row(&parse_record(json)?, self.columns, &mut row);
+                self.out.write(&row)
+            }
+            Format::MsgPack => self.out.write(&msgpack_record(json)?),
+        })
+    }
+
+    fn finish(self) {
+        match self.format {
+            Format::Json => self.out.write(b"]"),
+            Format::Cbor => self.out.write(&[0xff]),
+            Format::Csv | Format::MsgPack => true,
+        };
     }
 }
 
@@ -171,8 +199,9 @@ pub(super) async fn delete(
     target: &Target,
     raw: Option<&str>,
     user: &User,
+    limits: Limits,
 ) -> Result<Response, ApiError> {
-    let mut query = parse(raw)?;
+    let mut query = parse(raw, limits)?;
     let pk = target.table.primary_key.clone();
     query.projection = Projection::Only(vec![pk.clone()]);
     let db = target.db.clone();

@@ -5,6 +5,7 @@ use axum::http::HeaderMap;
 use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::Value;
 
+use crate::body::{self, BodyError};
 use crate::error::ApiError;
 
 /// A representation of records on the wire.
@@ -106,16 +107,23 @@ pub(crate) fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError
             message: format!("unsupported Content-Type: {m}"),
         })?,
     };
-    let bad = |e: String| ApiError::bad_request(format!("invalid {} body: {e}", format.mime()));
-    match format {
-        Format::Json => serde_json::from_slice(body).map_err(|e| bad(e.to_string())),
-        Format::Cbor => ciborium::from_reader(body).map_err(|e| bad(e.to_string())),
-        Format::MsgPack => rmp_serde::from_slice(body).map_err(|e| bad(e.to_string())),
-        Format::Csv => Err(ApiError {
-            status: axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            message: "CSV is supported for responses only".into(),
-        }),
-    }
+    let decoded = match format {
+        Format::Json => body::json(body),
+        Format::Cbor => body::cbor(body),
+        Format::MsgPack => body::msgpack(body),
+        Format::Csv => {
+            return Err(ApiError {
+                status: axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                message: "CSV is supported for responses only".into(),
+            });
+        }
+    };
+    decoded.map_err(|e| match e {
+        BodyError::TooDeep => ApiError::bad_request(e.to_string()),
+        BodyError::Invalid(why) => {
+            ApiError::bad_request(format!("invalid {} body: {why}", format.mime()))
+        }
+    })
 }
 
 /// Encodes one value (CSV: a header and one row, with `columns`).

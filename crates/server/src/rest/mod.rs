@@ -114,14 +114,14 @@ async fn route(state: AppState, request: Request) -> Result<Response, ApiError> 
         (Method::GET | Method::HEAD, _, true) => collection::describe(&target, headers),
         (Method::GET | Method::HEAD, true, _) => record::get(&target, headers),
         (Method::GET | Method::HEAD, false, _) => {
-            collection::query(&target, headers, query.as_deref())
+            collection::query(&state, &target, headers, query.as_deref()).await
         }
         (Method::PUT, true, _) => record::put(&target, headers, &body, &user).await,
         (Method::PATCH, true, _) => record::patch(&target, headers, &body, &user).await,
         (Method::DELETE, true, _) => record::delete(&target, &user).await,
         (Method::POST, false, false) => record::post(&target, headers, &body, &user).await,
         (Method::DELETE, false, false) => {
-            collection::delete(&target, query.as_deref(), &user).await
+            collection::delete(&target, query.as_deref(), &user, state.query.limits()).await
         }
         (method, _, _) => Err(ApiError {
             status: StatusCode::METHOD_NOT_ALLOWED,
