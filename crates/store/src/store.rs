@@ -245,6 +245,7 @@ impl Store {
             retention: self.options.retention,
             max_batch: self.options.max_batch,
             stats: Default::default(),
+            dropped: Default::default(),
         };
         Database::start(DatabaseConfig {
             writer,
