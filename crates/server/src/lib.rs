@@ -1,10 +1,12 @@
 //! Shoal's network edge, on axum: the Operations API (port 9925) and the HTTP port (9926:
-//! REST, WebSocket and Server-Sent Events subscriptions, `/health`).
+//! REST, WebSocket and Server-Sent Events subscriptions, `/health`), each served by
+//! [`serve`] with a connection cap and connection timeouts.
 //!
 //! Every request is authenticated (Basic, against the system user table) except
 //! `GET /health`, which only says the node is up. Every failure is Harper's
 //! `{"error": "..."}` with a fitting status; nothing here knows storage formats.
 
+mod body;
 mod components;
 mod databases;
 mod describe;
@@ -13,9 +15,11 @@ mod ops;
 mod realtime;
 mod request;
 mod rest;
+mod serve;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -27,6 +31,7 @@ use shoal_store::Store;
 
 pub use components::Components;
 pub use error::ApiError;
+pub use serve::{Port, ServeOptions, serve};
 
 /// Facts about the running node shown by system_information.
 #[derive(Debug, Clone)]
@@ -46,6 +51,9 @@ pub struct RestOptions {
     pub expose_all_tables: bool,
     /// A subscriber further behind the log head than this many entries is cut off.
     pub subscription_max_lag: u64,
+    /// A subscriber with more than this many bytes of events not yet taken by its
+    /// connection is cut off (an event always fits an empty buffer).
+    pub subscription_max_buffer_bytes: usize,
 }
 
 impl Default for RestOptions {
@@ -53,7 +61,35 @@ impl Default for RestOptions {
         RestOptions {
             expose_all_tables: true,
             subscription_max_lag: 10_000,
+            subscription_max_buffer_bytes: 8 << 20,
         }
+    }
+}
+
+/// What the network edge is carrying now, for operators (`system_information`).
+#[derive(Debug)]
+pub struct ServerStats {
+    /// The Operations API port's connections.
+    pub ops: Arc<Port>,
+    /// The HTTP port's connections.
+    pub http: Arc<Port>,
+    /// Subscription tasks running.
+    pub(crate) subscriptions: AtomicUsize,
+}
+
+impl ServerStats {
+    /// Statistics over the two ports.
+    pub fn new(ops: Arc<Port>, http: Arc<Port>) -> Self {
+        ServerStats {
+            ops,
+            http,
+            subscriptions: AtomicUsize::new(0),
+        }
+    }
+
+    /// Subscriptions (WebSocket and SSE) whose task is running.
+    pub fn subscriptions(&self) -> usize {
+        self.subscriptions.load(Ordering::Relaxed)
     }
 }
 
@@ -74,6 +110,10 @@ pub struct AppState {
     pub rest: Arc<RestOptions>,
     /// Largest request body accepted, in bytes (413 beyond it).
     pub max_body: usize,
+    /// Longest a request body may go without sending bytes (408 beyond it).
+    pub body_read_timeout: Duration,
+    /// Connections and subscriptions, for operators.
+    pub stats: Arc<ServerStats>,
 }
 
 /// The Operations API router.

@@ -6,10 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use axum::serve::ListenerExt;
 use shoal_auth::Auth;
 use shoal_cluster::{Cluster, ClusterOptions};
-use shoal_server::{AppState, Components, NodeInfo, RestOptions};
+use shoal_server::{AppState, Components, NodeInfo, Port, RestOptions, ServeOptions, ServerStats};
 use shoal_store::{Retention, Store, StoreOptions};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -100,6 +99,15 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
     .context("starting replication")?;
     let replication_addr = cluster.local_addr();
 
+    let net = &config.network;
+    let stats = Arc::new(ServerStats::new(
+        Arc::new(Port::new(net.ops_max_connections)),
+        Arc::new(Port::new(net.http_max_connections)),
+    ));
+    let serve_options = ServeOptions {
+        header_read_timeout: millis(net.header_read_timeout_ms),
+        keep_alive_timeout: millis(net.keep_alive_timeout_ms),
+    };
     let state = AppState {
         store: store.clone(),
         auth,
@@ -108,6 +116,7 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
         rest: Arc::new(RestOptions {
             expose_all_tables: config.rest.expose_all_tables,
             subscription_max_lag: config.rest.subscription_max_lag,
+            subscription_max_buffer_bytes: config.rest.subscription_max_buffer_bytes,
         }),
         info: Arc::new(NodeInfo {
             hostname: crate::config::hostname(),
@@ -115,6 +124,8 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
             started: Instant::now(),
         }),
         max_body: config.network.max_body_bytes,
+        body_read_timeout: millis(config.network.body_read_timeout_ms),
+        stats: stats.clone(),
     };
     let host = config.network.host.as_str();
     let ops = bind(host, config.network.ops_port, "operations API").await?;
@@ -125,20 +136,20 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    // Small answers must not wait for the client's delayed ACK (Nagle).
-    let nodelay = |tcp: &mut tokio::net::TcpStream| {
-        let _ = tcp.set_nodelay(true);
-    };
-    let ops_server = tokio::spawn(
-        axum::serve(ops.tap_io(nodelay), shoal_server::ops_router(state.clone()))
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .into_future(),
-    );
-    let http_server = tokio::spawn(
-        axum::serve(http.tap_io(nodelay), shoal_server::http_router(state))
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .into_future(),
-    );
+    let ops_server = tokio::spawn(shoal_server::serve(
+        ops,
+        shoal_server::ops_router(state.clone()),
+        stats.ops.clone(),
+        serve_options,
+        stopped(stop_rx.clone()),
+    ));
+    let http_server = tokio::spawn(shoal_server::serve(
+        http,
+        shoal_server::http_router(state),
+        stats.http.clone(),
+        serve_options,
+        stopped(stop_rx.clone()),
+    ));
     let trimmer = {
         let store = store.clone();
         let mut stop = stop_rx.clone();
@@ -188,6 +199,12 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(runfile::path(root));
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A duration setting given in milliseconds; zero would disable nothing and break
+/// everything, so it counts as one millisecond.
+fn millis(ms: u64) -> Duration {
+    Duration::from_millis(ms.max(1))
 }
 
 async fn bind(host: &str, port: u16, what: &str) -> anyhow::Result<TcpListener> {

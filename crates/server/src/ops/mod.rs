@@ -70,15 +70,7 @@ pub(crate) async fn handle(
     body: Body,
 ) -> Result<Reply, ApiError> {
     let user = crate::authenticate(&state, &headers).await?;
-    let body = axum::body::to_bytes(body, state.max_body)
-        .await
-        .map_err(|_| ApiError {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            message: format!(
-                "request body is larger than the limit of {} bytes",
-                state.max_body
-            ),
-        })?;
+    let body = crate::body::read(&state, body, &headers).await?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("Invalid JSON."));
     }
