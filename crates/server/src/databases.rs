@@ -7,7 +7,7 @@ use shoal_auth::SYSTEM_DATABASE;
 use shoal_store::{Database, SchemaChange, Store, StoreError, TableSpec, Write};
 
 /// How often [`create_table`] re-creates a database dropped under it before giving up.
-const RECREATE_ATTEMPTS: usize = 3;
+const RECREATE_ATTEMPTS: usize = 8;
 
 /// Creates a database and announces it.
 pub(crate) async fn create(store: &Store, name: &str) -> Result<Arc<Database>, StoreError> {
@@ -34,8 +34,8 @@ pub(crate) async fn ensure(store: &Store, name: &str) -> Result<Arc<Database>, S
 }
 
 /// Creates a table, and its database if missing, as Harper's create_table does — also
-/// when the database is dropped between finding it and writing to it: the write then
-/// answers "no such database" and the database is looked up (or created) again.
+/// when the database is dropped while this runs: finding it or writing to it then
+/// answers "no such database", and the database is looked up (or created) again.
 pub(crate) async fn create_table(
     store: &Store,
     database: &str,
@@ -43,8 +43,11 @@ pub(crate) async fn create_table(
 ) -> Result<(), StoreError> {
     let mut attempts = 0;
     loop {
-        let db = ensure(store, database).await?;
-        match db.write(Write::CreateTable(spec.clone()), None).await {
+        let created = match ensure(store, database).await {
+            Ok(db) => db.write(Write::CreateTable(spec.clone()), None).await,
+            Err(e) => Err(e),
+        };
+        match created {
             Err(StoreError::DatabaseNotFound(_)) if attempts < RECREATE_ATTEMPTS => attempts += 1,
             result => return result.map(|_| ()),
         }

@@ -68,10 +68,8 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
     }
 
     let components = Arc::new(Components::new(root.join("components")));
-    components
-        .load(&store)
-        .await
-        .context("loading components")?;
+    // A component that fails to load is logged and skipped, never fatal.
+    components.load(&store).await;
 
     let replication_listen = format!("{}:{}", config.network.host, config.replication.port)
         .parse()
