@@ -216,8 +216,7 @@ async fn connection(
             }
             () = sleep_until(idle_deadline), if idle_deadline.is_some() && !closing => {
                 if activity.idle_since() == idle_since {
-                    // Closes an idle connection now; one that never got a request is
-                    // left to the header-read timeout, which is already running.
+                    // With no request in progress hyper closes the connection at once.
                     conn.as_mut().graceful_shutdown();
                     closing = true;
                 }

@@ -67,8 +67,7 @@ enum OneOrMany {
 /// that failed to load did.
 pub struct Components {
     dir: PathBuf,
-    exports: RwLock<HashMap<String, (String, String)>>,
-    failures: RwLock<HashMap<String, String>>,
+    loaded: RwLock<Loaded>,
     /// Serialises changes to the folder and the reloads that follow them.
     changing: tokio::sync::Mutex<()>,
 }
@@ -78,17 +77,17 @@ impl Components {
     pub fn new(dir: PathBuf) -> Self {
         Components {
             dir,
-            exports: RwLock::new(HashMap::new()),
-            failures: RwLock::new(HashMap::new()),
+            loaded: RwLock::new(Loaded::default()),
             changing: tokio::sync::Mutex::new(()),
         }
     }
 
     /// The (database, table) exported under `name`.
     pub(crate) fn export(&self, name: &str) -> Option<(String, String)> {
-        self.exports
+        self.loaded
             .read()
-            .expect("exports lock")
+            .expect("components lock")
+            .exports
             .get(name)
             .cloned()
     }
@@ -116,8 +115,7 @@ impl Components {
                 }
             }
         }
-        *self.exports.write().expect("exports lock") = exports;
-        *self.failures.write().expect("failures lock") = failures;
+        *self.loaded.write().expect("components lock") = Loaded { exports, failures };
     }
 
     /// Creates the tables one component declares; its exports.
@@ -249,14 +247,15 @@ impl Components {
                 match kind(&dir)? {
                     Kind::Missing => missing.push(dir.clone()),
                     Kind::Folder => {}
-                    Kind::File | Kind::Link => {
+                    found @ (Kind::File | Kind::Link) => {
                         let shown = if i == 0 {
                             name.to_owned()
                         } else {
                             parents[..i].join("/")
                         };
                         return Err(ApiError::bad_request(format!(
-                            "'{shown}' is a file in component '{name}', not a folder"
+                            "'{shown}' is {} in component '{name}', not a folder",
+                            found.described()
                         )));
                     }
                 }
@@ -276,9 +275,11 @@ impl Components {
                     "'{file}' is a folder in component '{name}', not a file"
                 )));
             }
-            (Kind::File | Kind::Link, None) | (Kind::Link, Some(_)) => {
+            (found @ Kind::Link, Some(_)) | (found @ (Kind::File | Kind::Link), None) => {
+                let wanted = if payload.is_some() { "file" } else { "folder" };
                 return Err(ApiError::bad_request(format!(
-                    "'{file}' is a file in component '{name}', not a folder"
+                    "'{file}' is {} in component '{name}', not a {wanted}",
+                    found.described()
                 )));
             }
             (Kind::Folder, None) => return Ok(()),
@@ -362,7 +363,7 @@ impl Components {
     /// `status`: `healthy`, or `error` and why it did not load.
     pub(crate) fn tree(&self) -> Result<Value, ApiError> {
         let mut tree = tree(&self.dir, "components", DEPTH_MAX)?;
-        let failures = self.failures.read().expect("failures lock");
+        let loaded = self.loaded.read().expect("components lock");
         if let Some(entries) = tree.get_mut("entries").and_then(Value::as_array_mut) {
             for entry in entries {
                 let Some(name) = entry["name"].as_str().map(str::to_owned) else {
@@ -371,7 +372,7 @@ impl Components {
                 if entry.get("entries").is_none() || project(&name).is_err() {
                     continue;
                 }
-                entry["status"] = match failures.get(&name) {
+                entry["status"] = match loaded.failures.get(&name) {
                     Some(error) => json!({"status": "error", "message": error}),
                     None => json!({"status": "healthy", "message": "loaded"}),
                 };
@@ -387,12 +388,33 @@ impl Components {
     }
 }
 
+/// What the last load found.
+#[derive(Default)]
+struct Loaded {
+    /// (database, table) by export name.
+    exports: HashMap<String, (String, String)>,
+    /// Why each component that failed to load did, by name.
+    failures: HashMap<String, String>,
+}
+
 /// What a path holds, without following a symbolic link.
 enum Kind {
     Missing,
     Folder,
     File,
     Link,
+}
+
+impl Kind {
+    /// "a file", "a symbolic link", ... for messages.
+    fn described(&self) -> &'static str {
+        match self {
+            Kind::Missing => "nothing",
+            Kind::Folder => "a folder",
+            Kind::File => "a file",
+            Kind::Link => "a symbolic link",
+        }
+    }
 }
 
 fn kind(path: &Path) -> Result<Kind, ApiError> {
