@@ -6,12 +6,12 @@
 //! `GET /health`, which only says the node is up. Every failure is Harper's
 //! `{"error": "..."}` with a fitting status; nothing here knows storage formats.
 
-mod body;
 mod components;
 mod databases;
 mod describe;
 mod error;
 mod ops;
+mod read_body;
 mod realtime;
 mod request;
 mod rest;

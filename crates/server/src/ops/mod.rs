@@ -70,7 +70,7 @@ pub(crate) async fn handle(
     body: Body,
 ) -> Result<Reply, ApiError> {
     let user = crate::authenticate(&state, &headers).await?;
-    let body = crate::body::read(&state, body, &headers).await?;
+    let body = crate::read_body::bytes(&state, body, &headers).await?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("Invalid JSON."));
     }

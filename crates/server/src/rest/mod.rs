@@ -84,7 +84,7 @@ async fn route(state: AppState, request: Request) -> Result<Response, ApiError> 
         Method::PUT | Method::POST | Method::PATCH | Method::DELETE
     );
     let body = if writes {
-        crate::body::read(&state, body, &parts.headers).await?
+        crate::read_body::bytes(&state, body, &parts.headers).await?
     } else {
         Default::default()
     };

@@ -21,7 +21,7 @@ const PREALLOCATE_MAX: u64 = 1 << 20;
 /// The whole body, or 413 as soon as it is known to pass the node's body limit (a
 /// `Content-Length` over it is refused before reading anything), or 408 when no bytes
 /// arrive for the body-read timeout.
-pub(crate) async fn read(
+pub(crate) async fn bytes(
     state: &AppState,
     mut body: Body,
     headers: &HeaderMap,
