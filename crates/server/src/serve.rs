@@ -10,13 +10,14 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -98,9 +99,9 @@ pub async fn serve(
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
     tokio::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     tracing::warn!(error = %e, "accepting a connection failed");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
@@ -113,6 +114,7 @@ pub async fn serve(
             Ok(permit) => {
                 tokio::spawn(connection(
                     stream,
+                    peer,
                     permit,
                     router.clone(),
                     options,
@@ -160,6 +162,7 @@ async fn refuse(mut stream: TcpStream, max: usize, _slot: OwnedSemaphorePermit) 
 /// Serves one connection; `_alive` tells [`serve`] it is still running.
 async fn connection(
     stream: TcpStream,
+    peer: SocketAddr,
     permit: OwnedSemaphorePermit,
     router: Router,
     options: ServeOptions,
@@ -171,9 +174,12 @@ async fn connection(
     let activity = Arc::new(Activity::new());
     let service = {
         let activity = activity.clone();
-        hyper::service::service_fn(move |request: Request<Incoming>| {
+        hyper::service::service_fn(move |mut request: Request<Incoming>| {
             let busy = activity.begin();
             let mut router = router.clone();
+            // Who is asking, for handlers that limit per client address (`ConnectInfo`,
+            // as axum's own server records it).
+            request.extensions_mut().insert(ConnectInfo(peer));
             async move {
                 let response = router.call(request.map(Body::new)).await?;
                 // The request counts as in progress until its answer's body is done
@@ -330,5 +336,76 @@ impl tokio::io::AsyncWrite for Held {
 
     fn is_write_vectored(&self) -> bool {
         self.stream.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::routing::get;
+    use tokio::sync::oneshot;
+
+    use super::*;
+
+    /// Reads from `stream` until `want` shows up (or the stream ends); what was read.
+    async fn read_until(stream: &mut TcpStream, want: &str) -> String {
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !String::from_utf8_lossy(&seen).contains(want) {
+            let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk));
+            match read.await.expect("an answer within 10 s") {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&chunk[..n]),
+            }
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    }
+
+    #[tokio::test]
+    async fn requests_carry_the_client_address_and_the_cap_refuses_the_rest() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new().route(
+            "/",
+            get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.to_string() }),
+        );
+        let port = Arc::new(Port::new(1));
+        let options = ServeOptions {
+            header_read_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(10),
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, router, port.clone(), options, async {
+            let _ = stopped.await;
+        }));
+        let ask = b"GET / HTTP/1.1\r\nhost: shoal\r\n\r\n";
+
+        let mut first = TcpStream::connect(addr).await.unwrap();
+        let me = first.local_addr().unwrap().to_string();
+        first.write_all(ask).await.unwrap();
+        let answer = read_until(&mut first, &me).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(
+            answer.ends_with(&me),
+            "the handler saw the client's address: {answer}"
+        );
+        assert_eq!(port.open_connections(), 1);
+
+        let mut second = TcpStream::connect(addr).await.unwrap();
+        second.write_all(ask).await.unwrap();
+        let refused = read_until(&mut second, "}").await;
+        assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+        assert!(refused.contains("too many connections"), "{refused}");
+        assert_eq!(port.refused_connections(), 1);
+
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("serve returns once its idle connection is closed")
+            .unwrap();
+        assert_eq!(
+            read_until(&mut first, "never").await,
+            "",
+            "closed on shutdown"
+        );
     }
 }
