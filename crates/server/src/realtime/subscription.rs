@@ -192,27 +192,21 @@ pub(crate) fn subscribe(
     let (tx, events) = mpsc::channel(BUFFER);
     let (end_tx, ended) = oneshot::channel();
     let buffered = Arc::new(AtomicUsize::new(0));
-    let sink_buffered = buffered.clone();
+    let queue = Queue {
+        tx,
+        buffered: buffered.clone(),
+    };
     let running = Running::new(stats);
     tokio::spawn(async move {
         let _running = running;
-        let key = filter.key.as_ref().and_then(key::encode);
-        let sink = Sink {
-            db: &db,
-            filter: &filter,
-            key: key.as_deref(),
-            limits,
-            buffered: &sink_buffered,
-            tx: &tx,
-        };
         // A consumer that went away is noticed at once, not at the next commit.
         tokio::select! {
-            result = run(&db, feed, head, start, sink) => {
+            result = run(db, feed, head, filter, start, limits, &queue) => {
                 if let Err(ended) = result {
                     let _ = end_tx.send(ended);
                 }
             }
-            () = tx.closed() => {}
+            () = queue.tx.closed() => {}
         }
     });
     Ok(Subscriber {
@@ -224,13 +218,15 @@ pub(crate) fn subscribe(
 }
 
 async fn run(
-    db: &Arc<Database>,
+    db: Arc<Database>,
     mut feed: broadcast::Receiver<Arc<Committed>>,
     head: u64,
+    filter: Filter,
     start: Start,
-    mut sink: Sink<'_>,
+    limits: Limits,
+    queue: &Queue,
 ) -> Result<(), Ended> {
-    let max_lag = sink.limits.max_lag;
+    let max_lag = limits.max_lag;
     let (mut next, mut skip) = match start {
         Start::Now => (head + 1, None),
         Start::After { seq, index: None } => (seq + 1, None),
@@ -238,12 +234,20 @@ async fn run(
             seq,
             index: Some(i),
         } => (seq, Some((seq, i))),
-        Start::Time(ms) => (first_seq_at(db, ms).await?.unwrap_or(head + 1), None),
+        Start::Time(ms) => (first_seq_at(&db, ms).await?.unwrap_or(head + 1), None),
+    };
+    let key = filter.key.as_ref().and_then(key::encode);
+    let mut sink = Sink {
+        db: &db,
+        filter: &filter,
+        key: key.as_deref(),
+        limits,
+        queue,
     };
     loop {
         // Catch up from the log until the feed can take over.
-        while next <= head_seq(db)? {
-            let (entries, first) = read_log(db, next).await?;
+        while next <= head_seq(&db)? {
+            let (entries, first) = read_log(&db, next).await?;
             if first > next {
                 return Err(Ended(format!(
                     "changes from sequence {next} are no longer in the transaction log"
@@ -267,7 +271,7 @@ async fn run(
                 // Ahead of us: the entries in between come from the log.
                 Ok(_) => break,
                 Err(broadcast::error::RecvError::Lagged(_)) => {
-                    let lag = head_seq(db)?.saturating_sub(next);
+                    let lag = head_seq(&db)?.saturating_sub(next);
                     if lag > max_lag {
                         return Err(too_slow(lag));
                     }
@@ -334,9 +338,14 @@ struct Sink<'a> {
     filter: &'a Filter,
     key: Option<&'a [u8]>,
     limits: Limits,
+    queue: &'a Queue,
+}
+
+/// The sending end of a subscriber's buffer.
+struct Queue {
+    tx: mpsc::Sender<Event>,
     /// Bytes of events sent and not yet received (shared with the [`Subscriber`]).
-    buffered: &'a AtomicUsize,
-    tx: &'a mpsc::Sender<Event>,
+    buffered: Arc<AtomicUsize>,
 }
 
 impl Sink<'_> {
@@ -365,7 +374,7 @@ impl Sink<'_> {
             .collect();
         let count = matching.len();
         for (n, (index, change)) in matching.into_iter().enumerate() {
-            let event = Event {
+            let mut event = Event {
                 seq: committed.seq,
                 index,
                 last: n + 1 == count,
@@ -380,15 +389,14 @@ impl Sink<'_> {
                 size: json_size(&change.key) + change.value.as_ref().map_or(0, json_size),
             };
             let size = event.size;
-            let before = self.buffered.fetch_add(size, Ordering::AcqRel);
+            let before = self.queue.buffered.fetch_add(size, Ordering::AcqRel);
             if before > 0 && before + size > self.limits.max_buffer_bytes {
                 return Err(Ended(format!(
                     "subscriber too slow: {before} bytes of changes not yet delivered"
                 )));
             }
-            let mut event = event;
             loop {
-                match self.tx.send_timeout(event, LAG_CHECK).await {
+                match self.queue.tx.send_timeout(event, LAG_CHECK).await {
                     Ok(()) => break,
                     Err(mpsc::error::SendTimeoutError::Timeout(back)) => {
                         let lag = head_seq(self.db)?.saturating_sub(committed.seq);
