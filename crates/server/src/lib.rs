@@ -1,5 +1,6 @@
 //! Shoal's network edge, on axum: the Operations API (port 9925) and the HTTP port (9926:
-//! REST, WebSocket and Server-Sent Events subscriptions, `/health`).
+//! REST, WebSocket and Server-Sent Events subscriptions, `/health`), each served by
+//! [`serve`] with a connection cap and connection timeouts.
 //!
 //! Every request is authenticated (Basic, against the system user table) except
 //! `GET /health`, which only says the node is up, and asks `shoal_auth`'s permission
@@ -12,15 +13,18 @@ mod databases;
 mod describe;
 mod error;
 mod ops;
+mod read_body;
 mod realtime;
 mod request;
 mod rest;
 mod stream;
+mod serve;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts};
@@ -33,6 +37,7 @@ use shoal_store::Store;
 
 pub use components::Components;
 pub use error::ApiError;
+pub use serve::{Port, ServeOptions, serve};
 
 /// Facts about the running node shown by system_information.
 #[derive(Debug, Clone)]
@@ -52,6 +57,9 @@ pub struct RestOptions {
     pub expose_all_tables: bool,
     /// A subscriber further behind the log head than this many entries is cut off.
     pub subscription_max_lag: u64,
+    /// A subscriber with more than this many bytes of events not yet taken by its
+    /// connection is cut off (an event always fits an empty buffer).
+    pub subscription_max_buffer_bytes: usize,
 }
 
 impl Default for RestOptions {
@@ -59,6 +67,7 @@ impl Default for RestOptions {
         RestOptions {
             expose_all_tables: true,
             subscription_max_lag: 10_000,
+            subscription_max_buffer_bytes: 8 << 20,
         }
     }
 }
@@ -100,6 +109,33 @@ impl Default for QueryOptions {
     }
 }
 
+/// What the network edge is carrying now, for operators (`system_information`).
+#[derive(Debug)]
+pub struct ServerStats {
+    /// The Operations API port's connections.
+    pub ops: Arc<Port>,
+    /// The HTTP port's connections.
+    pub http: Arc<Port>,
+    /// Subscription tasks running.
+    pub(crate) subscriptions: AtomicUsize,
+}
+
+impl ServerStats {
+    /// Statistics over the two ports.
+    pub fn new(ops: Arc<Port>, http: Arc<Port>) -> Self {
+        ServerStats {
+            ops,
+            http,
+            subscriptions: AtomicUsize::new(0),
+        }
+    }
+
+    /// Subscriptions (WebSocket and SSE) whose task is running.
+    pub fn subscriptions(&self) -> usize {
+        self.subscriptions.load(Ordering::Relaxed)
+    }
+}
+
 /// What every handler needs.
 #[derive(Clone)]
 pub struct AppState {
@@ -119,6 +155,10 @@ pub struct AppState {
     pub max_body: usize,
     /// Limits on query answers.
     pub query: Arc<QueryOptions>,
+    /// Longest a request body may go without sending bytes (408 beyond it).
+    pub body_read_timeout: Duration,
+    /// Connections and subscriptions, for operators.
+    pub stats: Arc<ServerStats>,
 }
 
 /// The Operations API router.

@@ -140,6 +140,9 @@ pub(crate) struct RestSection {
     pub(crate) expose_all_tables: bool,
     /// A subscriber further behind than this many log entries is disconnected.
     pub(crate) subscription_max_lag: u64,
+    /// A subscriber with more than this many bytes of changes waiting to be sent to it is
+    /// disconnected (one change of any size is always sent).
+    pub(crate) subscription_max_buffer_bytes: usize,
 }
 
 impl Default for RestSection {
@@ -147,6 +150,7 @@ impl Default for RestSection {
         RestSection {
             expose_all_tables: true,
             subscription_max_lag: 10_000,
+            subscription_max_buffer_bytes: 8 << 20,
         }
     }
 }
@@ -179,6 +183,20 @@ pub(crate) struct NetworkSection {
     pub(crate) http_port: u16,
     /// Largest request body accepted, in bytes.
     pub(crate) max_body_bytes: usize,
+    /// A request body that sends nothing for this long is answered 408 and its
+    /// connection closed, in milliseconds.
+    pub(crate) body_read_timeout_ms: u64,
+    /// Most connections the operations API port serves at once; more are answered 503.
+    pub(crate) ops_max_connections: usize,
+    /// Most connections the HTTP port serves at once, open subscriptions included;
+    /// more are answered 503.
+    pub(crate) http_max_connections: usize,
+    /// Longest a client may take to send a request's headers, counted from when its
+    /// connection is ready for one, in milliseconds; then the connection is closed.
+    pub(crate) header_read_timeout_ms: u64,
+    /// A connection with no request in progress for this long is closed, in
+    /// milliseconds (at most `header_read_timeout_ms` takes effect).
+    pub(crate) keep_alive_timeout_ms: u64,
 }
 
 impl Default for NetworkSection {
@@ -188,6 +206,11 @@ impl Default for NetworkSection {
             ops_port: 9925,
             http_port: 9926,
             max_body_bytes: 100 << 20,
+            body_read_timeout_ms: 30_000,
+            ops_max_connections: 128,
+            http_max_connections: 768,
+            header_read_timeout_ms: 30_000,
+            keep_alive_timeout_ms: 30_000,
         }
     }
 }
@@ -321,6 +344,24 @@ pub(crate) struct Overrides {
     /// A streamed answer whose client reads nothing this long is ended, in milliseconds.
     #[arg(long, env = "SHOAL_STREAM_STALL_TIMEOUT_MS")]
     pub(crate) stream_stall_timeout_ms: Option<u64>,
+    /// Bytes of changes waiting for a subscriber before it is disconnected.
+    #[arg(long, env = "SHOAL_SUBSCRIPTION_MAX_BUFFER_BYTES")]
+    pub(crate) subscription_max_buffer_bytes: Option<usize>,
+    /// A request body silent this long gets a 408, in milliseconds.
+    #[arg(long, env = "SHOAL_BODY_READ_TIMEOUT_MS")]
+    pub(crate) body_read_timeout_ms: Option<u64>,
+    /// Most connections on the operations API port at once.
+    #[arg(long, env = "SHOAL_OPS_MAX_CONNECTIONS")]
+    pub(crate) ops_max_connections: Option<usize>,
+    /// Most connections on the HTTP port at once.
+    #[arg(long, env = "SHOAL_HTTP_MAX_CONNECTIONS")]
+    pub(crate) http_max_connections: Option<usize>,
+    /// Longest wait for a request's headers, in milliseconds.
+    #[arg(long, env = "SHOAL_HEADER_READ_TIMEOUT_MS")]
+    pub(crate) header_read_timeout_ms: Option<u64>,
+    /// An idle connection is closed after this long, in milliseconds.
+    #[arg(long, env = "SHOAL_KEEP_ALIVE_TIMEOUT_MS")]
+    pub(crate) keep_alive_timeout_ms: Option<u64>,
 }
 
 impl Config {
@@ -389,6 +430,17 @@ impl Config {
         q.stream_stall_timeout_ms = o
             .stream_stall_timeout_ms
             .unwrap_or(q.stream_stall_timeout_ms);
+        self.rest.subscription_max_buffer_bytes = o
+            .subscription_max_buffer_bytes
+            .unwrap_or(self.rest.subscription_max_buffer_bytes);
+        let net = &mut self.network;
+        net.body_read_timeout_ms = o.body_read_timeout_ms.unwrap_or(net.body_read_timeout_ms);
+        net.ops_max_connections = o.ops_max_connections.unwrap_or(net.ops_max_connections);
+        net.http_max_connections = o.http_max_connections.unwrap_or(net.http_max_connections);
+        net.header_read_timeout_ms = o
+            .header_read_timeout_ms
+            .unwrap_or(net.header_read_timeout_ms);
+        net.keep_alive_timeout_ms = o.keep_alive_timeout_ms.unwrap_or(net.keep_alive_timeout_ms);
     }
 }
 

@@ -1,16 +1,16 @@
 //! `shoal start`: open the stores, make sure an admin exists, serve, and shut down cleanly.
 
 use std::io::IsTerminal;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use axum::serve::ListenerExt;
 use shoal_auth::Auth;
 use shoal_cluster::{Cluster, ClusterOptions};
-use shoal_server::{AppState, Components, NodeInfo, QueryOptions, RestOptions};
+use shoal_server::{
+    AppState, Components, NodeInfo, Port, QueryOptions, RestOptions, ServeOptions, ServerStats,
+};
 use shoal_store::{Retention, Store, StoreOptions};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -90,10 +90,8 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
     }
 
     let components = Arc::new(Components::new(root.join("components")));
-    components
-        .load(&store)
-        .await
-        .context("loading components")?;
+    // A component that fails to load is logged and skipped, never fatal.
+    components.load(&store).await;
 
     let replication_listen = format!("{}:{}", config.network.host, config.replication.port)
         .parse()
@@ -121,6 +119,15 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
     .context("starting replication")?;
     let replication_addr = cluster.local_addr();
 
+    let net = &config.network;
+    let stats = Arc::new(ServerStats::new(
+        Arc::new(Port::new(net.ops_max_connections)),
+        Arc::new(Port::new(net.http_max_connections)),
+    ));
+    let serve_options = ServeOptions {
+        header_read_timeout: millis(net.header_read_timeout_ms),
+        keep_alive_timeout: millis(net.keep_alive_timeout_ms),
+    };
     let state = AppState {
         store: store.clone(),
         auth,
@@ -129,6 +136,7 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
         rest: Arc::new(RestOptions {
             expose_all_tables: config.rest.expose_all_tables,
             subscription_max_lag: config.rest.subscription_max_lag,
+            subscription_max_buffer_bytes: config.rest.subscription_max_buffer_bytes,
         }),
         info: Arc::new(NodeInfo {
             hostname: crate::config::hostname(),
@@ -142,6 +150,8 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
             msgpack_buffer_bytes: config.query.msgpack_buffer_bytes,
             stall_timeout: Duration::from_millis(config.query.stream_stall_timeout_ms.max(1)),
         }),
+        body_read_timeout: millis(config.network.body_read_timeout_ms),
+        stats: stats.clone(),
     };
     let host = config.network.host.as_str();
     let ops = bind(host, config.network.ops_port, "operations API").await?;
@@ -152,29 +162,20 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    // Small answers must not wait for the client's delayed ACK (Nagle).
-    let nodelay = |tcp: &mut tokio::net::TcpStream| {
-        let _ = tcp.set_nodelay(true);
-    };
-    // Each request carries its client's address (`ConnectInfo`): failed logins are
-    // limited per address.
-    let ops_server = tokio::spawn(
-        axum::serve(
-            ops.tap_io(nodelay),
-            shoal_server::ops_router(state.clone())
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stopped(stop_rx.clone()))
-        .into_future(),
-    );
-    let http_server = tokio::spawn(
-        axum::serve(
-            http.tap_io(nodelay),
-            shoal_server::http_router(state).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stopped(stop_rx.clone()))
-        .into_future(),
-    );
+    let ops_server = tokio::spawn(shoal_server::serve(
+        ops,
+        shoal_server::ops_router(state.clone()),
+        stats.ops.clone(),
+        serve_options,
+        stopped(stop_rx.clone()),
+    ));
+    let http_server = tokio::spawn(shoal_server::serve(
+        http,
+        shoal_server::http_router(state),
+        stats.http.clone(),
+        serve_options,
+        stopped(stop_rx.clone()),
+    ));
     let trimmer = {
         let store = store.clone();
         let mut stop = stop_rx.clone();
@@ -224,6 +225,12 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(runfile::path(root));
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A duration setting given in milliseconds; zero would disable nothing and break
+/// everything, so it counts as one millisecond.
+fn millis(ms: u64) -> Duration {
+    Duration::from_millis(ms.max(1))
 }
 
 async fn bind(host: &str, port: u16, what: &str) -> anyhow::Result<TcpListener> {

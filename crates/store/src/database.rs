@@ -1,6 +1,6 @@
 //! One database: its LMDB environment, trees, catalog, writer and change feed.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
@@ -45,6 +45,9 @@ pub struct Database {
     capacity: u64,
     /// Snapshots open now: each pins the pages it reads, which LMDB cannot reuse.
     snapshots: Arc<AtomicUsize>,
+    /// Set by the writer once the database is dropped, so that a handle kept across the
+    /// drop answers "no such database" rather than "shutting down".
+    dropped: Arc<AtomicBool>,
 }
 
 /// Per-database settings.
@@ -70,6 +73,7 @@ impl Database {
             stats: writer.stats.clone(),
             capacity: writer.capacity,
             snapshots: Arc::default(),
+            dropped: writer.dropped.clone(),
         };
         let handle = std::thread::Builder::new()
             .name(format!("writer-{}", db.name))
@@ -132,11 +136,18 @@ impl Database {
             user: user.map(str::to_owned),
             reply,
         };
-        self.tx
-            .send(command)
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        self.tx.send(command).await.map_err(|_| self.stopped())?;
         Ok(Pending(answer))
+    }
+
+    /// Why the writer no longer takes commands: the database was dropped, or the store
+    /// is closing.
+    fn stopped(&self) -> StoreError {
+        if self.dropped.load(Ordering::Acquire) {
+            StoreError::DatabaseNotFound(self.name.clone())
+        } else {
+            StoreError::Closed
+        }
     }
 
     /// A consistent read-only view.
@@ -205,8 +216,8 @@ impl Database {
         self.tx
             .send(Command::Drop(reply))
             .await
-            .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)??;
+            .map_err(|_| self.stopped())?;
+        answer.await.map_err(|_| self.stopped())??;
         self.join().await;
         Ok(())
     }

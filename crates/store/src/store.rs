@@ -258,6 +258,7 @@ impl Store {
             max_batch: self.options.max_batch,
             capacity: self.options.map_size as u64,
             stats: Default::default(),
+            dropped: Default::default(),
         };
         Database::start(DatabaseConfig {
             writer,

@@ -311,6 +311,45 @@ async fn index_scans_find_ranges_prefixes_and_array_elements() {
     store.close().await;
 }
 
+/// Writes racing `drop_database` used to get `Closed` ("the store is shutting down") from
+/// the dropped database's stopped writer; they either commit before the drop or are told
+/// the database does not exist. Only a closing store answers `Closed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_racing_a_drop_are_not_told_the_store_is_closing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = store_with_dog(dir.path()).await;
+    for round in 0..10 {
+        let db = store.database("dev").unwrap();
+        // Each writer keeps writing through its handle until the drop stops it.
+        let writers: Vec<_> = (0..8)
+            .map(|i| {
+                let db = db.clone();
+                tokio::spawn(async move {
+                    loop {
+                        let w = records("dog", Mode::Upsert, vec![json!({"id": i})]);
+                        if let Err(e) = db.write(w, None).await {
+                            return e;
+                        }
+                    }
+                })
+            })
+            .collect();
+        store.drop_database("dev").await.unwrap();
+        for writer in writers {
+            match writer.await.unwrap() {
+                StoreError::DatabaseNotFound(name) => assert_eq!(name, "dev"),
+                other => panic!("round {round}: a write racing the drop got {other:?}"),
+            }
+        }
+        let db = store.create_database("dev").await.unwrap();
+        create_dog(&db).await;
+    }
+    store.close().await;
+    let db = store.database("dev").unwrap();
+    let w = records("dog", Mode::Upsert, vec![json!({"id": 1})]);
+    assert!(matches!(db.write(w, None).await, Err(StoreError::Closed)));
+}
+
 #[tokio::test]
 async fn data_survives_reopen_and_dropped_databases_stay_dropped() {
     let dir = tempfile::tempdir().unwrap();
@@ -333,7 +372,7 @@ async fn data_survives_reopen_and_dropped_databases_stay_dropped() {
         store.drop_database("tmp").await.unwrap();
         assert!(matches!(
             tmp.write(Write::DropTable("t".into()), None).await,
-            Err(StoreError::Closed)
+            Err(StoreError::DatabaseNotFound(name)) if name == "tmp"
         ));
         let again = store.create_database("tmp").await.unwrap();
         assert!(

@@ -3,7 +3,7 @@
 //! cannot spoil the others), commits once (one fsync), and only then answers each caller
 //! and publishes the log entries on the change feed.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -55,6 +55,8 @@ pub(crate) struct Writer {
     /// larger by a reserve so that deletes, drops and log trims still fit.
     pub(crate) capacity: u64,
     pub(crate) stats: Arc<WriterStats>,
+    /// Set once the database is dropped (shared with its handles).
+    pub(crate) dropped: Arc<AtomicBool>,
 }
 
 /// Counters of a database's writer.
@@ -79,7 +81,11 @@ impl Writer {
             match gather(first, &mut rx, &mut batch, self.max_batch) {
                 Some(Command::Drop(reply)) => {
                     self.commit_batch(&mut batch, false);
-                    let _ = reply.send(self.drop_all());
+                    let dropped = self.drop_all();
+                    // The store forgot the database before asking, so it is gone even if
+                    // emptying it failed (the next start removes its folder).
+                    self.refuse_queued(&mut rx);
+                    let _ = reply.send(dropped);
                     return;
                 }
                 Some(Command::Shutdown) => {
@@ -229,6 +235,25 @@ impl Writer {
         })();
         if let Err(e) = result {
             tracing::warn!(database = %self.name, error = %e, "log trim failed");
+        }
+    }
+
+    /// Answers every command queued behind a drop, and any sent later, with "no such
+    /// database": they raced the drop and lost, which is not the store shutting down.
+    fn refuse_queued(&self, rx: &mut mpsc::Receiver<Command>) {
+        self.dropped.store(true, Ordering::Release);
+        rx.close();
+        let gone = || StoreError::DatabaseNotFound(self.name.clone());
+        while let Ok(command) = rx.try_recv() {
+            match command {
+                Command::Write { reply, .. } => {
+                    let _ = reply.send(Err(gone()));
+                }
+                Command::Drop(reply) => {
+                    let _ = reply.send(Err(gone()));
+                }
+                Command::Trim | Command::Shutdown => {}
+            }
         }
     }
 

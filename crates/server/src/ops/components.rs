@@ -7,8 +7,7 @@ use crate::request::OpRequest;
 
 pub(super) async fn add_component(state: &AppState, req: OpRequest) -> Result<Reply, ApiError> {
     let project = req.string(&["project"])?;
-    state.components.add(&project)?;
-    state.components.load(&state.store).await?;
+    state.components.add(&state.store, &project).await?;
     Ok(Reply::message(format!(
         "Successfully added project: {project}"
     )))
@@ -20,9 +19,12 @@ pub(super) async fn set_component_file(
 ) -> Result<Reply, ApiError> {
     let project = req.string(&["project"])?;
     let file = req.string(&["file"])?;
-    let payload = req.string(&["payload"])?;
-    state.components.set_file(&project, &file, &payload)?;
-    state.components.load(&state.store).await?;
+    // Without a payload Harper makes a folder.
+    let payload = req.optional::<String>(&["payload"])?;
+    state
+        .components
+        .set_file(&state.store, &project, &file, payload.as_deref())
+        .await?;
     Ok(Reply::message(format!(
         "Successfully set component: {file}"
     )))
@@ -41,7 +43,9 @@ pub(super) fn get_components(state: &AppState) -> Result<Reply, ApiError> {
 pub(super) async fn drop_component(state: &AppState, req: OpRequest) -> Result<Reply, ApiError> {
     let project = req.string(&["project"])?;
     let file = req.optional::<String>(&["file"])?;
-    state.components.remove(&project, file.as_deref())?;
-    state.components.load(&state.store).await?;
+    state
+        .components
+        .remove(&state.store, &project, file.as_deref())
+        .await?;
     Ok(Reply::message(format!("Successfully dropped: {project}")))
 }

@@ -11,7 +11,7 @@ mod users;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use shoal_auth::{Access, Action, User, Via};
@@ -53,15 +53,7 @@ pub(crate) async fn handle(
     body: Body,
 ) -> Result<Reply, ApiError> {
     let user = crate::authenticate(&state, &headers, peer).await?;
-    let body = axum::body::to_bytes(body, state.max_body)
-        .await
-        .map_err(|_| ApiError {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            message: format!(
-                "request body is larger than the limit of {} bytes",
-                state.max_body
-            ),
-        })?;
+    let body = crate::read_body::bytes(&state, body, &headers).await?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("Invalid JSON."));
     }

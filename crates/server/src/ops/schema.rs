@@ -51,15 +51,13 @@ pub(super) async fn create_table(state: &AppState, req: OpRequest) -> Result<Rep
     let primary_key =
         primary_key.ok_or_else(|| ApiError::bad_request("'primary_key' is required"))?;
     let replicate = req.optional::<bool>(&["replicate"])?;
-    // Harper creates the database on first use by create_table.
-    let db = crate::databases::ensure(&state.store, &database).await?;
     let spec = TableSpec {
         name: table.clone(),
         primary_key,
         attributes,
         replicate,
     };
-    db.write(Write::CreateTable(spec), None).await?;
+    crate::databases::create_table(&state.store, &database, spec).await?;
     Ok(Reply::message(format!(
         "table '{database}.{table}' successfully created."
     )))

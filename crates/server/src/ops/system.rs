@@ -47,6 +47,22 @@ pub(super) fn system_information(state: &AppState, req: OpRequest) -> Result<Rep
         }));
     }
     all.insert("table_size".into(), Value::Array(tables));
+    let port = |p: &crate::Port| {
+        json!({
+            "open": p.open_connections(),
+            "max": p.max_connections(),
+            "refused": p.refused_connections(),
+        })
+    };
+    let stats = &state.stats;
+    all.insert(
+        "connections".into(),
+        json!({
+            "operations_api": port(&stats.ops),
+            "http": port(&stats.http),
+            "subscriptions": stats.subscriptions(),
+        }),
+    );
     if let Some(wanted) = wanted {
         all.retain(|k, _| wanted.contains(k));
     }

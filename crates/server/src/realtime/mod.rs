@@ -11,7 +11,6 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::ReceiverStream;
 
 pub(crate) use subscription::{Filter, Start};
 
@@ -46,15 +45,27 @@ pub(crate) fn start(query: Option<&str>, headers: &HeaderMap) -> Result<Start, A
     Ok(Start::Now)
 }
 
-/// Server-Sent Events: `event: put|patch|delete`, `data: <json>`, `id: <sequence>`.
-pub(crate) fn sse(state: &AppState, target: &Target, start: Start) -> Result<Response, ApiError> {
-    let rx = subscription::subscribe(
+fn subscribe(
+    state: &AppState,
+    target: &Target,
+    start: Start,
+) -> Result<subscription::Subscriber, ApiError> {
+    let limits = subscription::Limits {
+        max_lag: state.rest.subscription_max_lag,
+        max_buffer_bytes: state.rest.subscription_max_buffer_bytes,
+    };
+    Ok(subscription::subscribe(
         target.db.clone(),
         target.filter()?,
         start,
-        state.rest.subscription_max_lag,
-    )?;
-    let stream = ReceiverStream::new(rx).map(|item| {
+        limits,
+        state.stats.clone(),
+    )?)
+}
+
+/// Server-Sent Events: `event: put|patch|delete`, `data: <json>`, `id: <sequence>`.
+pub(crate) fn sse(state: &AppState, target: &Target, start: Start) -> Result<Response, ApiError> {
+    let stream = subscribe(state, target, start)?.map(|item| {
         Ok::<_, Infallible>(match item {
             Ok(event) => SseEvent::default()
                 .event(event.kind)
@@ -75,19 +86,11 @@ pub(crate) fn websocket(
     start: Start,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let rx = subscription::subscribe(
-        target.db.clone(),
-        target.filter()?,
-        start,
-        state.rest.subscription_max_lag,
-    )?;
+    let rx = subscribe(state, target, start)?;
     Ok(upgrade.on_upgrade(move |socket| pump(socket, rx)))
 }
 
-async fn pump(
-    mut socket: WebSocket,
-    mut rx: tokio::sync::mpsc::Receiver<Result<subscription::Event, subscription::Ended>>,
-) {
+async fn pump(mut socket: WebSocket, mut rx: subscription::Subscriber) {
     loop {
         tokio::select! {
             item = rx.recv() => {

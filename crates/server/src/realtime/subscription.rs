@@ -4,15 +4,22 @@
 //! The feed carries every commit in sequence order; the subscription remembers the last
 //! sequence it delivered, skips anything at or below it, and reads the log whenever the
 //! feed got ahead of it (a lagging receiver). A consumer that falls more than `max_lag`
-//! entries behind the head is cut off with a reason, so a slow client costs a bounded
-//! amount of memory and never slows writers.
+//! entries behind the head, or lets more than `max_buffer_bytes` of events pile up, is
+//! cut off with a reason, so a slow client costs a bounded amount of memory and never
+//! slows writers. A consumer that goes away ends its subscription at once, even on a
+//! table where nothing is committed.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use shoal_store::{ChangeKind, Committed, Database, key};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::ServerStats;
 
 /// Where a subscription starts.
 #[derive(Debug, Clone, Copy)]
@@ -57,6 +64,8 @@ pub(crate) struct Event {
     pub(crate) value: Option<Value>,
     /// Commit time in milliseconds.
     pub(crate) timestamp: f64,
+    /// What the event counts against the subscriber's buffer: its JSON size.
+    size: usize,
 }
 
 impl Event {
@@ -87,6 +96,79 @@ impl Event {
 #[derive(Debug, Clone)]
 pub(crate) struct Ended(pub(crate) String);
 
+/// How far a subscriber may fall behind before it is cut off.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Log entries behind the head.
+    pub(crate) max_lag: u64,
+    /// Bytes of events buffered and not yet taken by the connection.
+    pub(crate) max_buffer_bytes: usize,
+}
+
+/// The receiving end of a subscription: its events, then why it ended. Dropping it ends
+/// the subscription.
+pub(crate) struct Subscriber {
+    events: mpsc::Receiver<Event>,
+    /// The reason, sent past the queue so that a cut-off is seen (and the queue freed)
+    /// without waiting for the events before it.
+    ended: oneshot::Receiver<Ended>,
+    buffered: Arc<AtomicUsize>,
+    done: bool,
+}
+
+impl Subscriber {
+    /// The next event, the reason the subscription ended, or `None` after that.
+    pub(crate) async fn recv(&mut self) -> Option<Result<Event, Ended>> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Event, Ended>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(ended) = Pin::new(&mut self.ended).poll(cx) {
+            self.done = true;
+            return Poll::Ready(ended.ok().map(Err));
+        }
+        match self.events.poll_recv(cx) {
+            Poll::Ready(Some(event)) => {
+                self.buffered.fetch_sub(event.size, Ordering::AcqRel);
+                Poll::Ready(Some(Ok(event)))
+            }
+            // The task ended; its reason, if any, is already on its way.
+            Poll::Ready(None) => Pin::new(&mut self.ended).poll(cx).map(|ended| {
+                self.done = true;
+                ended.ok().map(Err)
+            }),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl tokio_stream::Stream for Subscriber {
+    type Item = Result<Event, Ended>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_recv(cx)
+    }
+}
+
+/// Counts a running subscription task in the node's statistics.
+struct Running(Arc<ServerStats>);
+
+impl Running {
+    fn new(stats: Arc<ServerStats>) -> Self {
+        stats.subscriptions.fetch_add(1, Ordering::Relaxed);
+        Running(stats)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.subscriptions.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Log entries read per catch-up step.
 const CATCH_UP_CHUNK: usize = 1000;
 /// Events buffered between the subscription and its connection.
@@ -94,25 +176,45 @@ const BUFFER: usize = 256;
 /// How often a subscription whose consumer is not reading checks its lag.
 const LAG_CHECK: Duration = Duration::from_millis(100);
 
-/// Starts a subscription; events (or the reason it ended) arrive on the receiver, which
-/// ends the subscription when dropped. "Now" is fixed before this returns, so a write
-/// acknowledged after the subscription was answered is never missed.
+/// Starts a subscription; events (or the reason it ended) arrive on the [`Subscriber`],
+/// which ends the subscription when dropped. "Now" is fixed before this returns, so a
+/// write acknowledged after the subscription was answered is never missed.
 pub(crate) fn subscribe(
     db: Arc<Database>,
     filter: Filter,
     start: Start,
-    max_lag: u64,
-) -> Result<mpsc::Receiver<Result<Event, Ended>>, shoal_store::StoreError> {
+    limits: Limits,
+    stats: Arc<ServerStats>,
+) -> Result<Subscriber, shoal_store::StoreError> {
     // Subscribe before looking at the log, so nothing committed in between is missed.
     let feed = db.subscribe();
     let head = db.snapshot()?.last_seq()?;
-    let (tx, rx) = mpsc::channel(BUFFER);
+    let (tx, events) = mpsc::channel(BUFFER);
+    let (end_tx, ended) = oneshot::channel();
+    let buffered = Arc::new(AtomicUsize::new(0));
+    let queue = Queue {
+        tx,
+        buffered: buffered.clone(),
+    };
+    let running = Running::new(stats);
     tokio::spawn(async move {
-        if let Err(ended) = run(db, feed, head, filter, start, max_lag, &tx).await {
-            let _ = tx.send(Err(ended)).await;
+        let _running = running;
+        // A consumer that went away is noticed at once, not at the next commit.
+        tokio::select! {
+            result = run(db, feed, head, filter, start, limits, &queue) => {
+                if let Err(ended) = result {
+                    let _ = end_tx.send(ended);
+                }
+            }
+            () = queue.tx.closed() => {}
         }
     });
-    Ok(rx)
+    Ok(Subscriber {
+        events,
+        ended,
+        buffered,
+        done: false,
+    })
 }
 
 async fn run(
@@ -121,9 +223,10 @@ async fn run(
     head: u64,
     filter: Filter,
     start: Start,
-    max_lag: u64,
-    tx: &mpsc::Sender<Result<Event, Ended>>,
+    limits: Limits,
+    queue: &Queue,
 ) -> Result<(), Ended> {
+    let max_lag = limits.max_lag;
     let (mut next, mut skip) = match start {
         Start::Now => (head + 1, None),
         Start::After { seq, index: None } => (seq + 1, None),
@@ -138,8 +241,8 @@ async fn run(
         db: &db,
         filter: &filter,
         key: key.as_deref(),
-        max_lag,
-        tx,
+        limits,
+        queue,
     };
     loop {
         // Catch up from the log until the feed can take over.
@@ -225,14 +328,22 @@ struct Sink<'a> {
     db: &'a Database,
     filter: &'a Filter,
     key: Option<&'a [u8]>,
-    max_lag: u64,
-    tx: &'a mpsc::Sender<Result<Event, Ended>>,
+    limits: Limits,
+    queue: &'a Queue,
+}
+
+/// The sending end of a subscriber's buffer.
+struct Queue {
+    tx: mpsc::Sender<Event>,
+    /// Bytes of events sent and not yet received (shared with the [`Subscriber`]).
+    buffered: Arc<AtomicUsize>,
 }
 
 impl Sink<'_> {
     /// Sends the changes of one commit that match (after change `skip.1` when resuming
-    /// inside it); while the consumer is not taking them, checks how far behind the head
-    /// it is and cuts it off past `max_lag`.
+    /// inside it); cuts the consumer off when its buffer would pass `max_buffer_bytes`
+    /// (an event always fits an empty buffer), and while it is not taking events, checks
+    /// how far behind the head it is and cuts it off past `max_lag`.
     async fn deliver(
         &mut self,
         committed: &Committed,
@@ -254,7 +365,7 @@ impl Sink<'_> {
             .collect();
         let count = matching.len();
         for (n, (index, change)) in matching.into_iter().enumerate() {
-            let event = Event {
+            let mut event = Event {
                 seq: committed.seq,
                 index,
                 last: n + 1 == count,
@@ -266,14 +377,21 @@ impl Sink<'_> {
                 id: change.key.clone(),
                 value: change.value.clone(),
                 timestamp: entry.timestamp(),
+                size: json_size(&change.key) + change.value.as_ref().map_or(0, json_size),
             };
-            let mut event = Ok(event);
+            let size = event.size;
+            let before = self.queue.buffered.fetch_add(size, Ordering::AcqRel);
+            if before > 0 && before + size > self.limits.max_buffer_bytes {
+                return Err(Ended(format!(
+                    "subscriber too slow: {before} bytes of changes not yet delivered"
+                )));
+            }
             loop {
-                match self.tx.send_timeout(event, LAG_CHECK).await {
+                match self.queue.tx.send_timeout(event, LAG_CHECK).await {
                     Ok(()) => break,
                     Err(mpsc::error::SendTimeoutError::Timeout(back)) => {
                         let lag = head_seq(self.db)?.saturating_sub(committed.seq);
-                        if lag > self.max_lag {
+                        if lag > self.limits.max_lag {
                             return Err(too_slow(lag));
                         }
                         event = back;
@@ -286,4 +404,23 @@ impl Sink<'_> {
         }
         Ok(())
     }
+}
+
+/// The length of `value` as JSON, without building it.
+fn json_size(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing to a counter cannot fail; a value that could not be written counts as its
+    // size so far.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }

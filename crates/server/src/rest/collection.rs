@@ -24,7 +24,7 @@ pub(super) fn describe(target: &Target, headers: &HeaderMap) -> Result<Response,
         .unwrap_or_default();
     Ok((
         [(header::CONTENT_TYPE, format.mime())],
-        format::encode(format, &value, &columns),
+        format::encode(format, &value, &columns)?,
     )
         .into_response())
 }

@@ -127,19 +127,27 @@ pub(crate) fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError
 }
 
 /// Encodes one value (CSV: a header and one row, with `columns`).
-pub(crate) fn encode(format: Format, value: &Value, columns: &[String]) -> Vec<u8> {
+pub(crate) fn encode(
+    format: Format,
+    value: &Value,
+    columns: &[String],
+) -> Result<Vec<u8>, ApiError> {
+    let failed = |e: String| ApiError {
+        status: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        message: format!("encoding the answer as {} failed: {e}", format.mime()),
+    };
     match format {
-        Format::Json => serde_json::to_vec(value).expect("values serialise"),
+        Format::Json => serde_json::to_vec(value).map_err(|e| failed(e.to_string())),
         Format::Cbor => {
             let mut out = Vec::new();
-            ciborium::into_writer(value, &mut out).expect("values serialise");
-            out
+            ciborium::into_writer(value, &mut out).map_err(|e| failed(e.to_string()))?;
+            Ok(out)
         }
-        Format::MsgPack => rmp_serde::to_vec_named(value).expect("values serialise"),
+        Format::MsgPack => rmp_serde::to_vec_named(value).map_err(|e| failed(e.to_string())),
         Format::Csv => {
             let mut out = csv_header(columns);
             csv_row(value, columns, &mut out);
-            out
+            Ok(out)
         }
     }
 }
@@ -213,7 +221,8 @@ mod tests {
             Format::Csv,
             &json!({"id": 1, "name": "a,\"b\"", "tags": ["x"]}),
             &columns,
-        );
+        )
+        .unwrap();
         let expected = "id,name,tags\r\n1,\"a,\"\"b\"\"\",\"[\"\"x\"\"]\"\r\n";
         assert_eq!(String::from_utf8(out).unwrap(), expected);
     }

@@ -97,15 +97,7 @@ async fn route(state: AppState, request: Request) -> Result<Response, ApiError> 
         Method::PUT | Method::POST | Method::PATCH | Method::DELETE
     );
     let body = if writes {
-        axum::body::to_bytes(body, state.max_body)
-            .await
-            .map_err(|_| ApiError {
-                status: StatusCode::PAYLOAD_TOO_LARGE,
-                message: format!(
-                    "request body is larger than the limit of {} bytes",
-                    state.max_body
-                ),
-            })?
+        crate::read_body::bytes(&state, body, &parts.headers).await?
     } else {
         Default::default()
     };

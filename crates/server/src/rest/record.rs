@@ -1,6 +1,6 @@
 //! One record: GET, PUT, PATCH, DELETE on `/T/id`, and POST on `/T/`.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -32,7 +32,6 @@ pub(super) fn get(target: &Target, headers: &HeaderMap) -> Result<Response, ApiE
             continue;
         };
         let etag = format!("\"{:x}\"", version.hlc);
-        let modified = UNIX_EPOCH + Duration::from_millis(version.hlc >> 16);
         let mut response = if if_none_match(headers, &etag) {
             StatusCode::NOT_MODIFIED.into_response()
         } else if format == Format::Json {
@@ -44,23 +43,37 @@ pub(super) fn get(target: &Target, headers: &HeaderMap) -> Result<Response, ApiE
             let columns = columns(&value);
             (
                 [(header::CONTENT_TYPE, format.mime())],
-                format::encode(format, &value, &columns),
+                format::encode(format, &value, &columns)?,
             )
                 .into_response()
         };
         let h = response.headers_mut();
-        h.insert(
-            header::ETAG,
-            HeaderValue::from_str(&etag).expect("hex is a valid header"),
-        );
-        h.insert(
-            header::LAST_MODIFIED,
-            HeaderValue::from_str(&httpdate::fmt_http_date(modified))
-                .expect("dates are valid headers"),
-        );
+        if let Ok(etag) = HeaderValue::from_str(&etag) {
+            h.insert(header::ETAG, etag);
+        }
+        if let Some(modified) = last_modified(version.hlc, SystemTime::now()) {
+            h.insert(header::LAST_MODIFIED, modified);
+        }
         return Ok(response);
     }
     Err(missing(target))
+}
+
+/// The first second HTTP dates cannot express (year 10000).
+const HTTP_DATE_END_SECS: u64 = 253_402_300_800;
+
+/// `Last-Modified` for a version stamped `hlc`, never later than `now`: RFC 9110
+/// (8.8.2.1) replaces a modification time in the future with the message's own date. A
+/// peer whose clock ran ahead can stamp any time, even past year 9999, which an HTTP date
+/// cannot express; `None` only if `now` itself is out of range.
+fn last_modified(hlc: u64, now: SystemTime) -> Option<HeaderValue> {
+    let stamped = UNIX_EPOCH + Duration::from_millis(hlc >> 16);
+    let at = stamped.min(now);
+    let secs = at.duration_since(UNIX_EPOCH).ok()?.as_secs();
+    if secs >= HTTP_DATE_END_SECS {
+        return None;
+    }
+    HeaderValue::from_str(&httpdate::fmt_http_date(at)).ok()
 }
 
 /// The 404 for a record the URL names but the table does not hold.
@@ -208,4 +221,33 @@ async fn write(
         records: vec![record],
     };
     Ok(target.db.write(write, Some(&user.username)).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn date(header: Option<HeaderValue>) -> SystemTime {
+        let header = header.expect("a Last-Modified header");
+        httpdate::parse_http_date(header.to_str().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn last_modified_is_never_in_the_future_and_never_panics() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let past = (1_600_000_000_000u64 << 16) | 7;
+        assert_eq!(
+            date(last_modified(past, now)),
+            UNIX_EPOCH + Duration::from_secs(1_600_000_000)
+        );
+        // Year 10000 (past what HTTP dates express), the largest millisecond an HLC can
+        // hold, and every bit set: all clamp to now.
+        let year_10000_ms = HTTP_DATE_END_SECS * 1000;
+        for hlc in [year_10000_ms << 16, (year_10000_ms + 1) << 16, u64::MAX] {
+            assert_eq!(date(last_modified(hlc, now)), now, "hlc {hlc:#x}");
+        }
+        // A clock stuck past year 9999 gets no header rather than a panic.
+        let far = UNIX_EPOCH + Duration::from_secs(HTTP_DATE_END_SECS + 5);
+        assert!(last_modified(u64::MAX, far).is_none());
+    }
 }

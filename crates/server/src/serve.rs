@@ -1,0 +1,411 @@
+//! Serving a router on a listening port: HTTP/1.1 on hyper with a header-read timeout, an
+//! idle keep-alive timeout, a cap on open connections, WebSocket upgrades, and a graceful
+//! shutdown that lets requests in flight finish.
+//!
+//! Past the cap a connection is answered at once with a 503 (Harper's `{"error": ...}`,
+//! `Connection: close`) and closed, rather than queued: a client learns why, and nothing
+//! it sends is read. An upgraded (WebSocket) connection keeps its place under the cap
+//! until it closes.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tower_service::Service;
+
+/// Longest a refused connection is kept to deliver its 503.
+const REFUSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Refused connections being answered at once, beyond which more are closed unanswered
+/// (so a flood past the cap costs a bounded number of tasks).
+const REFUSING_MAX: usize = 64;
+/// Pause after a failed accept (out of file descriptors, say) before the next one.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Connection timeouts of a port.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    /// Longest a client may take to send a request's headers, counted from when the
+    /// connection is ready for a request (opened, or done with the previous answer).
+    pub header_read_timeout: Duration,
+    /// A connection with no request in progress for this long is closed. hyper counts
+    /// the wait for the next request toward `header_read_timeout`, so a longer value has
+    /// no effect.
+    pub keep_alive_timeout: Duration,
+}
+
+/// One listening port's connection cap and counters.
+#[derive(Debug)]
+pub struct Port {
+    max: usize,
+    permits: Arc<Semaphore>,
+    refusing: Arc<Semaphore>,
+    refused: AtomicU64,
+}
+
+impl Port {
+    /// A port serving at most `max_connections` connections at once.
+    pub fn new(max_connections: usize) -> Self {
+        let max = max_connections.max(1);
+        Port {
+            max,
+            permits: Arc::new(Semaphore::new(max)),
+            refusing: Arc::new(Semaphore::new(REFUSING_MAX)),
+            refused: AtomicU64::new(0),
+        }
+    }
+
+    /// The cap.
+    pub fn max_connections(&self) -> usize {
+        self.max
+    }
+
+    /// Connections open now (upgraded ones included).
+    pub fn open_connections(&self) -> usize {
+        self.max - self.permits.available_permits()
+    }
+
+    /// Connections refused because the port was full, since start.
+    pub fn refused_connections(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then stops accepting, asks
+/// every connection to close once its request in flight is answered, and returns when
+/// they all have (upgraded connections live on until they close).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    port: Arc<Port>,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // Every connection task holds a sender; `recv` answers `None` once all are gone.
+    let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        match port.permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                tokio::spawn(connection(
+                    stream,
+                    peer,
+                    permit,
+                    router.clone(),
+                    options,
+                    stop_rx.clone(),
+                    alive_tx.clone(),
+                ));
+            }
+            Err(_) => {
+                port.refused.fetch_add(1, Ordering::Relaxed);
+                if let Ok(slot) = port.refusing.clone().try_acquire_owned() {
+                    tokio::spawn(refuse(stream, port.max, slot));
+                }
+            }
+        }
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    drop(alive_tx);
+    let _ = alive_rx.recv().await;
+}
+
+/// Answers a connection past the cap with a 503 and closes it.
+async fn refuse(mut stream: TcpStream, max: usize, _slot: OwnedSemaphorePermit) {
+    let body = serde_json::json!({
+        "error": format!("too many connections: this port serves at most {max} at once")
+    })
+    .to_string();
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(REFUSE_TIMEOUT, async {
+        stream.write_all(answer.as_bytes()).await?;
+        stream.shutdown().await?;
+        // Read (and drop) what the client sent until it closes: closing with unread
+        // bytes would send a reset, which may destroy the answer before it is read.
+        let mut sink = [0u8; 4096];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<_, io::Error>(())
+    })
+    .await;
+}
+
+/// Serves one connection; `_alive` tells [`serve`] it is still running.
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+    router: Router,
+    options: ServeOptions,
+    mut stop: watch::Receiver<bool>,
+    _alive: mpsc::Sender<()>,
+) {
+    // Small answers must not wait for the client's delayed ACK (Nagle).
+    let _ = stream.set_nodelay(true);
+    let activity = Arc::new(Activity::new());
+    let service = {
+        let activity = activity.clone();
+        hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            let busy = activity.begin();
+            let mut router = router.clone();
+            // Who is asking, for handlers that limit per client address (`ConnectInfo`,
+            // as axum's own server records it).
+            request.extensions_mut().insert(ConnectInfo(peer));
+            async move {
+                let response = router.call(request.map(Body::new)).await?;
+                // The request counts as in progress until its answer's body is done
+                // (hyper drops it then), which for a stream may be much later.
+                Ok::<_, Infallible>(response.map(|body| {
+                    Body::new(body.map_frame(move |frame| {
+                        let _ = &busy;
+                        frame
+                    }))
+                }))
+            }
+        })
+    };
+    // The permit travels with the socket, also into an upgraded connection.
+    let io = TokioIo::new(Held {
+        stream,
+        _permit: permit,
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout)
+        .keep_alive(true);
+    let conn = builder.serve_connection(io, service).with_upgrades();
+    tokio::pin!(conn);
+    let mut closing = false;
+    loop {
+        let idle_since = activity.idle_since();
+        let idle_deadline = idle_since.map(|t| t + options.keep_alive_timeout);
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended");
+                }
+                break;
+            }
+            _ = stop.wait_for(|stop| *stop), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            () = sleep_until(idle_deadline), if idle_deadline.is_some() && !closing => {
+                if activity.idle_since() == idle_since {
+                    // With no request in progress hyper closes the connection at once.
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+            () = activity.changed.notified() => {}
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether a connection has a request in progress, and since when it has not.
+struct Activity {
+    born: Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds after `born` when the last request finished.
+    idle_ms: AtomicU64,
+    changed: Notify,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            born: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            idle_ms: AtomicU64::new(0),
+            changed: Notify::new(),
+        }
+    }
+
+    /// Marks a request in progress until the returned guard is dropped.
+    fn begin(self: &Arc<Self>) -> Busy {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.changed.notify_one();
+        Busy(self.clone())
+    }
+
+    /// When the connection went idle, if no request is in progress.
+    fn idle_since(&self) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let ms = self.idle_ms.load(Ordering::Acquire);
+        Some(self.born + Duration::from_millis(ms))
+    }
+}
+
+/// A request in progress on a connection.
+struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let ms = u64::try_from(self.0.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.0.idle_ms.store(ms, Ordering::Release);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.changed.notify_one();
+    }
+}
+
+/// A socket holding its place under the port's connection cap.
+struct Held {
+    stream: TcpStream,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl tokio::io::AsyncRead for Held {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Held {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::routing::get;
+    use tokio::sync::oneshot;
+
+    use super::*;
+
+    /// Reads from `stream` until `want` shows up (or the stream ends); what was read.
+    async fn read_until(stream: &mut TcpStream, want: &str) -> String {
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !String::from_utf8_lossy(&seen).contains(want) {
+            let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk));
+            match read.await.expect("an answer within 10 s") {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&chunk[..n]),
+            }
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    }
+
+    #[tokio::test]
+    async fn requests_carry_the_client_address_and_the_cap_refuses_the_rest() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new().route(
+            "/",
+            get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.to_string() }),
+        );
+        let port = Arc::new(Port::new(1));
+        let options = ServeOptions {
+            header_read_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(10),
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, router, port.clone(), options, async {
+            let _ = stopped.await;
+        }));
+        let ask = b"GET / HTTP/1.1\r\nhost: shoal\r\n\r\n";
+
+        let mut first = TcpStream::connect(addr).await.unwrap();
+        let me = first.local_addr().unwrap().to_string();
+        first.write_all(ask).await.unwrap();
+        let answer = read_until(&mut first, &me).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(
+            answer.ends_with(&me),
+            "the handler saw the client's address: {answer}"
+        );
+        assert_eq!(port.open_connections(), 1);
+
+        let mut second = TcpStream::connect(addr).await.unwrap();
+        second.write_all(ask).await.unwrap();
+        let refused = read_until(&mut second, "}").await;
+        assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+        assert!(refused.contains("too many connections"), "{refused}");
+        assert_eq!(port.refused_connections(), 1);
+
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("serve returns once its idle connection is closed")
+            .unwrap();
+        assert_eq!(
+            read_until(&mut first, "never").await,
+            "",
+            "closed on shutdown"
+        );
+    }
+}
