@@ -122,6 +122,7 @@ impl Writer {
                     catalog: &mut catalog,
                     hlc: self.hlc.now(),
                     origin: &self.origin,
+                    clock: &self.hlc,
                 };
                 let applied = mutate::apply(&mut nested, &mut ctx, write, user).and_then(
                     |(outcome, logged)| {
