@@ -6,6 +6,7 @@
 //! pays for the (deliberately slow) hash, and the memory is cleared whenever a user changes.
 
 mod error;
+pub mod proof;
 mod users;
 
 pub use error::AuthError;
