@@ -31,7 +31,7 @@ use serde_json::{Map, Value};
 use shoal_store::Store;
 
 use crate::error::AuthError;
-use crate::users::{SYSTEM_DATABASE, USER_TABLE, User};
+use crate::users::{Auth, SYSTEM_DATABASE, USER_TABLE, User};
 
 /// Least argon2 work (memory in KiB × passes) a client accepts: Shoal's own default
 /// (19 MiB, 2 passes), so that a proof given to an impostor costs it as much per guess
@@ -155,11 +155,17 @@ impl Challenge {
     }
 }
 
-/// Starts a proof exchange for `username` on the server side: reads the user's stored
-/// hash. For an unknown user (or an unreadable hash) the parameters carry a salt derived
-/// from `secret` and the name, the same on every request, so that the answer does not
-/// tell whether the user exists.
-pub fn challenge(store: &Store, username: &str, secret: &[u8]) -> Result<Challenge, AuthError> {
+impl Auth {
+    /// Starts a proof exchange for `username` on the server side: reads the user's
+    /// stored hash. For an unknown user (or an unreadable hash) the parameters carry a
+    /// salt derived from `secret` and the name, the same on every request, so that the
+    /// answer does not tell whether the user exists.
+    pub fn proof_challenge(&self, username: &str, secret: &[u8]) -> Result<Challenge, AuthError> {
+        challenge(self.store(), username, secret)
+    }
+}
+
+fn challenge(store: &Store, username: &str, secret: &[u8]) -> Result<Challenge, AuthError> {
     let db = store.database(SYSTEM_DATABASE)?;
     let record = {
         let snapshot = db.snapshot()?;
@@ -301,7 +307,6 @@ mod tests {
     use shoal_store::StoreOptions;
 
     use super::*;
-    use crate::Auth;
 
     const SECRET: &[u8] = b"node secret";
 

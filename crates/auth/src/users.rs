@@ -165,6 +165,11 @@ impl Auth {
         Ok(user)
     }
 
+    /// The store users are kept in.
+    pub(crate) fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
     /// Forgets every verified credential (after any change to users).
     pub fn forget(&self) {
         self.verified.write().expect("cache lock").clear();
