@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use shoal_auth::Auth;
+use shoal_auth::{Auth, SYSTEM_DATABASE};
 use shoal_store::Store;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
@@ -314,7 +314,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), ClusterError> 
                 return Err(ClusterError::Refused(reason));
             }
             let mut registered = shared.streams.register(&node, &database);
-            let gate = Gate::new(shared.clone(), &node, &database)?;
+            let gate = Gate::sending(shared.clone(), &node, &database)?;
             tokio::select! {
                 result = sender::stream(shared.clone(), conn, node, database, cursor, copy, gate) => result,
                 () = registered.revoked() => Err(ClusterError::Refused("membership changed".into())),
@@ -332,13 +332,32 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), ClusterError> 
 /// streams to those membership allows.
 async fn manage(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut links: HashMap<(String, String), Link> = HashMap::new();
+    // Membership lives in the system database: act on each of its commits at once,
+    // whether made here or replicated.
+    let mut system = match shared.store.database(SYSTEM_DATABASE) {
+        Ok(db) => Some(db.watch_commits()),
+        Err(e) => {
+            tracing::warn!(error = %e, "no system database to watch");
+            None
+        }
+    };
     loop {
         if let Err(e) = reconcile(&shared, &mut links) {
             tracing::warn!(error = %e, "cluster reconcile failed");
         }
+        let system_changed = async {
+            let changed = match system.as_mut() {
+                Some(rx) => rx.changed().await.is_ok(),
+                None => false,
+            };
+            if !changed {
+                std::future::pending::<()>().await;
+            }
+        };
         tokio::select! {
             _ = tokio::time::sleep(shared.options.reconcile_interval) => {}
             _ = shared.wake.notified() => {}
+            () = system_changed => {}
             _ = stop.wait_for(|s| *s) => break,
         }
     }

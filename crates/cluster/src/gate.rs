@@ -1,9 +1,10 @@
-//! Keeping sending streams within membership. A stream of a database to a peer may go on
-//! only while both are members and the database flows to the peer
-//! ([`nodes::may_send`]). Each stream checks its [`Gate`] before every batch and ping, so
-//! a `remove_node` or a narrowed route on this node stops what it sends next; the manager
-//! also revokes open streams through [`Streams`] whenever it sees membership change,
-//! which ends full copies and idle streams at once.
+//! Keeping links within membership. A database may flow from one node to another only
+//! while both are members and the route allows it ([`nodes::may_send`]). Each sending
+//! stream checks its [`Gate`] before every batch and ping, and each receiving link before
+//! applying each frame, so a `remove_node` or a narrowed route stops what flows next as
+//! soon as this node knows of it; the manager also revokes open sending streams through
+//! [`Streams`] whenever membership changes, which ends full copies and idle streams at
+//! once.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,10 +18,11 @@ use crate::error::ClusterError;
 use crate::nodes;
 use crate::proto::{self, Frame};
 
-/// The membership check of one sending stream.
+/// The membership check of one link.
 pub(crate) struct Gate {
     shared: Arc<Shared>,
-    node: String,
+    from: String,
+    to: String,
     database: String,
     /// The system database's last commit: membership changes only when it moves.
     system: watch::Receiver<u64>,
@@ -29,23 +31,44 @@ pub(crate) struct Gate {
 }
 
 impl Gate {
-    /// The check for a stream of `database` to `node`.
-    pub(crate) fn new(
+    /// The check for a stream of `database` from this node to `node`.
+    pub(crate) fn sending(
         shared: Arc<Shared>,
         node: &str,
+        database: &str,
+    ) -> Result<Self, ClusterError> {
+        let me = shared.name.clone();
+        Self::new(shared, me, node.to_owned(), database)
+    }
+
+    /// The check for a link taking `database` from `node` to this node.
+    pub(crate) fn receiving(
+        shared: Arc<Shared>,
+        node: &str,
+        database: &str,
+    ) -> Result<Self, ClusterError> {
+        let me = shared.name.clone();
+        Self::new(shared, node.to_owned(), me, database)
+    }
+
+    fn new(
+        shared: Arc<Shared>,
+        from: String,
+        to: String,
         database: &str,
     ) -> Result<Self, ClusterError> {
         let system = shared.store.database(SYSTEM_DATABASE)?.watch_commits();
         Ok(Gate {
             shared,
-            node: node.to_owned(),
+            from,
+            to,
             database: database.to_owned(),
             system,
             verdict: None,
         })
     }
 
-    /// Whether the stream may go on; why not otherwise. Reads membership again only when
+    /// Whether the link may go on; why not otherwise. Reads membership again only when
     /// the system database has changed since the last check.
     pub(crate) fn check(&mut self) -> Result<(), ClusterError> {
         let head = *self.system.borrow();
@@ -53,8 +76,7 @@ impl Gate {
             Some((at, verdict)) if *at == head => verdict.clone(),
             _ => {
                 let members = nodes::members(&self.shared.store)?;
-                let verdict =
-                    nodes::may_send(&members, &self.shared.name, &self.node, &self.database);
+                let verdict = nodes::may_send(&members, &self.from, &self.to, &self.database);
                 self.verdict = Some((head, verdict.clone()));
                 verdict
             }
@@ -62,14 +84,14 @@ impl Gate {
         verdict.map_err(ClusterError::Refused)
     }
 
-    /// [`Gate::check`], telling the receiver why when the stream must end.
+    /// [`Gate::check`] for a sending stream, telling the receiver why when it must end.
     pub(crate) async fn enforce<W: AsyncWrite + Unpin>(
         &mut self,
         wr: &mut W,
     ) -> Result<(), ClusterError> {
         let refused = self.check();
         if let Err(ClusterError::Refused(reason)) = &refused {
-            tracing::info!(peer = %self.node, database = %self.database, %reason, "sending stream ended");
+            tracing::info!(to = %self.to, database = %self.database, %reason, "sending stream ended");
             // Best effort: the stream ends either way.
             let _ = proto::write(
                 wr,

@@ -19,6 +19,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::cluster::Shared;
 use crate::error::ClusterError;
+use crate::gate::Gate;
 use crate::nodes::{self, NodeRecord};
 use crate::proto::{self, Frame};
 use crate::tls;
@@ -132,6 +133,7 @@ async fn session(
         shared.options.idle_timeout,
         frames_tx,
     )));
+    let mut gate = Gate::receiving(shared.clone(), &peer.name, database)?;
     let mut ping = tokio::time::interval(shared.options.ping_interval);
     let mut inflight: VecDeque<InFlight> = VecDeque::new();
     let mut pending_tables: Vec<SchemaChange> = Vec::new();
@@ -150,6 +152,13 @@ async fn session(
                 continue;
             }
         };
+        if matches!(
+            frame,
+            Frame::Entries { .. } | Frame::CopyStart { .. } | Frame::CopyRows { .. }
+        ) {
+            // Nothing more from a peer that membership no longer lets send this to us.
+            gate.check()?;
+        }
         let mut held = None;
         let submitted = match frame {
             Frame::Entries {
