@@ -338,3 +338,82 @@ where
     tracing::info!(%node, "node joined");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use shoal_auth::Auth;
+    use shoal_store::{Store, StoreOptions};
+    use tokio::net::TcpListener;
+    use tokio_rustls::TlsAcceptor;
+
+    use super::*;
+    use crate::identity::Identity;
+    use crate::tls::TrustStore;
+    use crate::{Cluster, ClusterOptions};
+
+    /// A server that answers a join as node `fake` would, without knowing any password:
+    /// its challenge is well formed, its closing proof is not.
+    async fn impostor(dir: &std::path::Path) -> SocketAddr {
+        let identity = Identity::load_or_create(dir, "fake").unwrap();
+        let config = tls::server_config(&identity, &TrustStore::new(&identity)).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut conn = TlsAcceptor::from(config).accept(tcp).await.unwrap();
+            assert!(matches!(
+                proto::read(&mut conn).await.unwrap(),
+                Some(Frame::Join { .. })
+            ));
+            let challenge = Frame::JoinChallenge {
+                node: "fake".into(),
+                ca_pem: identity.ca_pem().to_owned(),
+                url: addr.to_string(),
+                params: KeyParams {
+                    phc: "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA".into(),
+                    len: 32,
+                },
+                nonce: nonce(),
+            };
+            proto::write(&mut conn, &challenge).await.unwrap();
+            assert!(matches!(
+                proto::read(&mut conn).await.unwrap(),
+                Some(Frame::JoinProof { .. })
+            ));
+            let welcome = Frame::Joined { proof: vec![0; 32] };
+            proto::write(&mut conn, &welcome).await.unwrap();
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_server_that_cannot_prove_it_holds_the_credentials_is_not_joined() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(StoreOptions::new(dir.path().join("db"), "me")).unwrap());
+        let auth = Arc::new(Auth::new(store.clone()));
+        auth.bootstrap("admin", Some("pw")).await.unwrap();
+        let options = ClusterOptions::new("me", "127.0.0.1:0".parse().unwrap());
+        let cluster = Cluster::start(store.clone(), auth, &dir.path().join("keys"), options)
+            .await
+            .unwrap();
+        let fake = impostor(&dir.path().join("fake")).await;
+
+        let err = cluster
+            .add_node(&fake.to_string(), "admin", "pw", None)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("did not prove"), "{err}");
+        assert!(
+            nodes::members(&store)
+                .unwrap()
+                .iter()
+                .all(|m| m.name != "fake"),
+            "the impostor was recorded"
+        );
+        assert!(nodes::pins(&store).unwrap().is_empty());
+        cluster.shutdown().await;
+        store.close().await;
+    }
+}

@@ -245,7 +245,112 @@ pub(crate) async fn remove(store: &Store, name: &str) -> Result<bool, ClusterErr
 
 #[cfg(test)]
 mod tests {
+    use shoal_store::{Change, ChangeKind, StoreOptions};
+
     use super::*;
+
+    /// A store for node `name` with the system database and the membership tables.
+    async fn store(dir: &std::path::Path, name: &str) -> Store {
+        let store = Store::open(StoreOptions::new(dir.join(name), name)).unwrap();
+        store.create_database(SYSTEM_DATABASE).await.unwrap();
+        ensure_tables(&store).await.unwrap();
+        store
+    }
+
+    /// The stored rows of the certificate table, as a full copy ships them.
+    fn copy_rows(store: &Store) -> Vec<CopyRow> {
+        let db = store.database(SYSTEM_DATABASE).unwrap();
+        let snapshot = db.snapshot().unwrap();
+        let table = snapshot.table(CERTIFICATES_TABLE).unwrap();
+        snapshot
+            .versions(&table, None)
+            .unwrap()
+            .map(|row| {
+                let (key, version) = row.unwrap();
+                CopyRow {
+                    key,
+                    version: version.bytes().to_vec(),
+                }
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn only_a_node_own_ca_row_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = store(dir.path(), "c").await;
+        publish_ca(&c, "c", "c's CA").await.unwrap();
+        // c writes a row naming b: c may hold it, but it is not b's word.
+        publish_ca(&c, "b", "c's CA again").await.unwrap();
+        pin(&c, "b", "b's CA from a join").await.unwrap();
+        assert_eq!(
+            certificates(&c).unwrap(),
+            [("c".to_owned(), "c's CA".to_owned())]
+        );
+        assert_eq!(
+            pins(&c).unwrap(),
+            [("b".to_owned(), "b's CA from a join".to_owned())]
+        );
+
+        // In a full copy, only the row c wrote for itself survives.
+        let mut rows = copy_rows(&c);
+        assert_eq!(rows.len(), 2);
+        drop_foreign_certificate_rows(SYSTEM_DATABASE, CERTIFICATES_TABLE, &mut rows);
+        assert_eq!(
+            rows.iter().map(|r| r.key.clone()).collect::<Vec<_>>(),
+            ["c"]
+        );
+        let mut untouched = copy_rows(&c);
+        drop_foreign_certificate_rows("dev", CERTIFICATES_TABLE, &mut untouched);
+        drop_foreign_certificate_rows(SYSTEM_DATABASE, NODES_TABLE, &mut untouched);
+        assert_eq!(
+            untouched.len(),
+            2,
+            "other tables and databases are left alone"
+        );
+        let mut garbled = vec![CopyRow {
+            key: "c".into(),
+            version: vec![9, 9, 9],
+        }];
+        drop_foreign_certificate_rows(SYSTEM_DATABASE, CERTIFICATES_TABLE, &mut garbled);
+        assert!(garbled.is_empty());
+        c.close().await;
+    }
+
+    #[test]
+    fn replicated_changes_to_another_node_ca_row_are_dropped() {
+        let change = |table: &str, key: &str| Change {
+            table: table.into(),
+            key: key.into(),
+            kind: ChangeKind::Put,
+            value: Some(json!({"name": key, "certificate": "pem"})),
+        };
+        let entry = LogEntry {
+            hlc: 1 << 16,
+            origin: "c".into(),
+            origin_seq: 7,
+            user: None,
+            operation: "upsert".into(),
+            changes: vec![
+                change(CERTIFICATES_TABLE, "b"),
+                change(CERTIFICATES_TABLE, "c"),
+                change(NODES_TABLE, "b"),
+            ],
+            schema: None,
+        };
+        let mut entries = vec![(3, entry.clone())];
+        drop_foreign_certificates(SYSTEM_DATABASE, &mut entries);
+        let kept: Vec<_> = entries[0]
+            .1
+            .changes
+            .iter()
+            .map(|c| (c.table.as_str(), c.key.as_str().unwrap()))
+            .collect();
+        assert_eq!(kept, [(CERTIFICATES_TABLE, "c"), (NODES_TABLE, "b")]);
+        let mut elsewhere = vec![(3, entry)];
+        drop_foreign_certificates("dev", &mut elsewhere);
+        assert_eq!(elsewhere[0].1.changes.len(), 3);
+    }
 
     fn node(name: &str, subscribe: &[&str], publish: &[&str]) -> NodeRecord {
         let list = |l: &[&str]| l.iter().map(|s| (*s).to_owned()).collect();

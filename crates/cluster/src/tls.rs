@@ -741,6 +741,63 @@ mod tests {
     }
 
     #[test]
+    fn replacing_the_trusted_set_drops_the_others_and_keeps_our_own() {
+        let (_da, a) = identity("n1");
+        let (_db, b) = identity("n2");
+        let (_dc, c) = identity("n3");
+        let trust = trusting(&a, &[&b, &c]);
+        let wanted = BTreeMap::from([
+            ("n2".to_owned(), b.ca_pem().to_owned()),
+            ("n4".to_owned(), "not a certificate".to_owned()),
+            // Our own entry is never replaced from outside.
+            ("n1".to_owned(), c.ca_pem().to_owned()),
+        ]);
+        let failed = trust.replace(&wanted);
+        assert_eq!(
+            failed.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+            ["n4"]
+        );
+        assert_eq!(
+            trust.pems(),
+            BTreeMap::from([
+                ("n1".to_owned(), a.ca_pem().to_owned()),
+                ("n2".to_owned(), b.ca_pem().to_owned()),
+            ])
+        );
+        assert!(trust.replace(&BTreeMap::new()).is_empty());
+        assert_eq!(trust.pems().keys().collect::<Vec<_>>(), ["n1"]);
+    }
+
+    #[test]
+    fn fingerprints_match_however_they_are_written() {
+        let (_da, a) = identity("n1");
+        let (_db, b) = identity("n2");
+        let fa = fingerprint(a.ca_pem()).unwrap();
+        assert_eq!(fa.len(), 32 * 3 - 1, "{fa}");
+        assert_ne!(fa, fingerprint(b.ca_pem()).unwrap());
+        let bare = fa.replace(':', "").to_lowercase();
+        for given in [
+            fa.clone(),
+            bare.clone(),
+            format!("sha256:{bare}"),
+            format!("SHA256 Fingerprint={fa}"),
+            format!("  {}  ", fa.to_lowercase()),
+        ] {
+            assert!(fingerprint_matches(&given, &fa), "{given}");
+        }
+        for given in [
+            "",
+            ":",
+            "00",
+            &bare[..60],
+            &fingerprint(b.ca_pem()).unwrap(),
+        ] {
+            assert!(!fingerprint_matches(given, &fa), "{given}");
+        }
+        assert!(fingerprint("garbage").is_err());
+    }
+
+    #[test]
     fn peer_name_needs_a_certificate() {
         let (_da, a) = identity("n1");
         assert_eq!(peer_name(None), None);
