@@ -91,11 +91,12 @@ where
     }
     let mut ping = tokio::time::interval(shared.options.ping_interval);
     loop {
-        // Before every batch, and after every ping: may the peer still have this?
-        gate.enforce(&mut wr).await?;
         // Whatever was committed so far is in the log read next.
         commits.borrow_and_update();
         let batch = read_batch(&db, next, &node).await?;
+        // Checked after the read, before the send (and after every ping): a membership
+        // change committed before anything in the batch is seen here.
+        gate.enforce(&mut wr).await?;
         if let Some((entries, up_to, head)) = batch {
             proto::write(
                 &mut wr,
