@@ -37,6 +37,7 @@ mod error;
 mod limiter;
 mod login;
 mod permissions;
+pub mod proof;
 mod users;
 
 pub use error::AuthError;

@@ -2,14 +2,14 @@
 //! receiving link per (peer, database), and the operations behind add_node, remove_node
 //! and cluster_status.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use shoal_auth::Auth;
+use shoal_auth::{Auth, SYSTEM_DATABASE};
 use shoal_store::Store;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::error::ClusterError;
+use crate::gate::{Gate, Streams};
 use crate::identity::Identity;
 use crate::nodes::{self, NodeRecord};
 use crate::proto::{self, Frame};
@@ -67,6 +68,8 @@ pub(crate) struct Shared {
     pub(crate) status: StatusBoard,
     /// Wakes the manager early (membership or databases changed).
     pub(crate) wake: Notify,
+    /// The sending streams peers have open with this node.
+    pub(crate) streams: Streams,
 }
 
 /// A node's membership in its cluster.
@@ -112,20 +115,29 @@ impl Cluster {
             options,
             status: StatusBoard::default(),
             wake: Notify::new(),
+            streams: Streams::default(),
         });
-        let me = NodeRecord {
-            name: shared.name.clone(),
-            url,
-            ..NodeRecord::default()
-        };
-        // Our own record replicates like any other, so the mesh learns where we are.
+        // Our own CA and record replicate like any others, so the mesh learns who and
+        // where we are. Only we write our CA's row; rewriting it also repairs one that a
+        // write from elsewhere made unusable.
+        let published = nodes::certificates(&shared.store)?
+            .into_iter()
+            .any(|(node, pem)| node == shared.name && pem == shared.identity.ca_pem());
+        if !published {
+            nodes::publish_ca(&shared.store, &shared.name, shared.identity.ca_pem()).await?;
+        }
         let known = nodes::members(&shared.store)?
             .into_iter()
-            .find(|n| n.name == me.name);
-        if known.as_ref().is_none_or(|k| k.url != me.url) {
-            let mut record = known.unwrap_or_else(|| me.clone());
-            record.url = me.url;
-            nodes::save(&shared.store, &record, shared.identity.ca_pem()).await?;
+            .find(|n| n.name == shared.name);
+        if known.as_ref().is_none_or(|k| k.url != url) {
+            let record = NodeRecord {
+                url,
+                ..known.unwrap_or_else(|| NodeRecord {
+                    name: shared.name.clone(),
+                    ..NodeRecord::default()
+                })
+            };
+            nodes::save_record(&shared.store, &record).await?;
         }
         let (stop, stop_rx) = watch::channel(false);
         let accept = tokio::spawn(accept_loop(shared.clone(), listener, stop_rx.clone()));
@@ -148,17 +160,21 @@ impl Cluster {
         &self.shared.name
     }
 
-    /// Joins the node at `url` (`host:port`) with its admin credentials; returns its name.
+    /// Joins the node at `url` (`host:port`) with its admin credentials, which are proven
+    /// without being sent; returns its name. With `ca_fingerprint`, the node's CA must
+    /// have that SHA-256 fingerprint (as [`Cluster::status`] shows it on that node).
     pub async fn add_node(
         &self,
         url: &str,
         username: &str,
         password: &str,
+        ca_fingerprint: Option<&str>,
     ) -> Result<String, ClusterError> {
-        join::join(&self.shared, url, username, password).await
+        join::join(&self.shared, url, username, password, ca_fingerprint).await
     }
 
-    /// Removes a node from the cluster (everywhere, as membership replicates).
+    /// Removes a node from the cluster (everywhere, as membership replicates). What this
+    /// node sends it stops at once; its CA is no longer trusted and its links close.
     pub async fn remove_node(&self, name: &str) -> Result<bool, ClusterError> {
         let removed = nodes::remove(&self.shared.store, name).await?;
         self.shared.wake.notify_one();
@@ -216,6 +232,8 @@ impl Cluster {
             "node_name": self.shared.name,
             "is_enabled": true,
             "url": self.shared.url,
+            "ca_fingerprint": tls::fingerprint(self.shared.identity.ca_pem())?,
+            "max_clock_offset_ms": self.shared.store.hlc().max_offset_ms(),
             "connections": connections,
         }))
     }
@@ -254,7 +272,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, mut stop: watch
 /// One incoming connection: a join, or a peer subscribing to a database.
 async fn serve(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), ClusterError> {
     tcp.set_nodelay(true)?;
-    // Built per connection: the trusted CAs change as nodes join.
+    // Built per connection: the trusted CAs change as nodes join and leave.
     let acceptor = TlsAcceptor::from(tls::server_config(&shared.identity, &shared.trust)?);
     let mut conn = tokio::time::timeout(shared.options.idle_timeout, acceptor.accept(tcp))
         .await
@@ -264,7 +282,10 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), ClusterError> 
         .await
         .map_err(|_| ClusterError::Protocol("no request".into()))??;
     match first {
-        Some(request @ Frame::Join { .. }) => join::accept(&shared, &mut conn, request).await,
+        Some(request @ Frame::Join { .. }) => {
+            let exporter = tls::exporter(conn.get_ref().1)?;
+            join::accept(&shared, &mut conn, &exporter, request).await
+        }
         Some(Frame::Subscribe {
             node,
             database,
@@ -280,14 +301,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), ClusterError> 
                 ))
             } else {
                 let members = nodes::members(&shared.store)?;
-                let me = members.iter().find(|m| m.name == shared.name);
-                match (members.iter().find(|m| m.name == node), me) {
-                    (Some(them), Some(me)) if NodeRecord::flows(me, them, &database) => None,
-                    (Some(_), Some(_)) => Some(format!(
-                        "database '{database}' is not replicated to '{node}'"
-                    )),
-                    _ => Some(format!("'{node}' is not a member of this cluster")),
-                }
+                nodes::may_send(&members, &shared.name, &node, &database).err()
             };
             if let Some(reason) = refusal {
                 proto::write(
@@ -299,7 +313,12 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), ClusterError> 
                 .await?;
                 return Err(ClusterError::Refused(reason));
             }
-            sender::stream(shared.clone(), conn, node, database, cursor, copy).await
+            let mut registered = shared.streams.register(&node, &database);
+            let gate = Gate::sending(shared.clone(), &node, &database)?;
+            tokio::select! {
+                result = sender::stream(shared.clone(), conn, node, database, cursor, copy, gate) => result,
+                () = registered.revoked() => Err(ClusterError::Refused("membership changed".into())),
+            }
         }
         Some(other) => Err(ClusterError::Protocol(format!(
             "unexpected first frame {other:?}"
@@ -309,16 +328,36 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), ClusterError> 
 }
 
 /// Keeps the set of receiving links equal to (members other than us) × (our databases
-/// that flow from them to us), and the trusted CAs equal to the members' CAs.
+/// that flow from them to us), the trusted CAs equal to the members' CAs, and the sending
+/// streams to those membership allows.
 async fn manage(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut links: HashMap<(String, String), Link> = HashMap::new();
+    // Membership lives in the system database: act on each of its commits at once,
+    // whether made here or replicated.
+    let mut system = match shared.store.database(SYSTEM_DATABASE) {
+        Ok(db) => Some(db.watch_commits()),
+        Err(e) => {
+            tracing::warn!(error = %e, "no system database to watch");
+            None
+        }
+    };
     loop {
         if let Err(e) = reconcile(&shared, &mut links) {
             tracing::warn!(error = %e, "cluster reconcile failed");
         }
+        let system_changed = async {
+            let changed = match system.as_mut() {
+                Some(rx) => rx.changed().await.is_ok(),
+                None => false,
+            };
+            if !changed {
+                std::future::pending::<()>().await;
+            }
+        };
         tokio::select! {
             _ = tokio::time::sleep(shared.options.reconcile_interval) => {}
             _ = shared.wake.notified() => {}
+            () = system_changed => {}
             _ = stop.wait_for(|s| *s) => break,
         }
     }
@@ -333,13 +372,26 @@ fn reconcile(
     links: &mut HashMap<(String, String), Link>,
 ) -> Result<(), ClusterError> {
     let members = nodes::members(&shared.store)?;
-    for (node, pem) in nodes::certificates(&shared.store)? {
-        if node != shared.name
-            && shared.trust.pems().get(&node) != Some(&pem)
-            && let Err(e) = shared.trust.set(&node, &pem)
-        {
-            tracing::warn!(%node, error = %e, "bad CA certificate for a member");
-        }
+    shared
+        .streams
+        .revoke(|node, database| nodes::may_send(&members, &shared.name, node, database));
+    // A member's own published CA, else the one pinned when it joined through this node.
+    let published: BTreeMap<String, String> =
+        nodes::certificates(&shared.store)?.into_iter().collect();
+    let mut pins: BTreeMap<String, String> = nodes::pins(&shared.store)?.into_iter().collect();
+    let cas: BTreeMap<String, String> = members
+        .iter()
+        .filter(|m| m.name != shared.name)
+        .filter_map(|m| {
+            let pem = published
+                .get(&m.name)
+                .cloned()
+                .or_else(|| pins.remove(&m.name))?;
+            Some((m.name.clone(), pem))
+        })
+        .collect();
+    for (node, e) in shared.trust.replace(&cas) {
+        tracing::warn!(%node, error = %e, "bad CA certificate for a member");
     }
     let Some(me) = members.iter().find(|m| m.name == shared.name) else {
         return Ok(());

@@ -84,6 +84,14 @@ impl Identity {
     pub(crate) fn ca_der(&self) -> &CertificateDer<'static> {
         &self.ca_der
     }
+
+    /// A secret for `purpose`, derived from the node's private key: the same across
+    /// restarts, known to nobody else.
+    pub(crate) fn derived_secret(&self, purpose: &str) -> Vec<u8> {
+        use aws_lc_rs::hmac;
+        let key = hmac::Key::new(hmac::HMAC_SHA256, self.key.secret_der());
+        hmac::sign(&key, purpose.as_bytes()).as_ref().to_vec()
+    }
 }
 
 impl Clone for Identity {

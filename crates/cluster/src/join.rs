@@ -1,14 +1,31 @@
-//! `add_node`: the first contact between two nodes. The joining node connects without a
-//! client certificate, trusting the server's certificate on first use, and sends the
-//! other node's admin credentials with its own name, address and CA. The other node
-//! checks the credentials, records the newcomer in its membership tables and answers
-//! with its own; the newcomer checks that the server's certificate is the one that CA
-//! signed for that name, and records it. Membership then replicates to everyone.
+//! `add_node`: the first contact between two nodes, where neither trusts the other's CA
+//! yet. The password of the existing node's admin never crosses the wire:
+//!
+//! ```text
+//! joiner                                        existing node
+//!   Join {username, node, ca_pem, url, nonce} ->
+//!                   <- JoinChallenge {node, ca_pem, url, params, nonce}
+//!   (checks the server's certificate: named `node`, signed by `ca_pem`,
+//!    and the CA's fingerprint if the request pinned one)
+//!   JoinProof {proof} ->
+//!                   (checks the proof; the user must be an active super user;
+//!                    records the joiner and pins its CA)
+//!                   <- Joined {proof}
+//!   (checks the server's proof; records it and pins its CA)
+//! ```
+//!
+//! Proofs are HMACs keyed by the user's argon2 hash (`shoal_auth::proof`) over a
+//! transcript of the exchange that includes keying material exported from this TLS
+//! session. A man in the middle has a different TLS session with each side, so it can
+//! neither relay a proof nor make one; the joiner refuses the join unless the server
+//! proves it holds the same hash. Membership then replicates to everyone.
 
 use std::sync::Arc;
 
-use base64::Engine;
+use rand::RngCore;
 use rustls::pki_types::ServerName;
+use shoal_auth::AuthError;
+use shoal_auth::proof::{self, KeyParams, Side};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -20,42 +37,96 @@ use crate::nodes::{self, NodeRecord};
 use crate::proto::{self, Frame};
 use crate::tls;
 
-/// Joins the node at `url` (`host:port`); returns its name.
+/// Length of each side's nonce.
+const NONCE_LEN: usize = 32;
+/// What the decoy salts of unknown users are derived from (see `proof::challenge`).
+pub(crate) const DECOY_PURPOSE: &str = "add_node decoy salts";
+
+/// One side's part of the transcript.
+struct Party<'a> {
+    node: &'a str,
+    ca_pem: &'a str,
+    url: &'a str,
+    nonce: &'a [u8],
+}
+
+/// The bytes both proofs are made over: the TLS session, the user, and both parties as
+/// each announced itself. Fields are length-prefixed, so no two transcripts coincide.
+fn transcript(exporter: &[u8], username: &str, joiner: &Party, server: &Party) -> Vec<u8> {
+    let mut out = b"shoal add_node v1".to_vec();
+    for field in [
+        exporter,
+        username.as_bytes(),
+        joiner.node.as_bytes(),
+        joiner.ca_pem.as_bytes(),
+        joiner.url.as_bytes(),
+        joiner.nonce,
+        server.node.as_bytes(),
+        server.ca_pem.as_bytes(),
+        server.url.as_bytes(),
+        server.nonce,
+    ] {
+        out.extend_from_slice(&(field.len() as u64).to_be_bytes());
+        out.extend_from_slice(field);
+    }
+    out
+}
+
+fn nonce() -> Vec<u8> {
+    let mut nonce = vec![0; NONCE_LEN];
+    rand::rng().fill_bytes(&mut nonce);
+    nonce
+}
+
+/// Joins the node at `url` (`host:port`) as its user `username`; returns its name. With
+/// `ca_fingerprint`, the node's CA must have that SHA-256 fingerprint.
 pub(crate) async fn join(
     shared: &Arc<Shared>,
     url: &str,
     username: &str,
     password: &str,
+    ca_fingerprint: Option<&str>,
 ) -> Result<String, ClusterError> {
-    let tcp = tokio::time::timeout(shared.options.idle_timeout, TcpStream::connect(url))
+    let timeout = shared.options.idle_timeout;
+    let tcp = tokio::time::timeout(timeout, TcpStream::connect(url))
         .await
         .map_err(|_| ClusterError::Refused(format!("connecting to {url} timed out")))?
         .map_err(|e| ClusterError::Refused(format!("cannot reach {url}: {e}")))?;
-    // The name is not checked on first contact (trust on first use); any will do.
+    // The server's certificate is judged below, against the CA it announces.
     let name = ServerName::try_from("shoal-join").expect("a valid name");
-    let mut conn = TlsConnector::from(tls::first_contact_config()?)
-        .connect(name, tcp)
-        .await?;
-    let request = Frame::Join {
+    let mut conn = tokio::time::timeout(
+        timeout,
+        TlsConnector::from(tls::first_contact_config()?).connect(name, tcp),
+    )
+    .await
+    .map_err(|_| ClusterError::Refused(format!("TLS handshake with {url} timed out")))??;
+    let exporter = tls::exporter(conn.get_ref().1)?;
+    let me = Party {
+        node: &shared.name,
+        ca_pem: shared.identity.ca_pem(),
+        url: &shared.url,
+        nonce: &nonce(),
+    };
+    let hello = Frame::Join {
         username: username.to_owned(),
-        password: password.to_owned(),
-        node: shared.name.clone(),
-        ca_pem: shared.identity.ca_pem().to_owned(),
-        url: shared.url.clone(),
+        node: me.node.to_owned(),
+        ca_pem: me.ca_pem.to_owned(),
+        url: me.url.to_owned(),
+        nonce: me.nonce.to_vec(),
     };
-    proto::write(&mut conn, &request).await?;
-    let answer = tokio::time::timeout(shared.options.idle_timeout, proto::read(&mut conn))
-        .await
-        .map_err(|_| ClusterError::Refused("no answer to the join request".into()))??;
-    let (node, ca_pem, peer_url) = match answer {
-        Some(Frame::Joined { node, ca_pem, url }) => (node, ca_pem, url),
-        Some(Frame::Refused { reason }) => return Err(ClusterError::Refused(reason)),
-        other => {
-            return Err(ClusterError::Protocol(format!(
-                "unexpected answer to a join: {other:?}"
-            )));
-        }
+    proto::write(&mut conn, &hello).await?;
+    let (node, ca_pem, peer_url, params, server_nonce) = match answer(&mut conn, timeout).await? {
+        Frame::JoinChallenge {
+            node,
+            ca_pem,
+            url,
+            params,
+            nonce,
+        } => (node, ca_pem, url, params, nonce),
+        other => return Err(unexpected(other)),
     };
+    // Before proving anything: the server must be the node it claims, under the CA it
+    // announces (and the pinned one, if any).
     let leaf = conn
         .get_ref()
         .1
@@ -69,9 +140,38 @@ pub(crate) async fn join(
             "{url} answered as '{node}' but its certificate is not that node's"
         )));
     }
+    if let Some(expected) = ca_fingerprint {
+        let actual = tls::fingerprint(&ca_pem)?;
+        if !tls::fingerprint_matches(expected, &actual) {
+            return Err(ClusterError::Tls(format!(
+                "{url}'s CA has fingerprint {actual}, not the {expected} given"
+            )));
+        }
+    }
     validate_node_name(&node)?;
     if node == shared.name {
         return Err(ClusterError::Refused(format!("{url} is this node")));
+    }
+    let key = proof::derive_key(password, &params)
+        .await
+        .map_err(refusal)?;
+    let server = Party {
+        node: &node,
+        ca_pem: &ca_pem,
+        url: &peer_url,
+        nonce: &server_nonce,
+    };
+    let transcript = transcript(&exporter, username, &me, &server);
+    let proof = key.prove(Side::Client, &transcript);
+    proto::write(&mut conn, &Frame::JoinProof { proof }).await?;
+    match answer(&mut conn, timeout).await? {
+        Frame::Joined { proof } if key.verify(Side::Server, &transcript, &proof) => {}
+        Frame::Joined { .. } => {
+            return Err(ClusterError::Tls(format!(
+                "{url} did not prove that it holds the credentials: not the node it claims"
+            )));
+        }
+        other => return Err(unexpected(other)),
     }
     // Dial the address we reached unless the peer advertised a better one.
     let record = NodeRecord {
@@ -83,16 +183,60 @@ pub(crate) async fn join(
         },
         ..NodeRecord::default()
     };
-    shared.trust.set(&node, &ca_pem)?;
-    nodes::save(&shared.store, &record, &ca_pem).await?;
-    shared.wake.notify_one();
+    admit(shared, &record, &ca_pem).await?;
     Ok(node)
 }
 
-/// Answers a join request on the replication port.
+/// Pins a new member's CA and records it; its own CA row replaces the pin once it arrives.
+async fn admit(shared: &Shared, record: &NodeRecord, ca_pem: &str) -> Result<(), ClusterError> {
+    shared.trust.set(&record.name, ca_pem)?;
+    nodes::pin(&shared.store, &record.name, ca_pem).await?;
+    nodes::save_record(&shared.store, record).await?;
+    shared.wake.notify_one();
+    Ok(())
+}
+
+/// The next frame, within `timeout`; a refusal becomes an error.
+async fn answer<S: AsyncRead + Unpin>(
+    conn: &mut S,
+    timeout: std::time::Duration,
+) -> Result<Frame, ClusterError> {
+    match tokio::time::timeout(timeout, proto::read(conn)).await {
+        Err(_) => Err(ClusterError::Refused(
+            "no answer to the join request".into(),
+        )),
+        Ok(Ok(Some(Frame::Refused { reason }))) => Err(ClusterError::Refused(reason)),
+        Ok(Ok(Some(frame))) => Ok(frame),
+        Ok(Ok(None)) => Err(ClusterError::Refused(
+            "the other node closed the join connection".into(),
+        )),
+        Ok(Err(e)) => Err(e),
+    }
+}
+
+fn unexpected(frame: Frame) -> ClusterError {
+    ClusterError::Protocol(format!("unexpected frame in a join: {frame:?}"))
+}
+
+fn refusal(e: AuthError) -> ClusterError {
+    ClusterError::Refused(e.to_string())
+}
+
+/// A join request as the joiner sent it.
+struct Hello {
+    username: String,
+    node: String,
+    ca_pem: String,
+    url: String,
+    nonce: Vec<u8>,
+}
+
+/// Answers a join request on the replication port; `exporter` is the TLS session's
+/// keying material.
 pub(crate) async fn accept<S>(
     shared: &Arc<Shared>,
     conn: &mut S,
+    exporter: &[u8],
     request: Frame,
 ) -> Result<(), ClusterError>
 where
@@ -100,50 +244,176 @@ where
 {
     let Frame::Join {
         username,
-        password,
         node,
         ca_pem,
         url,
+        nonce,
     } = request
     else {
         return Err(ClusterError::Protocol("not a join request".into()));
     };
-    let refuse = |reason: String| Frame::Refused { reason };
-    let header = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
-    );
-    let verdict = match shared.auth.authenticate(Some(&header)).await {
-        Ok(user) if user.super_user => validate_node_name(&node)
-            .map_err(|e| e.to_string())
-            .and_then(|()| {
-                if node == shared.name {
-                    Err(format!("a node named '{node}' is this node"))
-                } else {
-                    Ok(())
-                }
-            }),
-        Ok(_) => Err("add_node needs a super_user".to_owned()),
-        Err(e) => Err(e.to_string()),
-    };
-    if let Err(reason) = verdict {
-        proto::write(conn, &refuse(reason.clone())).await?;
-        return Err(ClusterError::Refused(reason));
-    }
-    shared.trust.set(&node, &ca_pem)?;
-    let record = NodeRecord {
-        name: node.clone(),
+    let hello = Hello {
+        username,
+        node,
+        ca_pem,
         url,
+        nonce,
+    };
+    let result = answer_join(shared, conn, exporter, &hello).await;
+    if let Err(ClusterError::Refused(reason)) = &result {
+        // Best effort: the joiner may be gone already.
+        let _ = proto::write(
+            conn,
+            &Frame::Refused {
+                reason: reason.clone(),
+            },
+        )
+        .await;
+    }
+    result
+}
+
+async fn answer_join<S>(
+    shared: &Arc<Shared>,
+    conn: &mut S,
+    exporter: &[u8],
+    hello: &Hello,
+) -> Result<(), ClusterError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let node = hello.node.as_str();
+    validate_node_name(node).map_err(|e| ClusterError::Refused(e.to_string()))?;
+    if node == shared.name {
+        return Err(ClusterError::Refused(format!(
+            "a node named '{node}' is this node"
+        )));
+    }
+    tls::fingerprint(&hello.ca_pem).map_err(|e| ClusterError::Refused(e.to_string()))?;
+    let secret = shared.identity.derived_secret(DECOY_PURPOSE);
+    let challenge = shared
+        .auth
+        .proof_challenge(&hello.username, &secret)
+        .map_err(refusal)?;
+    let me = Party {
+        node: &shared.name,
+        ca_pem: shared.identity.ca_pem(),
+        url: &shared.url,
+        nonce: &nonce(),
+    };
+    let params: KeyParams = challenge.params().clone();
+    let ask = Frame::JoinChallenge {
+        node: me.node.to_owned(),
+        ca_pem: me.ca_pem.to_owned(),
+        url: me.url.to_owned(),
+        params,
+        nonce: me.nonce.to_vec(),
+    };
+    proto::write(conn, &ask).await?;
+    let proof = match answer(conn, shared.options.idle_timeout).await? {
+        Frame::JoinProof { proof } => proof,
+        other => return Err(unexpected(other)),
+    };
+    let joiner = Party {
+        node,
+        ca_pem: &hello.ca_pem,
+        url: &hello.url,
+        nonce: &hello.nonce,
+    };
+    let transcript = transcript(exporter, &hello.username, &joiner, &me);
+    let user = challenge.verify(&transcript, &proof).map_err(refusal)?;
+    if !user.super_user {
+        return Err(ClusterError::Refused("add_node needs a super_user".into()));
+    }
+    let record = NodeRecord {
+        name: node.to_owned(),
+        url: hello.url.clone(),
         ..NodeRecord::default()
     };
-    nodes::save(&shared.store, &record, &ca_pem).await?;
-    shared.wake.notify_one();
-    let answer = Frame::Joined {
-        node: shared.name.clone(),
-        ca_pem: shared.identity.ca_pem().to_owned(),
-        url: shared.url.clone(),
+    admit(shared, &record, &hello.ca_pem).await?;
+    let welcome = Frame::Joined {
+        proof: challenge.server_proof(&transcript),
     };
-    proto::write(conn, &answer).await?;
+    proto::write(conn, &welcome).await?;
     tracing::info!(%node, "node joined");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use shoal_auth::Auth;
+    use shoal_store::{Store, StoreOptions};
+    use tokio::net::TcpListener;
+    use tokio_rustls::TlsAcceptor;
+
+    use super::*;
+    use crate::identity::Identity;
+    use crate::tls::TrustStore;
+    use crate::{Cluster, ClusterOptions};
+
+    /// A server that answers a join as node `fake` would, without knowing any password:
+    /// its challenge is well formed, its closing proof is not.
+    async fn impostor(dir: &std::path::Path) -> SocketAddr {
+        let identity = Identity::load_or_create(dir, "fake").unwrap();
+        let config = tls::server_config(&identity, &TrustStore::new(&identity)).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut conn = TlsAcceptor::from(config).accept(tcp).await.unwrap();
+            assert!(matches!(
+                proto::read(&mut conn).await.unwrap(),
+                Some(Frame::Join { .. })
+            ));
+            let challenge = Frame::JoinChallenge {
+                node: "fake".into(),
+                ca_pem: identity.ca_pem().to_owned(),
+                url: addr.to_string(),
+                params: KeyParams {
+                    phc: "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA".into(),
+                    len: 32,
+                },
+                nonce: nonce(),
+            };
+            proto::write(&mut conn, &challenge).await.unwrap();
+            assert!(matches!(
+                proto::read(&mut conn).await.unwrap(),
+                Some(Frame::JoinProof { .. })
+            ));
+            let welcome = Frame::Joined { proof: vec![0; 32] };
+            proto::write(&mut conn, &welcome).await.unwrap();
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_server_that_cannot_prove_it_holds_the_credentials_is_not_joined() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(StoreOptions::new(dir.path().join("db"), "me")).unwrap());
+        let auth = Arc::new(Auth::new(store.clone()));
+        auth.bootstrap("admin", Some("pw")).await.unwrap();
+        let options = ClusterOptions::new("me", "127.0.0.1:0".parse().unwrap());
+        let cluster = Cluster::start(store.clone(), auth, &dir.path().join("keys"), options)
+            .await
+            .unwrap();
+        let fake = impostor(&dir.path().join("fake")).await;
+
+        let err = cluster
+            .add_node(&fake.to_string(), "admin", "pw", None)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("did not prove"), "{err}");
+        assert!(
+            nodes::members(&store)
+                .unwrap()
+                .iter()
+                .all(|m| m.name != "fake"),
+            "the impostor was recorded"
+        );
+        assert!(nodes::pins(&store).unwrap().is_empty());
+        cluster.shutdown().await;
+        store.close().await;
+    }
 }

@@ -17,6 +17,7 @@
 
 mod cluster;
 mod error;
+mod gate;
 pub mod identity;
 mod join;
 mod nodes;
@@ -28,5 +29,5 @@ pub mod tls;
 
 pub use cluster::{Cluster, ClusterOptions};
 pub use error::ClusterError;
-pub use nodes::{CERTIFICATES_TABLE, NODES_TABLE, NodeRecord};
+pub use nodes::{CERTIFICATES_TABLE, NODES_TABLE, NodeRecord, PINS_TABLE};
 pub use status::LinkStatus;

@@ -2,6 +2,7 @@
 //! format byte (1), then the frame in MessagePack. See docs/replication.md.
 
 use serde::{Deserialize, Serialize};
+use shoal_auth::proof::KeyParams;
 use shoal_store::{CopyProgress, CopyRow, LogEntry, SchemaChange};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -25,27 +26,41 @@ pub(crate) enum Frame {
         /// An unfinished full copy to resume.
         copy: Option<CopyProgress>,
     },
-    /// Joining node → existing node, first frame of `add_node`.
+    /// Joining node → existing node, first frame of `add_node` (see `join.rs`).
     Join {
-        /// Admin user of the existing node.
+        /// Admin user of the existing node, whose password the joiner proves it knows.
         username: String,
-        /// Its password.
-        password: String,
         /// The joining node's name.
         node: String,
         /// The joining node's CA certificate (PEM).
         ca_pem: String,
         /// The joining node's replication address.
         url: String,
+        /// A fresh random value of the joiner's, bound into the proofs.
+        nonce: Vec<u8>,
     },
-    /// Existing node → joining node: welcome.
-    Joined {
+    /// Existing node → joining node: who it is, and what to prove the password with.
+    JoinChallenge {
         /// The existing node's name.
         node: String,
         /// Its CA certificate (PEM).
         ca_pem: String,
         /// Its replication address.
         url: String,
+        /// The parameters to derive the proof key with.
+        params: KeyParams,
+        /// A fresh random value of the existing node's, bound into the proofs.
+        nonce: Vec<u8>,
+    },
+    /// Joining node → existing node: proof of the password, bound to this connection.
+    JoinProof {
+        /// HMAC over the join's transcript.
+        proof: Vec<u8>,
+    },
+    /// Existing node → joining node: welcome, with its proof that it holds the password's hash.
+    Joined {
+        /// HMAC over the join's transcript.
+        proof: Vec<u8>,
     },
     /// Either side: no, and why; the connection closes.
     Refused {

@@ -9,8 +9,8 @@ use std::time::Duration;
 use rand::Rng;
 use shoal_auth::SYSTEM_DATABASE;
 use shoal_store::{
-    Committed, CopyChunk, Outcome, Pending, RemoteBatch, SchemaChange, StoreError, Write, to_ms,
-    wall_ms,
+    Committed, CopyChunk, LogEntry, Outcome, Pending, RemoteBatch, SchemaChange, StoreError, Write,
+    to_ms, wall_ms,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -19,7 +19,8 @@ use tokio_rustls::TlsConnector;
 
 use crate::cluster::Shared;
 use crate::error::ClusterError;
-use crate::nodes::NodeRecord;
+use crate::gate::Gate;
+use crate::nodes::{self, NodeRecord};
 use crate::proto::{self, Frame};
 use crate::tls;
 
@@ -44,6 +45,9 @@ pub(crate) async fn run(
             s.connected = false;
             if let Err(e) = &result {
                 s.last_error = Some(e.to_string());
+            }
+            if let Err(ClusterError::Store(StoreError::ClockAhead { ahead_ms, .. })) = &result {
+                s.clock_ahead_ms = Some(*ahead_ms);
             }
         });
         match &result {
@@ -129,6 +133,7 @@ async fn session(
         shared.options.idle_timeout,
         frames_tx,
     )));
+    let mut gate = Gate::receiving(shared.clone(), &peer.name, database)?;
     let mut ping = tokio::time::interval(shared.options.ping_interval);
     let mut inflight: VecDeque<InFlight> = VecDeque::new();
     let mut pending_tables: Vec<SchemaChange> = Vec::new();
@@ -147,12 +152,25 @@ async fn session(
                 continue;
             }
         };
+        if matches!(
+            frame,
+            Frame::Entries { .. } | Frame::CopyStart { .. } | Frame::CopyRows { .. }
+        ) {
+            // Nothing more from a peer that membership no longer lets send this to us.
+            gate.check()?;
+        }
+        let mut held = None;
         let submitted = match frame {
             Frame::Entries {
-                entries,
-                up_to,
+                mut entries,
+                mut up_to,
                 head,
             } => {
+                held = hold_back(shared, &peer.name, &mut entries, &mut up_to);
+                shared
+                    .status
+                    .update(&peer.name, database, |s| s.clock_ahead_ms = held);
+                nodes::drop_foreign_certificates(database, &mut entries);
                 let last_hlc = entries.last().map(|(_, e)| e.hlc);
                 let databases = if database == SYSTEM_DATABASE {
                     entries
@@ -168,7 +186,7 @@ async fn session(
                     last_hlc,
                     databases,
                 };
-                if entries.is_empty() {
+                if entries.is_empty() && held.is_none() {
                     // Only our own entries, echoed: not worth a commit; if the cursor
                     // move is lost, the peer re-reads and skips them again.
                     proto::write(&mut wr, &Frame::Ack { seq: up_to }).await?;
@@ -210,9 +228,10 @@ async fn session(
             }
             Frame::CopyRows {
                 table,
-                rows,
+                mut rows,
                 progress,
             } => {
+                nodes::drop_foreign_certificate_rows(database, &table, &mut rows);
                 let chunk = CopyChunk {
                     peer: peer.name.clone(),
                     tables: std::mem::take(&mut pending_tables),
@@ -267,7 +286,45 @@ async fn session(
             let InFlight { pending, then } = inflight.pop_front().expect("not empty");
             finish(shared, peer, database, &mut wr, pending.await?, then).await?;
         }
+        if let Some(ahead_ms) = held {
+            // What came before the held entry lands; the link then waits for our clock.
+            while let Some(InFlight { pending, then }) = inflight.pop_front() {
+                finish(shared, peer, database, &mut wr, pending.await?, then).await?;
+            }
+            let max_ms = shared.store.hlc().max_offset_ms();
+            return Err(StoreError::ClockAhead { ahead_ms, max_ms }.into());
+        }
     }
+}
+
+/// Cuts `entries` before the first one stamped further ahead of our clock than the
+/// maximum offset, which the store would refuse: what precedes it is applied and the
+/// cursor stops just before it, then the link waits (redialing with back-off) until our
+/// clock has caught up. Holding back keeps every node's data the same once it is applied;
+/// clamping the timestamp instead would not. Returns how far ahead that entry is.
+fn hold_back(
+    shared: &Shared,
+    peer: &str,
+    entries: &mut Vec<(u64, LogEntry)>,
+    up_to: &mut u64,
+) -> Option<u64> {
+    let clock = shared.store.hlc();
+    let (i, ahead_ms) = entries
+        .iter()
+        .enumerate()
+        .find_map(|(i, (_, e))| clock.beyond_offset(e.hlc).map(|ahead| (i, ahead)))?;
+    let (seq, entry) = &entries[i];
+    tracing::warn!(
+        %peer,
+        seq,
+        origin = %entry.origin,
+        ahead_ms,
+        max_ms = clock.max_offset_ms(),
+        "holding back a replicated entry stamped ahead of this node's clock"
+    );
+    *up_to = seq.saturating_sub(1);
+    entries.truncate(i);
+    Some(ahead_ms)
 }
 
 /// Resolves when the oldest write in flight is durable; never, when none is.

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::cluster::Shared;
 use crate::error::ClusterError;
+use crate::gate::Gate;
 use crate::proto::{self, Frame};
 
 /// Most log entries per frame.
@@ -24,7 +25,7 @@ const BATCH_CHANGES: usize = 4000;
 /// Rows per full-copy frame.
 const COPY_ROWS: usize = 1000;
 
-/// Streams `database` to `node`, which holds our log up to `cursor`.
+/// Streams `database` to `node`, which holds our log up to `cursor`, while `gate` allows.
 pub(crate) async fn stream<S>(
     shared: Arc<Shared>,
     conn: S,
@@ -32,6 +33,7 @@ pub(crate) async fn stream<S>(
     database: String,
     cursor: u64,
     copy: Option<CopyProgress>,
+    mut gate: Gate,
 ) -> Result<(), ClusterError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -60,6 +62,8 @@ where
             }
         }
     });
+    // However the stream ends, its reader must not keep the connection open.
+    let _reader_guard = AbortOnDrop(reader.abort_handle());
     let mut commits = db.watch_commits();
     if database == SYSTEM_DATABASE {
         let names = shared
@@ -90,6 +94,9 @@ where
         // Whatever was committed so far is in the log read next.
         commits.borrow_and_update();
         let batch = read_batch(&db, next, &node).await?;
+        // Checked after the read, before the send (and after every ping): a membership
+        // change committed before anything in the batch is seen here.
+        gate.enforce(&mut wr).await?;
         if let Some((entries, up_to, head)) = batch {
             proto::write(
                 &mut wr,
@@ -117,6 +124,15 @@ where
             },
             _ = &mut reader => return Ok(()),
         }
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -36,6 +36,10 @@ pub struct LinkStatus {
     pub full_copies: u64,
     /// Connections made since start.
     pub connects: u64,
+    /// Set while the peer's next entry is stamped this many milliseconds ahead of this
+    /// node's clock, beyond the maximum offset: it and what follows it on this link wait
+    /// until this node's clock has caught up (the peer's clock is probably wrong).
+    pub clock_ahead_ms: Option<u64>,
     /// The last error, if the link has failed since it last connected.
     pub last_error: Option<String>,
 }

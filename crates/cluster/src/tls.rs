@@ -90,6 +90,42 @@ impl TrustStore {
         Ok(())
     }
 
+    /// Trusts exactly `cas` (node name → CA PEM) besides this node's own CA: every other
+    /// CA is dropped. Returns the nodes whose CA was unusable, with why; those are not
+    /// trusted.
+    pub fn replace(&self, cas: &BTreeMap<String, String>) -> Vec<(String, ClusterError)> {
+        let mut failed = Vec::new();
+        let mut current = self.cas.write().unwrap_or_else(PoisonError::into_inner);
+        let mut next = BTreeMap::new();
+        for (node, pem) in cas {
+            if *node == self.own {
+                continue;
+            }
+            match current.get(node) {
+                Some(ca) if ca.pem == *pem => {
+                    next.insert(node.clone(), ca.clone());
+                }
+                _ => match validate_node_name(node).and_then(|()| parse_ca(pem)) {
+                    Ok(der) => {
+                        next.insert(
+                            node.clone(),
+                            TrustedCa {
+                                pem: pem.clone(),
+                                der,
+                            },
+                        );
+                    }
+                    Err(e) => failed.push((node.clone(), e)),
+                },
+            }
+        }
+        if let Some(own) = current.remove(&self.own) {
+            next.insert(self.own.clone(), own);
+        }
+        *current = next;
+        failed
+    }
+
     /// Stops trusting `node`'s CA; this node's own CA stays.
     pub fn remove(&self, node: &str) {
         if node != self.own {
@@ -231,6 +267,46 @@ pub(crate) fn check_signed_by(leaf: &CertificateDer<'_>, ca_pem: &str) -> Result
         provider().signature_verification_algorithms.all,
     )
     .map_err(|e| e.to_string())
+}
+
+/// The SHA-256 fingerprint of the CA in `ca_pem`, as `openssl x509 -fingerprint -sha256`
+/// shows it (`AB:CD:...`).
+pub fn fingerprint(ca_pem: &str) -> Result<String, ClusterError> {
+    let der = parse_ca(ca_pem)?;
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der.as_ref());
+    Ok(digest
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":"))
+}
+
+/// Whether `given` names the same fingerprint as `fingerprint` (from [`fingerprint`]):
+/// case, colons and a leading `sha256:` or `SHA256 Fingerprint=` do not matter.
+pub fn fingerprint_matches(given: &str, fingerprint: &str) -> bool {
+    let bare = |s: &str| -> String {
+        let s = s.trim();
+        let s = s.rsplit_once('=').map_or(s, |(_, f)| f);
+        let s = s
+            .strip_prefix("sha256:")
+            .or_else(|| s.strip_prefix("SHA256:"))
+            .unwrap_or(s);
+        s.chars()
+            .filter(|c| *c != ':')
+            .map(|c| c.to_ascii_lowercase())
+            .collect()
+    };
+    let given = bare(given);
+    !given.is_empty() && given == bare(fingerprint)
+}
+
+/// Keying material exported from an established TLS session (RFC 5705): the same on both
+/// ends of one session, different on any other, so a proof computed over it is good for
+/// this connection only.
+pub(crate) fn exporter<D>(conn: &rustls::ConnectionCommon<D>) -> Result<[u8; 32], ClusterError> {
+    conn.export_keying_material([0; 32], b"EXPORTER-shoal-join", None)
+        .map_err(tls_err("keying material exporter"))
 }
 
 fn client_with_verifier(
@@ -662,6 +738,63 @@ mod tests {
         trust.remove("never-there");
         assert_eq!(trust.pems().keys().collect::<Vec<_>>(), ["n1"]);
         assert_eq!(trust.pems()["n1"], a.ca_pem());
+    }
+
+    #[test]
+    fn replacing_the_trusted_set_drops_the_others_and_keeps_our_own() {
+        let (_da, a) = identity("n1");
+        let (_db, b) = identity("n2");
+        let (_dc, c) = identity("n3");
+        let trust = trusting(&a, &[&b, &c]);
+        let wanted = BTreeMap::from([
+            ("n2".to_owned(), b.ca_pem().to_owned()),
+            ("n4".to_owned(), "not a certificate".to_owned()),
+            // Our own entry is never replaced from outside.
+            ("n1".to_owned(), c.ca_pem().to_owned()),
+        ]);
+        let failed = trust.replace(&wanted);
+        assert_eq!(
+            failed.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+            ["n4"]
+        );
+        assert_eq!(
+            trust.pems(),
+            BTreeMap::from([
+                ("n1".to_owned(), a.ca_pem().to_owned()),
+                ("n2".to_owned(), b.ca_pem().to_owned()),
+            ])
+        );
+        assert!(trust.replace(&BTreeMap::new()).is_empty());
+        assert_eq!(trust.pems().keys().collect::<Vec<_>>(), ["n1"]);
+    }
+
+    #[test]
+    fn fingerprints_match_however_they_are_written() {
+        let (_da, a) = identity("n1");
+        let (_db, b) = identity("n2");
+        let fa = fingerprint(a.ca_pem()).unwrap();
+        assert_eq!(fa.len(), 32 * 3 - 1, "{fa}");
+        assert_ne!(fa, fingerprint(b.ca_pem()).unwrap());
+        let bare = fa.replace(':', "").to_lowercase();
+        for given in [
+            fa.clone(),
+            bare.clone(),
+            format!("sha256:{bare}"),
+            format!("SHA256 Fingerprint={fa}"),
+            format!("  {}  ", fa.to_lowercase()),
+        ] {
+            assert!(fingerprint_matches(&given, &fa), "{given}");
+        }
+        for given in [
+            "",
+            ":",
+            "00",
+            &bare[..60],
+            &fingerprint(b.ca_pem()).unwrap(),
+        ] {
+            assert!(!fingerprint_matches(given, &fa), "{given}");
+        }
+        assert!(fingerprint("garbage").is_err());
     }
 
     #[test]

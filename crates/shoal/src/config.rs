@@ -119,6 +119,10 @@ pub(crate) struct ReplicationSection {
     pub(crate) ping_interval_ms: u64,
     /// A link with no traffic for this long is dropped and redialed, in milliseconds.
     pub(crate) idle_timeout_ms: u64,
+    /// Replicated writes stamped further ahead of this node's clock than this, in
+    /// milliseconds, wait (the link holds back) until the clock has caught up; a peer
+    /// whose clock runs ahead can then neither win conflicts nor drag every clock along.
+    pub(crate) max_clock_offset_ms: u64,
 }
 
 impl Default for ReplicationSection {
@@ -128,6 +132,7 @@ impl Default for ReplicationSection {
             advertise: String::new(),
             ping_interval_ms: 2000,
             idle_timeout_ms: 10_000,
+            max_clock_offset_ms: shoal_store::DEFAULT_MAX_OFFSET_MS,
         }
     }
 }
@@ -161,12 +166,21 @@ impl Default for RestSection {
 pub(crate) struct NodeSection {
     /// Unique node name; defaults to the host name.
     pub(crate) name: String,
+    /// Milliseconds added to the system clock for this node's timestamps. For tests of a
+    /// node whose clock is wrong; leave at 0 (it is not written to new config files).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub(crate) clock_offset_ms: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 impl Default for NodeSection {
     fn default() -> Self {
         NodeSection {
             name: default_node_name(),
+            clock_offset_ms: 0,
         }
     }
 }
@@ -317,6 +331,18 @@ pub(crate) struct Overrides {
     /// A replication link silent this long is redialed, in milliseconds.
     #[arg(long, env = "SHOAL_REPLICATION_IDLE_TIMEOUT_MS")]
     pub(crate) replication_idle_timeout_ms: Option<u64>,
+    /// Replicated writes stamped further ahead of this node's clock than this many
+    /// milliseconds wait until the clock has caught up.
+    #[arg(long, env = "SHOAL_REPLICATION_MAX_CLOCK_OFFSET_MS")]
+    pub(crate) replication_max_clock_offset_ms: Option<u64>,
+    /// Shifts this node's clock by this many milliseconds (tests only).
+    #[arg(
+        long,
+        env = "SHOAL_CLOCK_OFFSET_MS",
+        hide = true,
+        allow_negative_numbers = true
+    )]
+    pub(crate) clock_offset_ms: Option<i64>,
     /// Log entries a subscriber may fall behind before it is disconnected.
     #[arg(long, env = "SHOAL_SUBSCRIPTION_MAX_LAG")]
     pub(crate) subscription_max_lag: Option<u64>,
@@ -402,6 +428,10 @@ impl Config {
         self.replication.idle_timeout_ms = o
             .replication_idle_timeout_ms
             .unwrap_or(self.replication.idle_timeout_ms);
+        self.replication.max_clock_offset_ms = o
+            .replication_max_clock_offset_ms
+            .unwrap_or(self.replication.max_clock_offset_ms);
+        self.node.clock_offset_ms = o.clock_offset_ms.unwrap_or(self.node.clock_offset_ms);
         self.network.max_body_bytes = o.max_body_bytes.unwrap_or(self.network.max_body_bytes);
         self.storage.max_batch = o.max_batch.unwrap_or(self.storage.max_batch);
         self.storage.map_size_mb = o.map_size_mb.unwrap_or(self.storage.map_size_mb);

@@ -72,6 +72,14 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
     let mut options = StoreOptions::new(root.join("database"), &name);
     options.map_size = config.storage.map_size_mb << 20;
     options.max_batch = config.storage.max_batch.max(1);
+    options.max_clock_offset_ms = config.replication.max_clock_offset_ms;
+    options.clock_offset_ms = config.node.clock_offset_ms;
+    if options.clock_offset_ms != 0 {
+        tracing::warn!(
+            offset_ms = options.clock_offset_ms,
+            "this node's clock is shifted (node.clock_offset_ms)"
+        );
+    }
     options.retention = Retention {
         max_age_ms: config
             .transaction_log

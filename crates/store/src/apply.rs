@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use heed::RwTxn;
 
 use crate::catalog::{TableDef, TableSpec};
-use crate::error::Result;
+use crate::error::{Result, StoreError};
 use crate::mutate::{self, Ctx, Outcome, record_key};
 use crate::record::{RecordState, Stamp, Version};
 use crate::trees::{Trees, meta_get_u64, meta_put_u64};
@@ -149,6 +149,7 @@ pub(crate) fn remote(
         if entry.origin == ctx.origin || meta_get_u64(txn, &trees, &vv)? >= entry.origin_seq {
             continue; // ours, or already applied by way of another peer
         }
+        refuse_if_ahead(ctx, entry.hlc)?;
         ctx.hlc = entry.hlc;
         newest = newest.max(entry.hlc);
         if let Some(change) = &entry.schema {
@@ -172,6 +173,18 @@ pub(crate) fn remote(
         ..Outcome::default()
     };
     Ok((outcome, logged))
+}
+
+/// Refuses a remote timestamp too far ahead of the local clock: applying it would drag the
+/// clock (which never goes back), and every later local write, along with it.
+fn refuse_if_ahead(ctx: &Ctx, hlc: u64) -> Result<()> {
+    match ctx.clock.beyond_offset(hlc) {
+        Some(ahead_ms) => Err(StoreError::ClockAhead {
+            ahead_ms,
+            max_ms: ctx.clock.max_offset_ms(),
+        }),
+        None => Ok(()),
+    }
 }
 
 fn apply_schema(txn: &mut RwTxn, ctx: &mut Ctx, change: &SchemaChange) -> Result<()> {
@@ -291,6 +304,7 @@ pub(crate) fn merge(
         let def = ctx.table(&chunk.table)?;
         for row in &chunk.rows {
             let incoming = Version::decode(&row.version)?.state()?;
+            refuse_if_ahead(ctx, incoming.newest().hlc)?;
             merge_into(txn, &trees, &mut touched, &def, &row.key, &incoming)?;
             applied += 1;
         }

@@ -64,6 +64,18 @@ pub enum StoreError {
     /// The batch this request was part of failed to commit; nothing of it was written.
     #[error("commit failed: {0}")]
     CommitFailed(String),
+    /// A remote timestamp is further ahead of this node's clock than the maximum offset;
+    /// nothing of the batch was applied. Replication holds such entries back until the
+    /// local clock has caught up.
+    #[error(
+        "a remote timestamp is {ahead_ms} ms ahead of this node's clock (at most {max_ms} ms allowed)"
+    )]
+    ClockAhead {
+        /// How far ahead of the local wall clock the timestamp is.
+        ahead_ms: u64,
+        /// The maximum offset allowed.
+        max_ms: u64,
+    },
     /// Stored bytes could not be decoded.
     #[error("corrupt {0} in storage")]
     Corrupt(String),

@@ -60,7 +60,7 @@ pub use apply::{CopyChunk, CopyProgress, CopyRow, RemoteBatch};
 pub use catalog::{CREATED_TIME, Catalog, TableDef, TableSpec, UPDATED_TIME};
 pub use database::{Database, Pending};
 pub use error::{Result, StoreError};
-pub use hlc::{Hlc, to_ms, wall_ms};
+pub use hlc::{DEFAULT_MAX_OFFSET_MS, Hlc, MAX_MS, to_ms, wall_ms};
 pub use index::MAX_INDEXED_STRING;
 pub use mutate::{MAX_DEPTH, MAX_KEY_LEN, Mode, Outcome, Write};
 pub use read::{IndexEntries, Row, Snapshot};

@@ -13,7 +13,7 @@ use crate::catalog::{
     CREATED_TIME, Catalog, MAX_ATTRIBUTE_LEN, TableDef, TableSpec, UPDATED_TIME, validate_name,
 };
 use crate::error::{Result, StoreError};
-use crate::hlc;
+use crate::hlc::{self, Hlc};
 use crate::index;
 use crate::key;
 use crate::record::{RecordState, Stamp, Version};
@@ -172,6 +172,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) catalog: &'a mut Catalog,
     pub(crate) hlc: u64,
     pub(crate) origin: &'a str,
+    /// The node's clock, which bounds the remote timestamps a write may bring in.
+    pub(crate) clock: &'a Hlc,
 }
 
 impl Ctx<'_> {

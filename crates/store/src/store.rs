@@ -11,7 +11,7 @@ use tokio::sync::{broadcast, watch};
 use crate::catalog::validate_name;
 use crate::database::{Database, DatabaseConfig};
 use crate::error::{Result, StoreError};
-use crate::hlc::Hlc;
+use crate::hlc::{DEFAULT_MAX_OFFSET_MS, Hlc};
 use crate::trees::Trees;
 use crate::txlog::Retention;
 use crate::writer::Writer;
@@ -48,6 +48,12 @@ pub struct StoreOptions {
     pub feed_capacity: usize,
     /// Most concurrent read transactions per database.
     pub max_readers: u32,
+    /// Remote timestamps further ahead of this node's wall clock than this, in
+    /// milliseconds, are refused ([`StoreError::ClockAhead`]) rather than applied.
+    pub max_clock_offset_ms: u64,
+    /// Milliseconds added to the system clock for this node's timestamps: lets a test run
+    /// a node whose clock is wrong. Zero in production.
+    pub clock_offset_ms: i64,
 }
 
 impl StoreOptions {
@@ -62,6 +68,8 @@ impl StoreOptions {
             write_queue: 4096,
             feed_capacity: 256,
             max_readers: 1024,
+            max_clock_offset_ms: DEFAULT_MAX_OFFSET_MS,
+            clock_offset_ms: 0,
         }
     }
 }
@@ -89,9 +97,10 @@ impl Store {
     /// Opens every database under the root, removing those dropped before a crash.
     pub fn open(options: StoreOptions) -> Result<Self> {
         std::fs::create_dir_all(&options.path)?;
+        let hlc = Hlc::with_clock(options.clock_offset_ms, options.max_clock_offset_ms);
         let store = Store {
             options,
-            hlc: Arc::new(Hlc::new()),
+            hlc: Arc::new(hlc),
             databases: RwLock::new(BTreeMap::new()),
             ddl: tokio::sync::Mutex::new(()),
         };

@@ -866,3 +866,87 @@ async fn a_full_database_refuses_growth_but_deletes_make_room() {
     db.write(w, None).await.expect("room was made");
     store.close().await;
 }
+
+#[tokio::test]
+async fn timestamps_beyond_the_maximum_offset_are_refused_whole() {
+    const DAY_MS: i64 = 86_400_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut ahead = StoreOptions::new(dir.path().join("ahead"), "ahead");
+    ahead.clock_offset_ms = DAY_MS;
+    let sa = Store::open(ahead).unwrap();
+    let a = sa.create_database("dev").await.unwrap();
+    let (sb, b) = node(dir.path(), "b").await;
+    create_dog(&b).await;
+    create_dog(&a).await;
+    a.write(
+        records("dog", Mode::Insert, vec![json!({"id": 1, "n": "future"})]),
+        None,
+    )
+    .await
+    .unwrap();
+
+    // The log path: the batch is refused as a whole, cursor and clock untouched.
+    let snap = a.snapshot().unwrap();
+    let entries: Vec<crate::Committed> = snap.log(1).unwrap().map(Result::unwrap).collect();
+    let up_to = snap.last_seq().unwrap();
+    drop(snap);
+    let batch = crate::RemoteBatch {
+        peer: "ahead".into(),
+        entries,
+        up_to,
+    };
+    match b.write(Write::Apply(batch), None).await {
+        Err(StoreError::ClockAhead { ahead_ms, max_ms }) => {
+            assert!(ahead_ms >= DAY_MS as u64 - 60_000, "{ahead_ms}");
+            assert_eq!(max_ms, crate::DEFAULT_MAX_OFFSET_MS);
+        }
+        other => panic!("expected ClockAhead, got {other:?}"),
+    }
+    assert_eq!(b.snapshot().unwrap().cursor("ahead").unwrap(), 0);
+    assert!(dump(&b).is_empty());
+    let now = b
+        .write(records("dog", Mode::Insert, vec![json!({"id": 2})]), None)
+        .await
+        .unwrap()
+        .txn_time;
+    assert!(
+        (now - crate::wall_ms() as f64).abs() < 60_000.0,
+        "b's clock was not dragged ahead: {now}"
+    );
+
+    // The full-copy path: a chunk holding a future row is refused as a whole.
+    let snap = a.snapshot().unwrap();
+    let table = snap.table("dog").unwrap();
+    let rows: Vec<crate::CopyRow> = snap
+        .versions(&table, None)
+        .unwrap()
+        .map(|r| {
+            let (key, v) = r.unwrap();
+            crate::CopyRow {
+                key,
+                version: v.bytes().to_vec(),
+            }
+        })
+        .collect();
+    drop(snap);
+    let chunk = crate::CopyChunk {
+        peer: "ahead".into(),
+        table: "dog".into(),
+        rows,
+        ..Default::default()
+    };
+    assert!(matches!(
+        b.write(Write::Merge(Box::new(chunk)), None).await,
+        Err(StoreError::ClockAhead { .. })
+    ));
+    assert_eq!(dump(&b).len(), 1, "only b's own record");
+    assert!(
+        b.snapshot()
+            .unwrap()
+            .copy_progress("ahead")
+            .unwrap()
+            .is_none()
+    );
+    sa.close().await;
+    sb.close().await;
+}

@@ -139,6 +139,7 @@ impl Writer {
                     catalog: &mut catalog,
                     hlc: now,
                     origin: &self.origin,
+                    clock: &self.hlc,
                 };
                 let applied = mutate::apply(&mut nested, &mut ctx, write, user).and_then(
                     |(outcome, logged)| {

@@ -29,10 +29,12 @@
 //! kept path is printed to stderr. Each root holds `stdout.log` and
 //! `stderr.log` with the output of every run of the node.
 
+mod mitm;
 mod node;
 mod proxy;
 mod wait;
 
+pub use mitm::{Direction, Rewrite, TlsMitm};
 pub use node::{
     DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER, KEEP_DIRS_ENV, Node, NodeOptions, ReadyLine,
 };

@@ -67,8 +67,14 @@ async fn add(state: &AppState, spec: &Value) -> Result<String, ApiError> {
             .and_then(Value::as_str)
             .ok_or_else(|| ApiError::bad_request(format!("'authorization.{name}' is required")))
     };
+    // Optional pin: the other node's CA fingerprint, as its cluster_status shows it.
+    let fingerprint = match spec.get("ca_fingerprint") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(f)) => Some(f.as_str()),
+        Some(_) => return Err(ApiError::bad_request("'ca_fingerprint' must be a string")),
+    };
     let name = cluster
-        .add_node(&url, field("username")?, field("password")?)
+        .add_node(&url, field("username")?, field("password")?, fingerprint)
         .await
         .map_err(cluster_error)?;
     let (subscribe, publish) = routes(spec)?;
