@@ -220,6 +220,7 @@ async fn session(
                     rows,
                     progress,
                     done: false,
+                    ..CopyChunk::default()
                 };
                 (
                     db.submit(Write::Merge(Box::new(chunk)), None).await?,

@@ -253,6 +253,7 @@ fn produce_copy(
                 })
                 .unwrap_or_default(),
             replicate: true,
+            created: t.created,
         })
         .collect();
     tx.blocking_send(Frame::CopyStart {

@@ -51,6 +51,7 @@ impl From<StoreError> for ApiError {
             | StoreError::TableExists { .. }
             | StoreError::AttributeExists { .. }
             | StoreError::Invalid(_) => StatusCode::BAD_REQUEST,
+            StoreError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             StoreError::MapFull => StatusCode::INSUFFICIENT_STORAGE,
             StoreError::Closed => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,

@@ -12,7 +12,7 @@ use crate::catalog::validate_name;
 use crate::database::{Database, DatabaseConfig};
 use crate::error::{Result, StoreError};
 use crate::hlc::Hlc;
-use crate::trees::Trees;
+use crate::trees::{Trees, meta_put_u64};
 use crate::txlog::Retention;
 use crate::writer::Writer;
 
@@ -23,6 +23,8 @@ static OPEN_ENVS: LazyLock<Mutex<HashMap<PathBuf, &'static Env<WithoutTls>>>> =
 
 /// File marking a dropped database, whose folder is removed at the next start.
 const DROPPED_MARKER: &str = "dropped";
+/// Meta key of a database's creation HLC (absent in databases made before it was kept).
+pub(crate) const CREATED_KEY: &[u8] = b"created";
 
 /// Store settings.
 #[derive(Debug, Clone)]
@@ -46,6 +48,10 @@ pub struct StoreOptions {
     pub feed_capacity: usize,
     /// Most concurrent read transactions per database.
     pub max_readers: u32,
+    /// Largest transaction-log entry, and largest stored record, a local write may
+    /// produce; a larger write is refused with [`StoreError::TooLarge`]. Replication ships
+    /// one transaction whole, so this bounds what a peer must accept in one message.
+    pub max_transaction_bytes: usize,
 }
 
 impl StoreOptions {
@@ -60,6 +66,7 @@ impl StoreOptions {
             write_queue: 4096,
             feed_capacity: 256,
             max_readers: 1024,
+            max_transaction_bytes: 128 << 20,
         }
     }
 }
@@ -147,6 +154,21 @@ impl Store {
 
     /// Creates a database.
     pub async fn create_database(&self, name: &str) -> Result<Arc<Database>> {
+        self.create_database_at(name, self.hlc.now()).await
+    }
+
+    /// Creates a database that a peer created at `created` (its HLC), so that the
+    /// creation keeps its place among drops of the same name.
+    pub async fn create_replicated_database(
+        &self,
+        name: &str,
+        created: u64,
+    ) -> Result<Arc<Database>> {
+        self.hlc.observe(created);
+        self.create_database_at(name, created).await
+    }
+
+    async fn create_database_at(&self, name: &str, created: u64) -> Result<Arc<Database>> {
         validate_name("database", name)?;
         let _ddl = self.ddl.lock().await;
         if self.database(name).is_ok() {
@@ -155,11 +177,15 @@ impl Store {
         let env = self.open_env(name)?;
         let trees = Trees::open(env)?;
         let marker = self.options.path.join(name).join(DROPPED_MARKER);
-        if marker.exists() {
+        let reused = marker.exists();
+        let mut txn = env.write_txn()?;
+        if reused {
             // Reusing the environment of a dropped database: make sure it is empty.
-            let mut txn = env.write_txn()?;
             trees.clear(&mut txn)?;
-            txn.commit()?;
+        }
+        meta_put_u64(&mut txn, &trees, CREATED_KEY, created)?;
+        txn.commit()?;
+        if reused {
             std::fs::remove_file(marker)?;
         }
         let db = self.start_database(name, env, trees)?;
@@ -244,6 +270,7 @@ impl Store {
             origin: self.options.node_name.clone(),
             retention: self.options.retention,
             max_batch: self.options.max_batch,
+            max_transaction_bytes: self.options.max_transaction_bytes,
             stats: Default::default(),
         };
         Database::start(DatabaseConfig {

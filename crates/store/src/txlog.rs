@@ -73,6 +73,10 @@ pub enum SchemaChange {
         attributes: Vec<(String, bool)>,
         /// Whether the table replicates.
         replicate: bool,
+        /// HLC of the creation at its origin (0 in entries written before it was logged:
+        /// the entry's own timestamp stands in).
+        #[serde(default)]
+        created: u64,
     },
     /// A table was dropped.
     DropTable {
@@ -165,13 +169,25 @@ pub struct Committed {
 }
 
 /// Appends an entry in `txn`, returning its sequence number. A local entry (origin_seq 0)
-/// takes the new sequence as its origin sequence.
-pub(crate) fn append(txn: &mut heed::RwTxn, trees: &Trees, entry: &mut LogEntry) -> Result<u64> {
+/// takes the new sequence as its origin sequence. An entry whose encoding passes `limit`
+/// bytes is refused.
+pub(crate) fn append(
+    txn: &mut heed::RwTxn,
+    trees: &Trees,
+    entry: &mut LogEntry,
+    limit: usize,
+) -> Result<u64> {
     let seq = meta_get_u64(txn, trees, SEQ_KEY)? + 1;
     if entry.origin_seq == 0 {
         entry.origin_seq = seq;
     }
     let bytes = entry.encode()?;
+    if bytes.len() > limit {
+        return Err(StoreError::TooLarge(format!(
+            "the transaction is too large: it takes {} bytes, more than the limit of {limit} bytes",
+            bytes.len()
+        )));
+    }
     trees.log.put(txn, &seq.to_be_bytes(), &bytes)?;
     meta_put_u64(txn, trees, SEQ_KEY, seq)?;
     let total = meta_get_u64(txn, trees, BYTES_KEY)? + bytes.len() as u64;

@@ -51,6 +51,8 @@ pub(crate) struct Writer {
     pub(crate) origin: String,
     pub(crate) retention: Retention,
     pub(crate) max_batch: usize,
+    /// Largest log entry or record a local write may produce.
+    pub(crate) max_transaction_bytes: usize,
     pub(crate) stats: Arc<WriterStats>,
 }
 
@@ -115,6 +117,12 @@ impl Writer {
             let mut txn = self.env.write_txn()?;
             for (write, user) in ops {
                 let before = catalog.clone();
+                // What peers sent is applied whatever its size: it was accepted at its origin.
+                let limit = if write.is_local() {
+                    self.max_transaction_bytes
+                } else {
+                    usize::MAX
+                };
                 let mut nested = self.env.nested_write_txn(&mut txn)?;
                 let mut ctx = Ctx {
                     trees: &self.trees,
@@ -122,12 +130,13 @@ impl Writer {
                     catalog: &mut catalog,
                     hlc: self.hlc.now(),
                     origin: &self.origin,
+                    max_bytes: limit,
                 };
                 let applied = mutate::apply(&mut nested, &mut ctx, write, user).and_then(
                     |(outcome, logged)| {
                         let mut committed = Vec::with_capacity(logged.len());
                         for mut entry in logged {
-                            let seq = txlog::append(&mut nested, &self.trees, &mut entry)?;
+                            let seq = txlog::append(&mut nested, &self.trees, &mut entry, limit)?;
                             committed.push(Committed { seq, entry });
                         }
                         Ok((outcome, committed))
