@@ -361,7 +361,10 @@ pub(crate) fn merge(
         // vector claims no more than that snapshot had, so what changed while the copy
         // ran is replayed (and merged by LWW) rather than skipped.
         for (origin, seq) in &chunk.progress.vv {
-            for key in [vv_key(origin), [FLOOR_VV_PREFIX, origin.as_bytes()].concat()] {
+            for key in [
+                vv_key(origin),
+                [FLOOR_VV_PREFIX, origin.as_bytes()].concat(),
+            ] {
                 let mine = meta_get_u64(txn, &trees, &key)?;
                 meta_put_u64(txn, &trees, &key, mine.max(*seq))?;
             }

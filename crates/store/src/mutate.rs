@@ -90,6 +90,15 @@ pub enum Write {
     /// Log a schema change made elsewhere (create or drop of a database, in the system
     /// database), so that it replicates.
     Announce(SchemaChange),
+    /// Record that a peer reports database `database` dropped at `at` (an HLC); kept in
+    /// the database written to (the system database) and not logged, as the peer reports
+    /// it to every node it links to.
+    NoteDatabaseDrop {
+        /// Database name.
+        database: String,
+        /// When it was dropped.
+        at: u64,
+    },
     /// Apply a batch of a peer's transaction log (replication).
     Apply(RemoteBatch),
     /// Merge a chunk of a peer's snapshot (full copy).
@@ -184,7 +193,12 @@ pub(crate) fn note_table_drop(txn: &mut RwTxn, ctx: &mut Ctx, name: &str, at: u6
 }
 
 /// Records that database `name` was dropped at `at`, unless a later drop is known.
-pub(crate) fn note_database_drop(txn: &mut RwTxn, trees: &Trees, name: &str, at: u64) -> Result<()> {
+pub(crate) fn note_database_drop(
+    txn: &mut RwTxn,
+    trees: &Trees,
+    name: &str,
+    at: u64,
+) -> Result<()> {
     let key = [DROPPED_DATABASE_PREFIX, name.as_bytes()].concat();
     if meta_get_u64(txn, trees, &key)? < at {
         meta_put_u64(txn, trees, &key, at)?;
@@ -240,6 +254,12 @@ pub(crate) fn apply(
             records,
         } => return write_records(txn, ctx, &table, mode, records, user),
         Write::Delete { table, ids } => return delete(txn, ctx, &table, ids, user),
+        Write::NoteDatabaseDrop { database, at } => {
+            note_database_drop(txn, ctx.trees, &database, at)?;
+            // Databases created here from now on are stamped after the drop.
+            ctx.hlc = ctx.hlc.max(at);
+            return Ok((Outcome::default(), Vec::new()));
+        }
         Write::Apply(batch) => return crate::apply::remote(txn, ctx, batch),
         Write::Merge(chunk) => return crate::apply::merge(txn, ctx, *chunk),
     };

@@ -636,7 +636,9 @@ async fn writes_larger_than_the_transaction_limit_are_refused_whole() {
         "{refused:?}"
     );
     // Many small records whose transaction passes the limit together.
-    let many: Vec<Value> = (0..200).map(|i| json!({"id": i, "n": "0123456789"})).collect();
+    let many: Vec<Value> = (0..200)
+        .map(|i| json!({"id": i, "n": "0123456789"}))
+        .collect();
     let refused = db.write(records("dog", Mode::Insert, many), None).await;
     assert!(
         matches!(refused, Err(StoreError::TooLarge(_))),
@@ -651,7 +653,10 @@ async fn writes_larger_than_the_transaction_limit_are_refused_whole() {
     let mut refused = None;
     for i in 0..4 {
         let patch = json!({"id": 1, format!("a{i}"): chunk});
-        if let Err(e) = db.write(records("dog", Mode::Update, vec![patch]), None).await {
+        if let Err(e) = db
+            .write(records("dog", Mode::Update, vec![patch]), None)
+            .await
+        {
             refused = Some(e);
             break;
         }
@@ -726,9 +731,12 @@ async fn dropped_tables_stay_dropped_through_copies_and_logs() {
     let (sa, a) = node(dir.path(), "a").await;
     let (sb, b) = node(dir.path(), "b").await;
     create_dog(&a).await;
-    a.write(records("dog", Mode::Insert, vec![json!({"id": "old"})]), None)
-        .await
-        .unwrap();
+    a.write(
+        records("dog", Mode::Insert, vec![json!({"id": "old"})]),
+        None,
+    )
+    .await
+    .unwrap();
     ship(&a, "a", &b, "b").await;
     assert_eq!(dump(&b).len(), 1);
     // b is away; a drops the table. b's copy (and b's log) still hold it.
@@ -768,12 +776,18 @@ async fn dropped_tables_stay_dropped_through_copies_and_logs() {
     b.write(Write::Merge(Box::new(whole_copy(&a, "a"))), None)
         .await
         .unwrap();
-    assert!(b.snapshot().unwrap().table("dog").is_err(), "b drops it too");
+    assert!(
+        b.snapshot().unwrap().table("dog").is_err(),
+        "b drops it too"
+    );
     // Re-creating the name afterwards works, and the old rows stay out of the new table.
     create_dog(&a).await;
-    a.write(records("dog", Mode::Insert, vec![json!({"id": "new"})]), None)
-        .await
-        .unwrap();
+    a.write(
+        records("dog", Mode::Insert, vec![json!({"id": "new"})]),
+        None,
+    )
+    .await
+    .unwrap();
     a.write(Write::Merge(Box::new(stale)), None).await.unwrap();
     let keys: Vec<Value> = dump(&a).into_iter().map(|(k, _)| k).collect();
     assert_eq!(keys, vec![json!("new")], "old rows never come back");
