@@ -42,6 +42,7 @@ pub(crate) async fn run(
         };
         shared.status.update(&peer.name, &database, |s| {
             s.connected = false;
+            s.copying = false;
             if let Err(e) = &result {
                 s.last_error = Some(e.to_string());
             }

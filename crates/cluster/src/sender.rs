@@ -458,3 +458,25 @@ fn create_table(table: &TableDef) -> SchemaChange {
         created: table.created,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vv(pairs: &[(&str, u64)]) -> Vec<(String, u64)> {
+        pairs.iter().map(|(o, s)| ((*o).to_owned(), *s)).collect()
+    }
+
+    #[test]
+    fn a_receiver_lacks_copied_rows_unless_its_version_vector_covers_them() {
+        let floor = vv(&[("a", 10), ("c", 3)]);
+        assert!(dominates(
+            Some(&vv(&[("a", 10), ("c", 4), ("b", 1)])),
+            &floor
+        ));
+        assert!(!dominates(Some(&vv(&[("a", 9), ("c", 4)])), &floor));
+        assert!(!dominates(Some(&vv(&[("a", 12)])), &floor), "c missing");
+        assert!(!dominates(None, &floor), "a receiver that does not say");
+        assert!(dominates(None, &[]), "no copy taken: nothing to lack");
+    }
+}

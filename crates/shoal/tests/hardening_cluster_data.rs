@@ -251,16 +251,30 @@ async fn big_records_replicate_and_later_writes_still_arrive() {
     // n2 cannot pull while they are written: they reach it as one backlog, which a
     // sender must cut into frames it can ship.
     members[0].cut();
-    for i in 0..100 {
-        let key = format!("mib-{i:03}");
-        let record = json!({"id": key, "tag": "mib", "blob": blob(i, MIB)});
-        let outcome = h1.write(Op::Insert, &key, &record).await.or_panic(seed);
-        assert!(
-            matches!(outcome, Outcome::Written(_)),
-            "seed {seed}: {key}: {outcome:?}"
-        );
-        ledger.note("n1", &key, Some(summary(&key, "mib")), &outcome);
-        blobs.push((key, i, MIB));
+    // Four writers at a time: each record is its own request (and transaction).
+    let mut writers = tokio::task::JoinSet::new();
+    for w in 0..4 {
+        let h = h1.clone();
+        writers.spawn(async move {
+            let mut done = Vec::new();
+            for i in (w..100).step_by(4) {
+                let key = format!("mib-{i:03}");
+                let record = json!({"id": key, "tag": "mib", "blob": blob(i, MIB)});
+                let outcome = h.write(Op::Insert, &key, &record).await?;
+                done.push((i, key, outcome));
+            }
+            anyhow::Ok(done)
+        });
+    }
+    while let Some(done) = writers.join_next().await {
+        for (i, key, outcome) in done.expect("writer task").or_panic(seed) {
+            assert!(
+                matches!(outcome, Outcome::Written(_)),
+                "seed {seed}: {key}: {outcome:?}"
+            );
+            ledger.note("n1", &key, Some(summary(&key, "mib")), &outcome);
+            blobs.push((key, i, MIB));
+        }
     }
 
     // One record whose request is exactly the largest body accepted.
@@ -437,6 +451,18 @@ async fn a_receiver_stopped_mid_copy_leaves_the_sender_bounded() {
          ({churned} bytes rewritten): a reader pins old pages\n{}",
         logs(&[&n1, &n2])
     );
+
+    // The sender gave up on the stopped receiver (write deadline) rather than wait on it.
+    shoal_testkit::wait_until(
+        Duration::from_secs(10),
+        "n1 drops the link n2 stopped reading",
+        async || {
+            let log = std::fs::read_to_string(n1.node.stderr_log())?;
+            Ok(log.contains("the peer read nothing for"))
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("seed {seed}: {e:#}\n{}", logs(&[&n1, &n2])));
 
     signal(&n2.node, Signal::SIGCONT).or_panic(seed);
     let both = [&n1, &n2];
