@@ -40,6 +40,14 @@ pub struct ClusterOptions {
     pub idle_timeout: Duration,
     /// How often membership and databases are checked for links to open or close.
     pub reconcile_interval: Duration,
+    /// Bytes a sender aims to put in one frame (a run of log entries or a chunk of a full
+    /// copy); a single entry or row larger than this goes alone.
+    pub batch_bytes: usize,
+    /// Bytes of received frames a link holds until their writes are durable; a frame
+    /// larger than this is taken alone.
+    pub receive_window_bytes: usize,
+    /// A peer that accepts no byte of a pending write for this long is dropped.
+    pub write_timeout: Duration,
 }
 
 impl ClusterOptions {
@@ -52,6 +60,9 @@ impl ClusterOptions {
             ping_interval: Duration::from_secs(2),
             idle_timeout: Duration::from_secs(10),
             reconcile_interval: Duration::from_millis(500),
+            batch_bytes: 4 << 20,
+            receive_window_bytes: 32 << 20,
+            write_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -291,6 +302,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), ClusterError> 
             database,
             cursor,
             copy,
+            vv,
         }) => {
             let refusal = if peer.as_deref() != Some(node.as_str()) {
                 Some(format!("certificate does not name '{node}'"))
@@ -316,7 +328,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), ClusterError> 
             let mut registered = shared.streams.register(&node, &database);
             let gate = Gate::sending(shared.clone(), &node, &database)?;
             tokio::select! {
-                result = sender::stream(shared.clone(), conn, node, database, cursor, copy, gate) => result,
+                result = sender::stream(shared.clone(), conn, node, database, cursor, copy, vv, gate) => result,
                 () = registered.revoked() => Err(ClusterError::Refused("membership changed".into())),
             }
         }

@@ -30,4 +30,5 @@ pub mod tls;
 pub use cluster::{Cluster, ClusterOptions};
 pub use error::ClusterError;
 pub use nodes::{CERTIFICATES_TABLE, NODES_TABLE, NodeRecord, PINS_TABLE};
+pub use proto::MAX_FRAME_BYTES;
 pub use status::LinkStatus;

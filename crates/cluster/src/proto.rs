@@ -1,16 +1,29 @@
 //! Replication frames. On the wire each frame is a u32 big-endian length, then one
 //! format byte (1), then the frame in MessagePack. See docs/replication.md.
 
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use shoal_auth::proof::KeyParams;
 use shoal_store::{CopyProgress, CopyRow, LogEntry, SchemaChange};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::{Instant, Sleep};
 
 use crate::error::ClusterError;
 
 const FORMAT: u8 = 1;
-/// Largest frame accepted; a sender keeps its batches well below.
-pub(crate) const MAX_FRAME: usize = 64 << 20;
+/// Largest frame accepted. Senders aim far below (`ClusterOptions::batch_bytes`); only a
+/// single transaction or record larger than that target makes a frame this side of it,
+/// and the store refuses those past its `max_transaction_bytes`, which the node keeps
+/// under half of this.
+pub const MAX_FRAME_BYTES: usize = 1 << 30;
+/// A frame's buffer grows by at most this much ahead of the bytes that arrived, so a
+/// length prefix alone reserves little memory.
+const READ_STEP: usize = 64 << 10;
 
 /// A message on a replication connection.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -25,6 +38,10 @@ pub(crate) enum Frame {
         cursor: u64,
         /// An unfinished full copy to resume.
         copy: Option<CopyProgress>,
+        /// The receiver's version vector: a sender whose log lacks rows it took by full
+        /// copy sends a full copy only to receivers that lack them.
+        #[serde(default)]
+        vv: Option<Vec<(String, u64)>>,
     },
     /// Joining node → existing node, first frame of `add_node` (see `join.rs`).
     Join {
@@ -67,10 +84,11 @@ pub(crate) enum Frame {
         /// Why.
         reason: String,
     },
-    /// Sender → receiver on the system database link: the databases the sender has.
+    /// Sender → receiver on the system database link: the databases the sender has, and
+    /// those it knows were dropped.
     Databases {
-        /// Names.
-        names: Vec<String>,
+        /// Each database with its creation and last drop.
+        databases: Vec<DatabaseState>,
     },
     /// Sender → receiver: log entries in commit order.
     Entries {
@@ -87,6 +105,9 @@ pub(crate) enum Frame {
         progress: CopyProgress,
         /// Tables to create before rows arrive.
         tables: Vec<SchemaChange>,
+        /// The sender's table drop markers (table, HLC of its last drop).
+        #[serde(default)]
+        dropped: Vec<(String, u64)>,
     },
     /// Sender → receiver: rows of one table, in key order.
     CopyRows {
@@ -119,18 +140,66 @@ pub(crate) enum Frame {
     },
 }
 
+/// A database as a node knows it: when it was created, when it was last dropped. It
+/// exists where its creation is the later of the two.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct DatabaseState {
+    /// Name.
+    pub(crate) name: String,
+    /// HLC of its creation, if the node has it.
+    pub(crate) created: Option<u64>,
+    /// HLC of its last drop, if it was ever dropped.
+    pub(crate) dropped: Option<u64>,
+}
+
 /// Reads one frame; `None` on a clean end of stream.
 pub(crate) async fn read<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Frame>, ClusterError> {
+    match read_len(r).await? {
+        Some(len) => read_body(r, len, None).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Reads a frame's length prefix; `None` on a clean end of stream.
+pub(crate) async fn read_len<R: AsyncRead + Unpin>(
+    r: &mut R,
+) -> Result<Option<usize>, ClusterError> {
     let len = match r.read_u32().await {
         Ok(len) => len as usize,
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    if len == 0 || len > MAX_FRAME {
+    if len == 0 || len > MAX_FRAME_BYTES {
         return Err(ClusterError::Protocol(format!("frame of {len} bytes")));
     }
-    let mut buf = vec![0; len];
-    r.read_exact(&mut buf).await?;
+    Ok(Some(len))
+}
+
+/// Reads the `len` bytes of a frame after its prefix. With `idle`, fails if no byte
+/// arrives for that long (a large frame may take longer as a whole).
+pub(crate) async fn read_body<R: AsyncRead + Unpin>(
+    r: &mut R,
+    len: usize,
+    idle: Option<Duration>,
+) -> Result<Frame, ClusterError> {
+    let mut buf = Vec::new();
+    let mut filled = 0;
+    while filled < len {
+        if filled == buf.len() {
+            buf.resize(len.min(filled + READ_STEP.max(filled)), 0);
+        }
+        let read = r.read(&mut buf[filled..]);
+        let n = match idle {
+            Some(idle) => tokio::time::timeout(idle, read)
+                .await
+                .map_err(|_| ClusterError::Protocol("link idle past the timeout".into()))??,
+            None => read.await?,
+        };
+        if n == 0 {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
+        }
+        filled += n;
+    }
     if buf[0] != FORMAT {
         return Err(ClusterError::Protocol(format!(
             "unknown frame format {}",
@@ -138,7 +207,6 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Frame
         )));
     }
     rmp_serde::from_slice(&buf[1..])
-        .map(Some)
         .map_err(|e| ClusterError::Protocol(format!("undecodable frame: {e}")))
 }
 
@@ -152,12 +220,78 @@ pub(crate) async fn write<W: AsyncWrite + Unpin>(
         .map_err(|e| ClusterError::Protocol(format!("unencodable frame: {e}")))?;
     let len = u32::try_from(buf.len() - 4)
         .ok()
-        .filter(|&l| l as usize <= MAX_FRAME)
+        .filter(|&l| l as usize <= MAX_FRAME_BYTES)
         .ok_or_else(|| ClusterError::Protocol("frame too large".into()))?;
     buf[..4].copy_from_slice(&len.to_be_bytes());
     w.write_all(&buf).await?;
     w.flush().await?;
     Ok(())
+}
+
+/// A writer that fails with `TimedOut` once the peer has accepted no byte for `timeout`
+/// while a write waits: a peer that stops reading cannot hold its link (and whatever the
+/// link holds) forever. Idle time between writes does not count.
+pub(crate) struct Deadline<W> {
+    inner: W,
+    timeout: Duration,
+    stalled: bool,
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl<W> Deadline<W> {
+    /// Wraps `inner`.
+    pub(crate) fn new(inner: W, timeout: Duration) -> Self {
+        Deadline {
+            inner,
+            timeout,
+            stalled: false,
+            sleep: Box::pin(tokio::time::sleep(timeout)),
+        }
+    }
+
+    fn progress<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if poll.is_ready() {
+            self.stalled = false;
+            return poll;
+        }
+        if !self.stalled {
+            self.stalled = true;
+            self.sleep.as_mut().reset(Instant::now() + self.timeout);
+        }
+        match self.sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the peer read nothing for {:?}", self.timeout),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for Deadline<W> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.progress(cx, poll)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_flush(cx);
+        this.progress(cx, poll)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
 }
 
 #[cfg(test)]
@@ -182,5 +316,59 @@ mod tests {
             read(&mut b).await.is_err(),
             "oversized frames are refused before allocation"
         );
+    }
+
+    #[tokio::test]
+    async fn a_large_frame_reads_whole_and_a_short_one_fails() {
+        let big = Frame::Refused {
+            reason: "r".repeat(3 * READ_STEP + 17),
+        };
+        let (mut a, mut b) = tokio::io::duplex(1 << 12);
+        let writer = tokio::spawn(async move {
+            write(&mut a, &big).await.unwrap();
+            a
+        });
+        let Some(Frame::Refused { reason }) = read(&mut b).await.unwrap() else {
+            panic!("not the frame written");
+        };
+        assert_eq!(reason.len(), 3 * READ_STEP + 17);
+        drop(writer.await.unwrap());
+        // A peer that announces a large frame and sends little of it costs a read error,
+        // not the announced size.
+        let (mut a, mut b) = tokio::io::duplex(64);
+        a.write_all(&(MAX_FRAME_BYTES as u32).to_be_bytes())
+            .await
+            .unwrap();
+        a.write_all(&[FORMAT, 1, 2]).await.unwrap();
+        drop(a);
+        assert!(read(&mut b).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_stops_reading_times_the_writer_out() {
+        let timeout = Duration::from_millis(200);
+        let (a, _b) = tokio::io::duplex(1024);
+        let mut a = Deadline::new(a, timeout);
+        let frame = Frame::Refused {
+            reason: "x".repeat(4096),
+        };
+        let started = Instant::now();
+        let err = write(&mut a, &frame).await.unwrap_err();
+        assert!(err.to_string().contains("read nothing"), "{err}");
+        assert!(started.elapsed() >= timeout);
+        // Time spent idle between writes does not count against the next one.
+        let (a, mut b) = tokio::io::duplex(1 << 16);
+        let mut a = Deadline::new(a, timeout);
+        write(&mut a, &Frame::Ack { seq: 1 }).await.unwrap();
+        tokio::time::sleep(timeout * 2).await;
+        write(&mut a, &Frame::Ack { seq: 2 }).await.unwrap();
+        assert!(matches!(
+            read(&mut b).await.unwrap(),
+            Some(Frame::Ack { seq: 1 })
+        ));
+        assert!(matches!(
+            read(&mut b).await.unwrap(),
+            Some(Frame::Ack { seq: 2 })
+        ));
     }
 }

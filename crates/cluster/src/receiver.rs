@@ -14,14 +14,14 @@ use shoal_store::{
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_rustls::TlsConnector;
 
 use crate::cluster::Shared;
 use crate::error::ClusterError;
 use crate::gate::Gate;
 use crate::nodes::{self, NodeRecord};
-use crate::proto::{self, Frame};
+use crate::proto::{self, DatabaseState, Deadline, Frame};
 use crate::tls;
 
 /// Shortest and longest wait before a redial.
@@ -43,6 +43,7 @@ pub(crate) async fn run(
         };
         shared.status.update(&peer.name, &database, |s| {
             s.connected = false;
+            s.copying = false;
             if let Err(e) = &result {
                 s.last_error = Some(e.to_string());
             }
@@ -77,6 +78,8 @@ const WINDOW: usize = 8;
 struct InFlight {
     pending: Pending,
     then: Then,
+    /// The frame's share of the receive window, returned once the write is durable.
+    _room: OwnedSemaphorePermit,
 }
 
 enum Then {
@@ -85,7 +88,8 @@ enum Then {
         up_to: u64,
         head: u64,
         last_hlc: Option<u64>,
-        databases: Vec<SchemaChange>,
+        /// Database announcements in the run, with their timestamps.
+        databases: Vec<(SchemaChange, u64)>,
     },
     /// A copy chunk merged; `Some(seq)` when it completed the copy.
     Copied(Option<u64>),
@@ -110,13 +114,15 @@ async fn session(
     )
     .await
     .map_err(|_| ClusterError::Refused("TLS handshake timed out".into()))??;
-    let (rd, mut wr) = tokio::io::split(conn);
+    let (rd, wr) = tokio::io::split(conn);
+    let mut wr = Deadline::new(wr, shared.options.write_timeout);
     let snapshot = db.snapshot()?;
     let subscribe = Frame::Subscribe {
         node: shared.name.clone(),
         database: database.to_owned(),
         cursor: snapshot.cursor(&peer.name)?,
         copy: snapshot.copy_progress(&peer.name)?,
+        vv: Some(snapshot.version_vector(&shared.name)?),
     };
     drop(snapshot);
     proto::write(&mut wr, &subscribe).await?;
@@ -131,6 +137,7 @@ async fn session(
     let _reader = AbortOnDrop(tokio::spawn(read_frames(
         rd,
         shared.options.idle_timeout,
+        Window::new(shared.options.receive_window_bytes),
         frames_tx,
     )));
     let mut gate = Gate::receiving(shared.clone(), &peer.name, database)?;
@@ -145,13 +152,14 @@ async fn session(
                 continue;
             }
             done = front(&mut inflight) => {
-                let then = inflight.pop_front().expect("front was there").then;
+                let InFlight { then, .. } = inflight.pop_front().expect("front was there");
                 let queued = inflight.len();
                 shared.status.update(&peer.name, database, |s| s.in_flight = queued);
                 finish(shared, peer, database, &mut wr, done?, then).await?;
                 continue;
             }
         };
+        let (frame, room) = frame;
         if matches!(
             frame,
             Frame::Entries { .. } | Frame::CopyStart { .. } | Frame::CopyRows { .. }
@@ -175,7 +183,7 @@ async fn session(
                 let databases = if database == SYSTEM_DATABASE {
                     entries
                         .iter()
-                        .filter_map(|(_, e)| e.schema.clone())
+                        .filter_map(|(_, e)| Some((e.schema.clone()?, e.hlc)))
                         .collect()
                 } else {
                     Vec::new()
@@ -207,17 +215,25 @@ async fn session(
                 };
                 (db.submit(Write::Apply(batch), None).await?, then)
             }
-            Frame::Databases { names } => {
-                for name in names {
-                    ensure_database(shared, &name).await?;
+            Frame::Databases { databases } if database == SYSTEM_DATABASE => {
+                for state in databases {
+                    reconcile_database(shared, &db, state).await?;
                 }
                 continue;
             }
-            Frame::CopyStart { progress, tables } => {
+            Frame::CopyStart {
+                progress,
+                tables,
+                dropped,
+            } => {
                 pending_tables = tables.clone();
+                shared
+                    .status
+                    .update(&peer.name, database, |s| s.copying = true);
                 let chunk = CopyChunk {
                     peer: peer.name.clone(),
                     tables,
+                    dropped,
                     progress,
                     ..CopyChunk::default()
                 };
@@ -239,6 +255,7 @@ async fn session(
                     rows,
                     progress,
                     done: false,
+                    ..CopyChunk::default()
                 };
                 (
                     db.submit(Write::Merge(Box::new(chunk)), None).await?,
@@ -277,18 +294,22 @@ async fn session(
             }
         };
         let (pending, then) = submitted;
-        inflight.push_back(InFlight { pending, then });
+        inflight.push_back(InFlight {
+            pending,
+            then,
+            _room: room,
+        });
         let queued = inflight.len();
         shared
             .status
             .update(&peer.name, database, |s| s.in_flight = queued);
         if inflight.len() > WINDOW {
-            let InFlight { pending, then } = inflight.pop_front().expect("not empty");
+            let InFlight { pending, then, .. } = inflight.pop_front().expect("not empty");
             finish(shared, peer, database, &mut wr, pending.await?, then).await?;
         }
         if let Some(ahead_ms) = held {
             // What came before the held entry lands; the link then waits for our clock.
-            while let Some(InFlight { pending, then }) = inflight.pop_front() {
+            while let Some(InFlight { pending, then, .. }) = inflight.pop_front() {
                 finish(shared, peer, database, &mut wr, pending.await?, then).await?;
             }
             let max_ms = shared.store.hlc().max_offset_ms();
@@ -351,8 +372,8 @@ async fn finish<W: AsyncWrite + Unpin>(
             last_hlc,
             databases,
         } => {
-            for change in databases {
-                apply_database_change(shared, &change).await?;
+            for (change, hlc) in databases {
+                apply_database_change(shared, &change, hlc).await?;
             }
             proto::write(wr, &Frame::Ack { seq: up_to }).await?;
             let now = wall_ms() as f64;
@@ -368,28 +389,70 @@ async fn finish<W: AsyncWrite + Unpin>(
                 }
             });
         }
-        Then::Copied(Some(seq)) => shared.status.update(&peer.name, database, |s| {
-            s.full_copies += 1;
-            s.cursor = seq;
+        Then::Copied(done) => shared.status.update(&peer.name, database, |s| {
+            s.copied_rows += outcome.applied as u64;
+            if let Some(seq) = done {
+                s.full_copies += 1;
+                s.cursor = seq;
+                s.copying = false;
+            }
         }),
-        Then::Copied(None) => {}
     }
     Ok(())
 }
 
-/// Reads frames into `tx` until the link fails, closes or goes quiet past `idle`.
+/// The bytes of received frames a link may hold until their writes are durable.
+struct Window {
+    room: Arc<Semaphore>,
+    size: usize,
+}
+
+impl Window {
+    fn new(bytes: usize) -> Self {
+        let size = bytes.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+        Window {
+            room: Arc::new(Semaphore::new(size)),
+            size,
+        }
+    }
+
+    /// Waits until a frame of `len` bytes fits; one larger than the whole window waits
+    /// until the window is empty and then takes all of it.
+    async fn take(&self, len: usize) -> OwnedSemaphorePermit {
+        let want = u32::try_from(len.min(self.size)).unwrap_or(u32::MAX);
+        self.room
+            .clone()
+            .acquire_many_owned(want)
+            .await
+            .expect("the window is never closed")
+    }
+}
+
+/// A received frame and its share of the receive window.
+type Received = (Frame, OwnedSemaphorePermit);
+
+/// Reads frames into `tx` until the link fails, closes or goes quiet past `idle`. A frame
+/// is read only once the window has room for it, so the frames read but not yet durable
+/// stay within the window; the peer then waits (TCP back-pressure).
 async fn read_frames<R: AsyncRead + Unpin>(
     mut rd: R,
     idle: Duration,
-    tx: mpsc::Sender<Result<Frame, ClusterError>>,
+    window: Window,
+    tx: mpsc::Sender<Result<Received, ClusterError>>,
 ) {
     loop {
-        let item = match tokio::time::timeout(idle, proto::read(&mut rd)).await {
-            Ok(Ok(Some(frame))) => Ok(frame),
-            Ok(Ok(None)) => Err(ClusterError::Protocol("peer closed the link".into())),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(ClusterError::Protocol("link idle past the timeout".into())),
-        };
+        let item = async {
+            let len = match tokio::time::timeout(idle, proto::read_len(&mut rd)).await {
+                Ok(Ok(Some(len))) => len,
+                Ok(Ok(None)) => return Err(ClusterError::Protocol("peer closed the link".into())),
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(ClusterError::Protocol("link idle past the timeout".into())),
+            };
+            let room = window.take(len).await;
+            let frame = proto::read_body(&mut rd, len, Some(idle)).await?;
+            Ok((frame, room))
+        }
+        .await;
         let last = item.is_err();
         if tx.send(item).await.is_err() || last {
             return;
@@ -406,9 +469,27 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Creates a database a peer has, if this node lacks it.
-async fn ensure_database(shared: &Shared, name: &str) -> Result<(), ClusterError> {
-    match shared.store.create_database(name).await {
+/// When database `name` was last dropped, as this node knows (0: never).
+fn dropped_at(shared: &Shared, name: &str) -> Result<u64, ClusterError> {
+    let system = shared.store.database(SYSTEM_DATABASE)?;
+    let dropped = system.snapshot()?.dropped_databases()?;
+    Ok(dropped
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map_or(0, |(_, at)| at))
+}
+
+/// Creates a database a peer created at `created`, if this node lacks it and knows of no
+/// later drop.
+async fn ensure_database(shared: &Shared, name: &str, created: u64) -> Result<(), ClusterError> {
+    if name == SYSTEM_DATABASE {
+        return Ok(());
+    }
+    let dropped = dropped_at(shared, name)?;
+    if dropped > 0 && created <= dropped {
+        return Ok(()); // created before a drop this node knows of
+    }
+    match shared.store.create_replicated_database(name, created).await {
         Ok(_) => {
             tracing::info!(database = name, "database created by replication");
             shared.wake.notify_one();
@@ -419,20 +500,65 @@ async fn ensure_database(shared: &Shared, name: &str) -> Result<(), ClusterError
     }
 }
 
-/// Acts on a database created or dropped elsewhere (announced in the system database).
-async fn apply_database_change(shared: &Shared, change: &SchemaChange) -> Result<(), ClusterError> {
+/// Drops database `name` here if it was created before `at` (a drop elsewhere); one
+/// created since stays.
+async fn drop_database_before(shared: &Shared, name: &str, at: u64) -> Result<(), ClusterError> {
+    if name == SYSTEM_DATABASE {
+        return Ok(());
+    }
+    let Ok(db) = shared.store.database(name) else {
+        return Ok(());
+    };
+    if db.created() >= at {
+        return Ok(());
+    }
+    match shared.store.drop_database(name).await {
+        Ok(()) => {
+            tracing::info!(database = name, "database dropped by replication");
+            shared.wake.notify_one();
+            Ok(())
+        }
+        Err(StoreError::DatabaseNotFound(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Acts on a database created or dropped elsewhere at `hlc` (announced in the system
+/// database, whose apply has recorded a drop's marker already).
+async fn apply_database_change(
+    shared: &Shared,
+    change: &SchemaChange,
+    hlc: u64,
+) -> Result<(), ClusterError> {
     match change {
-        SchemaChange::CreateDatabase { database } => ensure_database(shared, database).await,
-        SchemaChange::DropDatabase { database } if database != SYSTEM_DATABASE => {
-            match shared.store.drop_database(database).await {
-                Ok(()) => {
-                    shared.wake.notify_one();
-                    Ok(())
-                }
-                Err(StoreError::DatabaseNotFound(_)) => Ok(()),
-                Err(e) => Err(e.into()),
-            }
+        SchemaChange::CreateDatabase { database } => ensure_database(shared, database, hlc).await,
+        SchemaChange::DropDatabase { database } => {
+            drop_database_before(shared, database, hlc).await
         }
         _ => Ok(()),
     }
+}
+
+/// Brings one database in line with what the system link's peer knows of it: a drop it
+/// knows of removes an older database here (and is recorded, so that nobody brings it
+/// back through this node), and a database it has that no known drop outranks is created.
+async fn reconcile_database(
+    shared: &Shared,
+    system: &shoal_store::Database,
+    state: DatabaseState,
+) -> Result<(), ClusterError> {
+    if let Some(at) = state.dropped {
+        if at > dropped_at(shared, &state.name)? {
+            let note = Write::NoteDatabaseDrop {
+                database: state.name.clone(),
+                at,
+            };
+            system.write(note, None).await?;
+        }
+        drop_database_before(shared, &state.name, at).await?;
+    }
+    if let Some(created) = state.created {
+        ensure_database(shared, &state.name, created).await?;
+    }
+    Ok(())
 }

@@ -1,19 +1,23 @@
 //! The sending side of a link: a peer subscribed to one of our databases; stream it our
 //! transaction log from its cursor (or a full copy first when the log no longer
-//! reaches back that far), in commit order, batched, paced by the socket.
+//! reaches back that far, or lacks rows this node took by full copy and the peer does
+//! not have), in commit order, batched, paced by the socket.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
 use shoal_auth::SYSTEM_DATABASE;
-use shoal_store::{Committed, CopyProgress, CopyRow, Database, LogEntry, SchemaChange, Snapshot};
+use shoal_store::{
+    Committed, CopyProgress, CopyRow, Database, LogEntry, SchemaChange, Snapshot, TableDef,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
 use crate::cluster::Shared;
 use crate::error::ClusterError;
 use crate::gate::Gate;
-use crate::proto::{self, Frame};
+use crate::proto::{self, DatabaseState, Deadline, Frame};
 
 /// Most log entries per frame.
 const BATCH_ENTRIES: usize = 500;
@@ -24,8 +28,11 @@ const BATCH_ENTRIES: usize = 500;
 const BATCH_CHANGES: usize = 4000;
 /// Rows per full-copy frame.
 const COPY_ROWS: usize = 1000;
+/// What a row's key and framing add to its stored bytes, about.
+const ROW_OVERHEAD: usize = 32;
 
-/// Streams `database` to `node`, which holds our log up to `cursor`, while `gate` allows.
+/// Streams `database` to `node`, which holds our log up to `cursor` and, if it says,
+/// the transactions of version vector `vv`. It streams while `gate` allows.
 pub(crate) async fn stream<S>(
     shared: Arc<Shared>,
     conn: S,
@@ -33,6 +40,7 @@ pub(crate) async fn stream<S>(
     database: String,
     cursor: u64,
     copy: Option<CopyProgress>,
+    vv: Option<Vec<(String, u64)>>,
     mut gate: Gate,
 ) -> Result<(), ClusterError>
 where
@@ -44,7 +52,8 @@ where
             shared.name
         ))
     })?;
-    let (mut rd, mut wr) = tokio::io::split(conn);
+    let (mut rd, wr) = tokio::io::split(conn);
+    let mut wr = Deadline::new(wr, shared.options.write_timeout);
     // The receiver's frames (acks, pongs, pings) are read by their own task; it ends the
     // stream when the receiver goes quiet past the idle timeout or closes.
     let (pong_tx, mut pong_rx) = mpsc::channel::<u64>(16);
@@ -66,38 +75,42 @@ where
     let _reader_guard = AbortOnDrop(reader.abort_handle());
     let mut commits = db.watch_commits();
     if database == SYSTEM_DATABASE {
-        let names = shared
-            .store
-            .databases()
-            .iter()
-            .map(|d| d.name().to_owned())
-            .collect();
-        proto::write(&mut wr, &Frame::Databases { names }).await?;
+        let databases = database_states(&shared)?;
+        proto::write(&mut wr, &Frame::Databases { databases }).await?;
     }
     let mut next = cursor + 1;
-    let snapshot = db.snapshot()?;
-    let copy = match copy {
-        // Resume only if the log still holds everything since the copy began.
-        Some(progress) if log_covers(&snapshot, progress.seq + 1)? => Some(Some(progress)),
-        Some(_) => Some(None),
-        None if !log_covers(&snapshot, next)? => Some(None),
-        None => None,
-    };
-    drop(snapshot);
-    if let Some(resume) = copy {
+    let (start, mut floor) = plan(&db.snapshot()?, cursor, copy, vv.as_deref())?;
+    if let Some(resume) = start {
         tracing::info!(peer = %node, %database, resumed = resume.is_some(), "full copy");
         let done = full_copy(&shared, &db, resume, &mut wr).await?;
         next = done.seq + 1;
+        floor = done.floor;
     }
     let mut ping = tokio::time::interval(shared.options.ping_interval);
     loop {
         // Whatever was committed so far is in the log read next.
         commits.borrow_and_update();
-        let batch = read_batch(&db, next, &node).await?;
+        let (now_floor, batch) = read_batch(&db, next, &node, shared.options.batch_bytes).await?;
+        if now_floor != floor {
+            // We completed a full copy since this receiver subscribed: the copied rows
+            // are in no entry we could send. It subscribes again with its version
+            // vector as it is then, and gets a full copy only if it lacks them.
+            let reason = format!(
+                "{} took a full copy of '{database}'; subscribe again",
+                shared.name
+            );
+            proto::write(&mut wr, &Frame::Refused { reason }).await?;
+            return Ok(());
+        }
         // Checked after the read, before the send (and after every ping): a membership
         // change committed before anything in the batch is seen here.
         gate.enforce(&mut wr).await?;
-        if let Some((entries, up_to, head)) = batch {
+        if let Some(Batch {
+            entries,
+            up_to,
+            head,
+        }) = batch
+        {
             proto::write(
                 &mut wr,
                 &Frame::Entries {
@@ -136,6 +149,72 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// The databases this node has and those it knows were dropped, for the system link.
+fn database_states(shared: &Shared) -> Result<Vec<DatabaseState>, ClusterError> {
+    let mut states = BTreeMap::new();
+    let system = shared.store.database(SYSTEM_DATABASE)?;
+    for (name, at) in system.snapshot()?.dropped_databases()? {
+        states.insert(
+            name.clone(),
+            DatabaseState {
+                name,
+                created: None,
+                dropped: Some(at),
+            },
+        );
+    }
+    for db in shared.store.databases() {
+        let name = db.name().to_owned();
+        states
+            .entry(name.clone())
+            .or_insert(DatabaseState {
+                name,
+                created: None,
+                dropped: None,
+            })
+            .created = Some(db.created());
+    }
+    Ok(states.into_values().collect())
+}
+
+/// How a session begins, decided on one snapshot: `Some(resume)` for a full copy
+/// (resuming `resume` if given) or `None` for the log from the cursor; and the log floor
+/// the session starts from.
+fn plan(
+    snapshot: &Snapshot,
+    cursor: u64,
+    copy: Option<CopyProgress>,
+    vv: Option<&[(String, u64)]>,
+) -> Result<(Option<Option<CopyProgress>>, u64), ClusterError> {
+    let floor = snapshot.log_floor()?;
+    let start = match copy {
+        // Resume only if the log still holds everything since the copy began, and this
+        // node took no full copy since (its rows would be missing from what was sent).
+        Some(progress) if progress.floor == floor && log_covers(snapshot, progress.seq + 1)? => {
+            Some(Some(progress))
+        }
+        Some(_) => Some(None),
+        None if !log_covers(snapshot, cursor + 1)? => Some(None),
+        // Rows this node took by full copy are in no log entry: a receiver that has not
+        // streamed past the point of that copy needs them, unless it has them already.
+        None if cursor <= floor && !dominates(vv, &snapshot.floor_vv()?) => Some(None),
+        None => None,
+    };
+    Ok((start, floor))
+}
+
+/// Whether version vector `vv` holds every transaction `floor_vv` names.
+fn dominates(vv: Option<&[(String, u64)]>, floor_vv: &[(String, u64)]) -> bool {
+    let has: HashMap<&str, u64> = vv
+        .unwrap_or_default()
+        .iter()
+        .map(|(origin, seq)| (origin.as_str(), *seq))
+        .collect();
+    floor_vv
+        .iter()
+        .all(|(origin, seq)| has.get(origin.as_str()).is_some_and(|s| s >= seq))
+}
+
 /// Whether the log still holds every entry from `from` on.
 fn log_covers(snapshot: &Snapshot, from: u64) -> Result<bool, ClusterError> {
     let last = snapshot.last_seq()?;
@@ -145,28 +224,42 @@ fn log_covers(snapshot: &Snapshot, from: u64) -> Result<bool, ClusterError> {
     })
 }
 
-/// The next run of entries from `next` for `receiver`: (entries, covered up to, head), or
-/// `None` when there is nothing new. Entries that originated at the receiver, and changes
-/// to tables that do not replicate, are left out; the run still counts as covered.
+/// A run of log entries for one frame.
+struct Batch {
+    /// (sequence, entry), in commit order.
+    entries: Vec<(u64, LogEntry)>,
+    /// The last sequence the run covers, left-out entries included.
+    up_to: u64,
+    /// Our last sequence.
+    head: u64,
+}
+
+/// Reads, in one snapshot, the log floor and the next run of entries from `next` for
+/// `receiver` (`None` when there is nothing new). Entries that originated at the
+/// receiver, and changes to tables that do not replicate, are left out; the run still
+/// counts as covered. The run stops before an entry that would take it past
+/// `max_bytes`, unless that entry is its first.
 async fn read_batch(
     db: &Arc<Database>,
     next: u64,
     receiver: &str,
-) -> Result<Option<(Vec<(u64, LogEntry)>, u64, u64)>, ClusterError> {
+    max_bytes: usize,
+) -> Result<(u64, Option<Batch>), ClusterError> {
     let db = db.clone();
     let receiver = receiver.to_owned();
     tokio::task::spawn_blocking(move || {
         let snapshot = db.snapshot()?;
+        let floor = snapshot.log_floor()?;
         let head = snapshot.last_seq()?;
         if next > head {
-            return Ok(None);
+            return Ok((floor, None));
         }
         let catalog = snapshot.catalog();
         let replicated = |table: &str| catalog.tables.get(table).is_none_or(|t| t.replicate);
         let mut entries = Vec::new();
-        let (mut up_to, mut changes) = (next - 1, 0);
-        for item in snapshot.log(next)?.take(BATCH_ENTRIES) {
-            let Committed { seq, mut entry } = item?;
+        let (mut up_to, mut changes, mut bytes) = (next - 1, 0, 0);
+        for item in snapshot.log_sized(next)?.take(BATCH_ENTRIES) {
+            let (Committed { seq, mut entry }, size) = item?;
             if seq != up_to + 1 {
                 // Trimmed while we streamed: the receiver needs a full copy.
                 return Err(ClusterError::Protocol(format!(
@@ -174,8 +267,8 @@ async fn read_batch(
                     up_to + 1
                 )));
             }
-            up_to = seq;
             if entry.origin == receiver {
+                up_to = seq;
                 continue;
             }
             entry.changes.retain(|c| replicated(&c.table));
@@ -184,21 +277,34 @@ async fn read_batch(
                 .as_ref()
                 .is_none_or(|s| s.table().is_none_or(&replicated));
             if entry.changes.is_empty() && (entry.schema.is_none() || !schema_kept) {
+                up_to = seq;
                 continue;
             }
+            if !entries.is_empty() && bytes + size > max_bytes {
+                break; // the next frame starts with it
+            }
+            up_to = seq;
+            bytes += size;
             changes += entry.changes.len();
             entries.push((seq, entry));
-            if changes >= BATCH_CHANGES {
+            if changes >= BATCH_CHANGES || bytes >= max_bytes {
                 break;
             }
         }
-        Ok(Some((entries, up_to, head)))
+        Ok((
+            floor,
+            Some(Batch {
+                entries,
+                up_to,
+                head,
+            }),
+        ))
     })
     .await
     .map_err(|e| ClusterError::Protocol(format!("log reader failed: {e}")))?
 }
 
-/// Streams a consistent snapshot (resuming `resume` if given); returns the final progress.
+/// Streams a snapshot (resuming `resume` if given); returns the final progress.
 async fn full_copy<W: AsyncWrite + Unpin>(
     shared: &Arc<Shared>,
     db: &Arc<Database>,
@@ -208,9 +314,11 @@ async fn full_copy<W: AsyncWrite + Unpin>(
     let (tx, mut rx) = mpsc::channel::<Frame>(4);
     let db = db.clone();
     let me = shared.name.clone();
-    // The snapshot's read transaction lives on one blocking thread; frames cross to the
-    // socket through a small channel, so the socket paces the scan.
-    let producer = tokio::task::spawn_blocking(move || produce_copy(&db, &me, resume, &tx));
+    let max_bytes = shared.options.batch_bytes;
+    // The scan runs on a blocking thread; frames cross to the socket through a small
+    // channel, so the socket paces the scan.
+    let producer =
+        tokio::task::spawn_blocking(move || produce_copy(&db, &me, resume, max_bytes, &tx));
     let started = Instant::now();
     let mut rows = 0usize;
     while let Some(frame) = rx.recv().await {
@@ -230,73 +338,68 @@ async fn full_copy<W: AsyncWrite + Unpin>(
     Ok(progress)
 }
 
+/// Sends `CopyStart`, every replicated table's rows in key order in chunks of about
+/// `max_bytes`, and `CopyDone`. Each chunk is read in a snapshot of its own, released
+/// before the chunk is sent: a receiver that stops reading holds no read transaction
+/// here, which would keep every page written meanwhile from being reused. Rows changed
+/// after the first snapshot (`progress.seq`) are replayed from the log after the copy,
+/// and merge by last-writer-wins whichever version a chunk saw.
 fn produce_copy(
     db: &Database,
     me: &str,
     resume: Option<CopyProgress>,
+    max_bytes: usize,
     tx: &mpsc::Sender<Frame>,
 ) -> Result<CopyProgress, ClusterError> {
     let gone = || ClusterError::Protocol("receiver went away during a full copy".into());
-    let snapshot = db.snapshot()?;
-    let mut progress = match resume {
-        Some(p) => p,
-        None => CopyProgress {
-            seq: snapshot.last_seq()?,
-            vv: snapshot.version_vector(me)?,
-            ..CopyProgress::default()
-        },
+    let (mut progress, tables, dropped) = {
+        let snapshot = db.snapshot()?;
+        let progress = match resume {
+            Some(p) => p,
+            None => CopyProgress {
+                seq: snapshot.last_seq()?,
+                vv: snapshot.version_vector(me)?,
+                floor: snapshot.log_floor()?,
+                ..CopyProgress::default()
+            },
+        };
+        let catalog = snapshot.catalog();
+        let tables: Vec<Arc<TableDef>> = catalog
+            .tables
+            .values()
+            .filter(|t| t.replicate)
+            .cloned()
+            .collect();
+        let dropped: Vec<(String, u64)> = catalog
+            .dropped
+            .iter()
+            .map(|(name, at)| (name.clone(), *at))
+            .collect();
+        (progress, tables, dropped)
     };
-    let tables: Vec<_> = snapshot
-        .catalog()
-        .tables
-        .values()
-        .filter(|t| t.replicate)
-        .cloned()
-        .collect();
-    let schema = tables
-        .iter()
-        .map(|t| SchemaChange::CreateTable {
-            table: t.name.clone(),
-            primary_key: t.primary_key.clone(),
-            attributes: t
-                .indexed
-                .as_ref()
-                .map(|set| {
-                    t.attributes
-                        .iter()
-                        .map(|a| (a.clone(), set.contains(a)))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            replicate: true,
-        })
-        .collect();
+    let schema = tables.iter().map(|t| create_table(t)).collect();
     tx.blocking_send(Frame::CopyStart {
         progress: progress.clone(),
         tables: schema,
+        dropped,
     })
     .map_err(|_| gone())?;
     for table in tables {
         if progress.tables_done.contains(&table.name) {
             continue;
         }
-        let after = match &progress.last {
-            Some((name, key)) if *name == table.name => Some(key.clone()),
-            _ => None,
-        };
-        let mut rows = Vec::with_capacity(COPY_ROWS);
-        for row in snapshot.versions(&table, after.as_ref())? {
-            let (key, version) = row?;
-            rows.push(CopyRow {
-                key,
-                version: version.bytes().to_vec(),
-            });
-            if rows.len() == COPY_ROWS {
-                send_rows(tx, &table.name, &mut rows, &mut progress)?;
-            }
-        }
-        if !rows.is_empty() {
-            send_rows(tx, &table.name, &mut rows, &mut progress)?;
+        while let Some(rows) = next_chunk(db, &table.name, &progress, max_bytes)? {
+            let last = rows
+                .last()
+                .map(|r| r.key.clone())
+                .expect("chunks are never empty");
+            progress.last = Some((table.name.clone(), last));
+            tx.blocking_send(Frame::CopyRows {
+                table: table.name.clone(),
+                rows,
+                progress: progress.clone(),
+            })
+            .map_err(|_| gone())?;
         }
         progress.tables_done.push(table.name.clone());
         progress.last = None;
@@ -308,18 +411,88 @@ fn produce_copy(
     Ok(progress)
 }
 
-fn send_rows(
-    tx: &mpsc::Sender<Frame>,
+/// The next rows of `table` after `progress.last`, read in a fresh snapshot: at most
+/// `COPY_ROWS`, and no more than `max_bytes` unless a single row is larger. `None` when
+/// the table has no more (or was dropped since the copy began: its drop is in the log).
+fn next_chunk(
+    db: &Database,
     table: &str,
-    rows: &mut Vec<CopyRow>,
-    progress: &mut CopyProgress,
-) -> Result<(), ClusterError> {
-    let last = rows.last().map(|r| r.key.clone()).expect("not empty");
-    progress.last = Some((table.to_owned(), last));
-    tx.blocking_send(Frame::CopyRows {
-        table: table.to_owned(),
-        rows: std::mem::take(rows),
-        progress: progress.clone(),
-    })
-    .map_err(|_| ClusterError::Protocol("receiver went away during a full copy".into()))
+    progress: &CopyProgress,
+    max_bytes: usize,
+) -> Result<Option<Vec<CopyRow>>, ClusterError> {
+    let snapshot = db.snapshot()?;
+    if snapshot.log_floor()? != progress.floor {
+        // We completed a full copy meanwhile: chunks sent before it lack its rows.
+        return Err(ClusterError::Protocol(
+            "a full copy completed here meanwhile; the copy starts over".into(),
+        ));
+    }
+    let Some(def) = snapshot.catalog().tables.get(table).cloned() else {
+        return Ok(None);
+    };
+    let after = match &progress.last {
+        Some((name, key)) if name == table => Some(key),
+        _ => None,
+    };
+    let mut rows = Vec::new();
+    let mut bytes = 0;
+    for row in snapshot.versions(&def, after)? {
+        let (key, version) = row?;
+        let size = version.bytes().len() + ROW_OVERHEAD;
+        if !rows.is_empty() && bytes + size > max_bytes {
+            break; // the next chunk starts with it
+        }
+        bytes += size;
+        rows.push(CopyRow {
+            key,
+            version: version.bytes().to_vec(),
+        });
+        if rows.len() >= COPY_ROWS || bytes >= max_bytes {
+            break;
+        }
+    }
+    Ok((!rows.is_empty()).then_some(rows))
+}
+
+/// The schema change that creates `table` as it is defined here.
+fn create_table(table: &TableDef) -> SchemaChange {
+    SchemaChange::CreateTable {
+        table: table.name.clone(),
+        primary_key: table.primary_key.clone(),
+        attributes: table
+            .indexed
+            .as_ref()
+            .map(|set| {
+                table
+                    .attributes
+                    .iter()
+                    .map(|a| (a.clone(), set.contains(a)))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        replicate: true,
+        created: table.created,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vv(pairs: &[(&str, u64)]) -> Vec<(String, u64)> {
+        pairs.iter().map(|(o, s)| ((*o).to_owned(), *s)).collect()
+    }
+
+    #[test]
+    fn a_receiver_lacks_copied_rows_unless_its_version_vector_covers_them() {
+        let floor = vv(&[("a", 10), ("c", 3)]);
+        assert!(dominates(
+            Some(&vv(&[("a", 10), ("c", 4), ("b", 1)])),
+            &floor
+        ));
+        assert!(!dominates(Some(&vv(&[("a", 9), ("c", 4)])), &floor));
+        assert!(!dominates(Some(&vv(&[("a", 12)])), &floor), "c missing");
+        assert!(!dominates(None, &floor), "a receiver that does not say");
+        assert!(dominates(None, &[]), "no copy taken: nothing to lack");
+    }
 }

@@ -34,6 +34,10 @@ pub struct LinkStatus {
     pub in_flight: usize,
     /// Full copies taken from this peer since start.
     pub full_copies: u64,
+    /// Whether a full copy from this peer is under way.
+    pub copying: bool,
+    /// Rows merged by full copies from this peer since start.
+    pub copied_rows: u64,
     /// Connections made since start.
     pub connects: u64,
     /// Set while the peer's next entry is stamped this many milliseconds ahead of this

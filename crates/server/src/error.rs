@@ -57,6 +57,7 @@ impl From<&StoreError> for ApiError {
             | StoreError::TableExists { .. }
             | StoreError::AttributeExists { .. }
             | StoreError::Invalid(_) => StatusCode::BAD_REQUEST,
+            StoreError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             StoreError::MapFull | StoreError::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
             StoreError::Closed => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,

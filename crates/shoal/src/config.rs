@@ -123,6 +123,15 @@ pub(crate) struct ReplicationSection {
     /// milliseconds, wait (the link holds back) until the clock has caught up; a peer
     /// whose clock runs ahead can then neither win conflicts nor drag every clock along.
     pub(crate) max_clock_offset_ms: u64,
+    /// Bytes a sender aims to put in one frame (a run of log entries or a chunk of a
+    /// full copy); a single transaction or record larger than this goes alone.
+    pub(crate) batch_bytes: usize,
+    /// Bytes of received frames each link holds until they are durably applied (bounds
+    /// a receiver's memory per link; a larger frame is taken alone).
+    pub(crate) receive_window_bytes: usize,
+    /// A peer that accepts no byte of a pending write for this long is dropped, in
+    /// milliseconds.
+    pub(crate) write_timeout_ms: u64,
 }
 
 impl Default for ReplicationSection {
@@ -133,6 +142,9 @@ impl Default for ReplicationSection {
             ping_interval_ms: 2000,
             idle_timeout_ms: 10_000,
             max_clock_offset_ms: shoal_store::DEFAULT_MAX_OFFSET_MS,
+            batch_bytes: 4 << 20,
+            receive_window_bytes: 32 << 20,
+            write_timeout_ms: 30_000,
         }
     }
 }
@@ -255,6 +267,10 @@ pub(crate) struct StorageSection {
     pub(crate) map_size_mb: usize,
     /// Most records one group commit takes (a request with more commits alone).
     pub(crate) max_batch: usize,
+    /// Largest transaction (its log entry) or record one write may produce, in bytes;
+    /// larger writes are refused with 413. Replication ships a transaction whole, so
+    /// every node of a cluster should have the same value; at most half of 1 GiB.
+    pub(crate) max_transaction_bytes: usize,
 }
 
 impl Default for StorageSection {
@@ -262,6 +278,7 @@ impl Default for StorageSection {
         StorageSection {
             map_size_mb: 64 << 10,
             max_batch: 4096,
+            max_transaction_bytes: 128 << 20,
         }
     }
 }
@@ -319,6 +336,9 @@ pub(crate) struct Overrides {
     /// Largest request body, in bytes.
     #[arg(long, env = "SHOAL_MAX_BODY_BYTES")]
     pub(crate) max_body_bytes: Option<usize>,
+    /// Largest transaction or record one write may produce, in bytes (413 beyond).
+    #[arg(long, env = "SHOAL_MAX_TRANSACTION_BYTES")]
+    pub(crate) max_transaction_bytes: Option<usize>,
     /// Replication port (0 = any free port).
     #[arg(long, env = "SHOAL_REPLICATION_PORT")]
     pub(crate) replication_port: Option<u16>,
@@ -343,6 +363,16 @@ pub(crate) struct Overrides {
         allow_negative_numbers = true
     )]
     pub(crate) clock_offset_ms: Option<i64>,
+    /// Bytes a replication sender aims to put in one frame.
+    #[arg(long, env = "SHOAL_REPLICATION_BATCH_BYTES")]
+    pub(crate) replication_batch_bytes: Option<usize>,
+    /// Bytes of received frames a replication link holds until they are applied.
+    #[arg(long, env = "SHOAL_REPLICATION_RECEIVE_WINDOW_BYTES")]
+    pub(crate) replication_receive_window_bytes: Option<usize>,
+    /// A replication peer that reads nothing of a pending write this long is dropped, in
+    /// milliseconds.
+    #[arg(long, env = "SHOAL_REPLICATION_WRITE_TIMEOUT_MS")]
+    pub(crate) replication_write_timeout_ms: Option<u64>,
     /// Log entries a subscriber may fall behind before it is disconnected.
     #[arg(long, env = "SHOAL_SUBSCRIPTION_MAX_LAG")]
     pub(crate) subscription_max_lag: Option<u64>,
@@ -433,6 +463,18 @@ impl Config {
             .unwrap_or(self.replication.max_clock_offset_ms);
         self.node.clock_offset_ms = o.clock_offset_ms.unwrap_or(self.node.clock_offset_ms);
         self.network.max_body_bytes = o.max_body_bytes.unwrap_or(self.network.max_body_bytes);
+        self.storage.max_transaction_bytes = o
+            .max_transaction_bytes
+            .unwrap_or(self.storage.max_transaction_bytes);
+        self.replication.batch_bytes = o
+            .replication_batch_bytes
+            .unwrap_or(self.replication.batch_bytes);
+        self.replication.receive_window_bytes = o
+            .replication_receive_window_bytes
+            .unwrap_or(self.replication.receive_window_bytes);
+        self.replication.write_timeout_ms = o
+            .replication_write_timeout_ms
+            .unwrap_or(self.replication.write_timeout_ms);
         self.storage.max_batch = o.max_batch.unwrap_or(self.storage.max_batch);
         self.storage.map_size_mb = o.map_size_mb.unwrap_or(self.storage.map_size_mb);
         self.transaction_log.retention_seconds = o

@@ -80,6 +80,11 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
             "this node's clock is shifted (node.clock_offset_ms)"
         );
     }
+    // A transaction replicates in one frame, whatever the sender's batch target.
+    options.max_transaction_bytes = config
+        .storage
+        .max_transaction_bytes
+        .clamp(1, shoal_cluster::MAX_FRAME_BYTES / 2);
     options.retention = Retention {
         max_age_ms: config
             .transaction_log
@@ -114,6 +119,10 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
         Duration::from_millis(config.replication.ping_interval_ms.max(10));
     cluster_options.idle_timeout =
         Duration::from_millis(config.replication.idle_timeout_ms.max(100));
+    cluster_options.batch_bytes = config.replication.batch_bytes.max(1);
+    cluster_options.receive_window_bytes = config.replication.receive_window_bytes.max(1);
+    cluster_options.write_timeout =
+        Duration::from_millis(config.replication.write_timeout_ms.max(100));
     if !config.replication.advertise.is_empty() {
         cluster_options.advertise = Some(config.replication.advertise.clone());
     }

@@ -17,7 +17,7 @@ use crate::error::{Result, StoreError};
 use crate::mutate::{self, Ctx, Outcome, record_key};
 use crate::record::{RecordState, Stamp, Version};
 use crate::trees::{Trees, meta_get_u64, meta_put_u64};
-use crate::txlog::{Change, ChangeKind, Committed, LogEntry, SchemaChange};
+use crate::txlog::{Change, ChangeKind, Committed, LogEntry, SEQ_KEY, SchemaChange};
 
 /// A run of a peer's transaction log.
 #[derive(Debug, Clone)]
@@ -38,6 +38,10 @@ pub struct CopyChunk {
     pub peer: String,
     /// Tables to create if missing, before the rows.
     pub tables: Vec<SchemaChange>,
+    /// The peer's table drop markers (table, HLC of the drop), applied before `tables`:
+    /// a table here created before its drop is dropped, and rows older than the drop
+    /// are refused.
+    pub dropped: Vec<(String, u64)>,
     /// The table the rows belong to.
     pub table: String,
     /// Rows in key order: versions and tombstones.
@@ -70,6 +74,10 @@ pub struct CopyProgress {
     pub tables_done: Vec<String>,
     /// The table in progress and the last key merged in it.
     pub last: Option<(String, Value)>,
+    /// The peer's log floor (see [`crate::Snapshot::log_floor`]) when the copy began: a
+    /// copy is resumed only while it has not moved.
+    #[serde(default)]
+    pub floor: u64,
 }
 
 /// What a batch did to each table, recorded once at its end rather than per row.
@@ -134,6 +142,13 @@ pub(crate) fn copy_key(peer: &str) -> Vec<u8> {
     format!("copy/{peer}").into_bytes()
 }
 
+/// Meta key of the log floor: this node's last sequence when it last completed a full copy.
+pub(crate) const FLOOR_KEY: &[u8] = b"floor";
+
+/// Meta prefix of the floor's version vector: `floor_vv/<origin>` -> the greatest
+/// `origin_seq` any completed full copy brought from `origin`.
+pub(crate) const FLOOR_VV_PREFIX: &[u8] = b"floor_vv/";
+
 /// Applies a batch of a peer's log; returns the entries to append to the local log.
 pub(crate) fn remote(
     txn: &mut RwTxn,
@@ -187,6 +202,9 @@ fn refuse_if_ahead(ctx: &Ctx, hlc: u64) -> Result<()> {
     }
 }
 
+/// Applies a peer's schema change made at `ctx.hlc`. A table exists where its latest
+/// creation is newer than its latest drop: a drop removes only a table created before it,
+/// and a creation older than a known drop is ignored, whatever order they arrive in.
 fn apply_schema(txn: &mut RwTxn, ctx: &mut Ctx, change: &SchemaChange) -> Result<()> {
     let exists = |ctx: &Ctx, table: &str| ctx.catalog.tables.contains_key(table);
     match change {
@@ -195,20 +213,31 @@ fn apply_schema(txn: &mut RwTxn, ctx: &mut Ctx, change: &SchemaChange) -> Result
             primary_key,
             attributes,
             replicate,
-        } if !exists(ctx, table) => {
-            let spec = TableSpec {
-                name: table.clone(),
-                primary_key: primary_key.clone(),
-                attributes: attributes.clone(),
-                replicate: Some(*replicate),
-            };
-            mutate::create_table(txn, ctx, spec)?;
+            created,
+        } => {
+            let created = if *created == 0 { ctx.hlc } else { *created };
+            if !exists(ctx, table) && created > ctx.catalog.dropped_at(table) {
+                let spec = TableSpec {
+                    name: table.clone(),
+                    primary_key: primary_key.clone(),
+                    attributes: attributes.clone(),
+                    replicate: Some(*replicate),
+                };
+                mutate::create_table(txn, ctx, spec, created)?;
+            }
         }
-        // A drop wins only over a table created before it.
-        SchemaChange::DropTable { table }
-            if ctx.table(table).is_ok_and(|t| t.created < ctx.hlc) =>
-        {
-            mutate::drop_table(txn, ctx, table)?;
+        SchemaChange::DropTable { table } => {
+            let at = ctx.hlc;
+            if ctx.table(table).is_ok_and(|t| t.created < at) {
+                mutate::drop_table(txn, ctx, table)?;
+            } else {
+                mutate::note_table_drop(txn, ctx, table, at)?;
+            }
+        }
+        SchemaChange::DropDatabase { database } => {
+            // The cluster layer drops the database itself; the marker keeps stale peers
+            // from bringing it back.
+            mutate::note_database_drop(txn, ctx.trees, database, ctx.hlc)?;
         }
         SchemaChange::CreateAttribute {
             table,
@@ -227,8 +256,8 @@ fn apply_schema(txn: &mut RwTxn, ctx: &mut Ctx, change: &SchemaChange) -> Result
         {
             mutate::drop_attribute(txn, ctx, table, attribute)?;
         }
-        // Databases are created and dropped by the cluster layer, which reads the
-        // system database's log; the rest are already in the wanted state.
+        // Databases are created by the cluster layer, which reads the system database's
+        // log; the rest are already in the wanted state.
         _ => {}
     }
     Ok(())
@@ -249,6 +278,9 @@ fn apply_change(
         tracing::debug!(table = %change.table, "change for a missing table ignored");
         return Ok(());
     };
+    if hlc <= ctx.catalog.dropped_at(&change.table) {
+        return Ok(()); // a write to the table as it was before a drop
+    }
     let stamp = Stamp::new(hlc, origin);
     let value = change
         .value
@@ -293,6 +325,21 @@ pub(crate) fn merge(
     chunk: CopyChunk,
 ) -> Result<(Outcome, Vec<LogEntry>)> {
     let trees = *ctx.trees;
+    let now = ctx.hlc;
+    let mut newest = 0;
+    // Drops first: a table the peer dropped after we created it goes, with its rows.
+    for (table, at) in &chunk.dropped {
+        ctx.hlc = *at;
+        apply_schema(
+            txn,
+            ctx,
+            &SchemaChange::DropTable {
+                table: table.clone(),
+            },
+        )?;
+        newest = newest.max(*at);
+    }
+    ctx.hlc = now;
     for change in &chunk.tables {
         if let SchemaChange::CreateTable { .. } = change {
             apply_schema(txn, ctx, change)?;
@@ -300,27 +347,46 @@ pub(crate) fn merge(
     }
     let mut applied = 0;
     let mut touched = Touched::default();
-    if !chunk.rows.is_empty() {
-        let def = ctx.table(&chunk.table)?;
-        for row in &chunk.rows {
-            let incoming = Version::decode(&row.version)?.state()?;
-            refuse_if_ahead(ctx, incoming.newest().hlc)?;
-            merge_into(txn, &trees, &mut touched, &def, &row.key, &incoming)?;
-            applied += 1;
+    match ctx.table(&chunk.table) {
+        Ok(def) => {
+            let dropped = ctx.catalog.dropped_at(&def.name);
+            for row in &chunk.rows {
+                let incoming = Version::decode(&row.version)?.state()?;
+                refuse_if_ahead(ctx, incoming.newest().hlc)?;
+                if incoming.newest().hlc <= dropped {
+                    continue; // a row of the table as it was before a drop
+                }
+                merge_into(txn, &trees, &mut touched, &def, &row.key, &incoming)?;
+                applied += 1;
+            }
         }
+        // A table dropped here after the peer's snapshot (or never created because a
+        // drop outranks it): its rows stay out.
+        Err(_) if !chunk.rows.is_empty() => {
+            tracing::debug!(table = %chunk.table, "copied rows of a missing table ignored");
+        }
+        Err(_) => {}
     }
-    let newest = touched.0.values().map(|t| t.hlc).max().unwrap_or(0);
+    newest = newest.max(touched.0.values().map(|t| t.hlc).max().unwrap_or(0));
     touched.finish(txn, ctx)?;
-    ctx.hlc = ctx.hlc.max(newest);
+    ctx.hlc = now.max(newest);
     if chunk.done {
         // Replication resumes after the first snapshot of the copy, and the version
         // vector claims no more than that snapshot had, so what changed while the copy
         // ran is replayed (and merged by LWW) rather than skipped.
         for (origin, seq) in &chunk.progress.vv {
-            let key = vv_key(origin);
-            let mine = meta_get_u64(txn, &trees, &key)?;
-            meta_put_u64(txn, &trees, &key, mine.max(*seq))?;
+            for key in [
+                vv_key(origin),
+                [FLOOR_VV_PREFIX, origin.as_bytes()].concat(),
+            ] {
+                let mine = meta_get_u64(txn, &trees, &key)?;
+                meta_put_u64(txn, &trees, &key, mine.max(*seq))?;
+            }
         }
+        // The copied rows are in no log here: a peer that streams our log from before
+        // this point, and lacks what the copy brought, needs a full copy from us.
+        let seq = meta_get_u64(txn, &trees, SEQ_KEY)?;
+        meta_put_u64(txn, &trees, FLOOR_KEY, seq)?;
         meta_put_u64(txn, &trees, &cursor_key(&chunk.peer), chunk.progress.seq)?;
         trees.meta.delete(txn, &copy_key(&chunk.peer))?;
     } else {

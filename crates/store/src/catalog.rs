@@ -69,6 +69,16 @@ pub struct Catalog {
     pub tables: BTreeMap<String, Arc<TableDef>>,
     /// Next free table id.
     pub next_id: u32,
+    /// When each dropped table name was last dropped (HLC): a table of that name created
+    /// before it, and rows written before it, are the dropped table's and never return.
+    pub dropped: BTreeMap<String, u64>,
+}
+
+impl Catalog {
+    /// The HLC of the last drop of table `name` (0 if it was never dropped).
+    pub fn dropped_at(&self, name: &str) -> u64 {
+        self.dropped.get(name).copied().unwrap_or(0)
+    }
 }
 
 /// Checks a database, table or attribute name.

@@ -9,8 +9,9 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::catalog::{Catalog, TableDef};
 use crate::error::{Result, StoreError};
-use crate::mutate::{Outcome, Write};
+use crate::mutate::{DROPPED_TABLE_PREFIX, Outcome, Write};
 use crate::read::{OpenSnapshot, Snapshot};
+use crate::store::CREATED_KEY;
 use crate::trees::{Trees, meta_get_u64};
 use crate::txlog::{Committed, LogEntry, SEQ_KEY};
 use crate::writer::{Command, Writer, WriterStats};
@@ -34,6 +35,7 @@ impl std::future::Future for Pending {
 /// A handle on one open database. Cheap to share (`Arc`); all writes go through its writer.
 pub struct Database {
     name: String,
+    created: u64,
     env: &'static Env<WithoutTls>,
     trees: Trees,
     catalog: Arc<RwLock<Arc<Catalog>>>,
@@ -61,8 +63,13 @@ impl Database {
     pub(crate) fn start(config: DatabaseConfig) -> Result<Arc<Self>> {
         let DatabaseConfig { writer, queue } = config;
         let (tx, rx) = mpsc::channel(queue);
+        let created = {
+            let txn = writer.env.read_txn()?;
+            meta_get_u64(&txn, &writer.trees, CREATED_KEY)?
+        };
         let db = Database {
             name: writer.name.clone(),
+            created,
             env: writer.env,
             trees: writer.trees,
             catalog: writer.catalog.clone(),
@@ -92,6 +99,16 @@ impl Database {
                 .map_err(|_| StoreError::Corrupt("table definition".into()))?;
             catalog.tables.insert(def.name.clone(), Arc::new(def));
         }
+        for item in trees.meta.prefix_iter(&txn, DROPPED_TABLE_PREFIX)? {
+            let (key, bytes) = item?;
+            let name = std::str::from_utf8(&key[DROPPED_TABLE_PREFIX.len()..])
+                .map_err(|_| StoreError::Corrupt("table drop marker".into()))?;
+            let at = bytes
+                .try_into()
+                .map(u64::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt("table drop marker".into()))?;
+            catalog.dropped.insert(name.to_owned(), at);
+        }
         catalog.next_id = trees
             .meta
             .get(&txn, b"next_table_id")?
@@ -119,6 +136,12 @@ impl Database {
     /// The database's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// HLC of the database's creation (at the node that created it; 0 if unknown): a
+    /// drop of the same name stamped later than this removes it.
+    pub fn created(&self) -> u64 {
+        self.created
     }
 
     /// Queues a write and waits until it is durably committed (or refused).

@@ -49,6 +49,10 @@ pub enum StoreError {
     /// The request is malformed (bad name, bad key, wrong type); nothing was written.
     #[error("{0}")]
     Invalid(String),
+    /// A write would produce a transaction or a record larger than the store accepts
+    /// (`StoreOptions::max_transaction_bytes`); nothing was written.
+    #[error("{0}")]
+    TooLarge(String),
     /// The database holds as much as its configured size allows; deletes still work.
     #[error(
         "storage is full: the database reached its configured size (storage.map_size_mb); \

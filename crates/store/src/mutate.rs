@@ -113,6 +113,15 @@ pub enum Write {
     /// Log a schema change made elsewhere (create or drop of a database, in the system
     /// database), so that it replicates.
     Announce(SchemaChange),
+    /// Record that a peer reports database `database` dropped at `at` (an HLC); kept in
+    /// the database written to (the system database) and not logged, as the peer reports
+    /// it to every node it links to.
+    NoteDatabaseDrop {
+        /// Database name.
+        database: String,
+        /// When it was dropped.
+        at: u64,
+    },
     /// Apply a batch of a peer's transaction log (replication).
     Apply(RemoteBatch),
     /// Merge a chunk of a peer's snapshot (full copy).
@@ -120,6 +129,11 @@ pub enum Write {
 }
 
 impl Write {
+    /// Whether the write originates here (rather than applying what a peer sent).
+    pub(crate) fn is_local(&self) -> bool {
+        !matches!(self, Write::Apply(_) | Write::Merge(_))
+    }
+
     /// Records (rows, changes) it writes: what a group commit's size is counted in.
     pub(crate) fn weight(&self) -> usize {
         match self {
@@ -174,6 +188,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) origin: &'a str,
     /// The node's clock, which bounds the remote timestamps a write may bring in.
     pub(crate) clock: &'a Hlc,
+    /// Largest record this write may store, in bytes.
+    pub(crate) max_bytes: usize,
 }
 
 impl Ctx<'_> {
@@ -201,6 +217,37 @@ pub(crate) fn table_key(name: &str) -> Vec<u8> {
     format!("table/{name}").into_bytes()
 }
 
+/// Meta prefix of table drop markers: `dropped/<table>` -> HLC of the last drop.
+pub(crate) const DROPPED_TABLE_PREFIX: &[u8] = b"dropped/";
+/// Meta prefix of database drop markers, kept in the database whose log announces the
+/// drops (the system database): `dropped_database/<name>` -> HLC of the last drop.
+pub(crate) const DROPPED_DATABASE_PREFIX: &[u8] = b"dropped_database/";
+
+/// Records that table `name` was dropped at `at`, unless a later drop is known.
+pub(crate) fn note_table_drop(txn: &mut RwTxn, ctx: &mut Ctx, name: &str, at: u64) -> Result<()> {
+    if ctx.catalog.dropped_at(name) >= at {
+        return Ok(());
+    }
+    let key = [DROPPED_TABLE_PREFIX, name.as_bytes()].concat();
+    meta_put_u64(txn, ctx.trees, &key, at)?;
+    ctx.catalog.dropped.insert(name.to_owned(), at);
+    Ok(())
+}
+
+/// Records that database `name` was dropped at `at`, unless a later drop is known.
+pub(crate) fn note_database_drop(
+    txn: &mut RwTxn,
+    trees: &Trees,
+    name: &str,
+    at: u64,
+) -> Result<()> {
+    let key = [DROPPED_DATABASE_PREFIX, name.as_bytes()].concat();
+    if meta_get_u64(txn, trees, &key)? < at {
+        meta_put_u64(txn, trees, &key, at)?;
+    }
+    Ok(())
+}
+
 /// Key of a record in the records tree.
 pub(crate) fn record_key(table: &TableDef, pk: &Value) -> Result<Vec<u8>> {
     let mut out = table_prefix(table.id).to_vec();
@@ -226,7 +273,10 @@ pub(crate) fn apply(
     user: Option<String>,
 ) -> Result<(Outcome, Vec<LogEntry>)> {
     let change = match write {
-        Write::CreateTable(spec) => create_table(txn, ctx, spec)?,
+        Write::CreateTable(spec) => {
+            let created = ctx.hlc;
+            create_table(txn, ctx, spec, created)?
+        }
         Write::DropTable(name) => drop_table(txn, ctx, &name)?,
         Write::CreateAttribute {
             table,
@@ -234,13 +284,24 @@ pub(crate) fn apply(
             indexed,
         } => create_attribute(txn, ctx, &table, &attribute, indexed)?,
         Write::DropAttribute { table, attribute } => drop_attribute(txn, ctx, &table, &attribute)?,
-        Write::Announce(change) => change,
+        Write::Announce(change) => {
+            if let SchemaChange::DropDatabase { database } = &change {
+                note_database_drop(txn, ctx.trees, database, ctx.hlc)?;
+            }
+            change
+        }
         Write::Records {
             table,
             mode,
             records,
         } => return write_records(txn, ctx, &table, mode, records, user),
         Write::Delete { table, ids } => return delete(txn, ctx, &table, ids, user),
+        Write::NoteDatabaseDrop { database, at } => {
+            note_database_drop(txn, ctx.trees, &database, at)?;
+            // Databases created here from now on are stamped after the drop.
+            ctx.hlc = ctx.hlc.max(at);
+            return Ok((Outcome::default(), Vec::new()));
+        }
         Write::Apply(batch) => return crate::apply::remote(txn, ctx, batch),
         Write::Merge(chunk) => return crate::apply::merge(txn, ctx, *chunk),
     };
@@ -260,10 +321,12 @@ pub(crate) fn apply(
     Ok((outcome, vec![entry]))
 }
 
+/// Creates a table whose creation is stamped `created` (now, or when a peer created it).
 pub(crate) fn create_table(
     txn: &mut RwTxn,
     ctx: &mut Ctx,
     spec: TableSpec,
+    created: u64,
 ) -> Result<SchemaChange> {
     validate_name("table", &spec.name)?;
     validate_name("primary key", &spec.primary_key)?;
@@ -297,6 +360,7 @@ pub(crate) fn create_table(
         primary_key: spec.primary_key.clone(),
         attributes: spec.attributes.clone(),
         replicate: spec.replicate.unwrap_or(true),
+        created,
     };
     let id = ctx.catalog.next_id;
     ctx.catalog.next_id += 1;
@@ -310,12 +374,14 @@ pub(crate) fn create_table(
         attributes,
         indexed,
         replicate: spec.replicate.unwrap_or(true),
-        created: ctx.hlc,
+        created,
     };
     ctx.save_table(txn, def)?;
     Ok(change)
 }
 
+/// Drops a table and its rows, leaving a marker stamped with the drop's time that
+/// outranks any older creation of the same name and any older row a peer still holds.
 pub(crate) fn drop_table(txn: &mut RwTxn, ctx: &mut Ctx, name: &str) -> Result<SchemaChange> {
     let def = ctx.table(name)?;
     let prefix = table_prefix(def.id);
@@ -330,6 +396,8 @@ pub(crate) fn drop_table(txn: &mut RwTxn, ctx: &mut Ctx, name: &str) -> Result<S
     ctx.trees.meta.delete(txn, &count_key(def.id))?;
     ctx.trees.meta.delete(txn, &updated_key(def.id))?;
     ctx.catalog.tables.remove(name);
+    let at = ctx.hlc;
+    note_table_drop(txn, ctx, name, at)?;
     Ok(SchemaChange::DropTable {
         table: name.to_owned(),
     })
@@ -530,7 +598,7 @@ fn write_records(
             }
         };
         let change = (kind, Value::Object(record));
-        store_state(
+        let stored = store_state(
             txn,
             ctx.trees,
             &def,
@@ -538,6 +606,14 @@ fn write_records(
             old.as_ref(),
             &current.merge(&incoming),
         )?;
+        if stored > ctx.max_bytes {
+            // A full copy ships each record whole, so a record must fit where its
+            // transaction would.
+            return Err(StoreError::TooLarge(format!(
+                "record '{pk}' is too large: it takes {stored} bytes, more than the limit of {} bytes",
+                ctx.max_bytes
+            )));
+        }
         changes.push(Change {
             table: table.to_owned(),
             key: pk.clone(),
@@ -598,7 +674,7 @@ pub(crate) fn stored_state(txn: &RwTxn, trees: &Trees, key: &[u8]) -> Result<Rec
 }
 
 /// Writes a record's new state and keeps the indexes in step with it; `old` is what was
-/// live before.
+/// live before. Returns the stored size in bytes.
 pub(crate) fn store_state(
     txn: &mut RwTxn,
     trees: &Trees,
@@ -606,10 +682,11 @@ pub(crate) fn store_state(
     key: &[u8],
     old: Option<&Map<String, Value>>,
     state: &RecordState,
-) -> Result<()> {
+) -> Result<usize> {
     index::update(txn, trees, def, &key[4..], old, state.live())?;
-    trees.records.put(txn, key, &state.encode())?;
-    Ok(())
+    let bytes = state.encode();
+    trees.records.put(txn, key, &bytes)?;
+    Ok(bytes.len())
 }
 
 /// Records the table's new live count and last write time.

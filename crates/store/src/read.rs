@@ -8,13 +8,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use heed::{RoTxn, WithoutTls};
 use serde_json::Value;
 
-use crate::apply::{CopyProgress, copy_key, cursor_key};
+use crate::apply::{CopyProgress, FLOOR_KEY, FLOOR_VV_PREFIX, copy_key, cursor_key};
 use crate::catalog::{Catalog, TableDef};
 use crate::error::{Result, StoreError};
 use crate::hlc;
 use crate::index;
 use crate::key;
-use crate::mutate::record_key;
+use crate::mutate::{DROPPED_DATABASE_PREFIX, record_key};
 use crate::record::Version;
 use crate::trees::{Trees, count_key, meta_get_u64, table_prefix, updated_key};
 use crate::txlog::{self, Committed, LogEntry, SEQ_KEY};
@@ -226,15 +226,8 @@ impl Snapshot {
     /// For each origin, the last of its transactions this database holds; this node's own
     /// count as its whole log (`node` is this node's name).
     pub fn version_vector(&self, node: &str) -> Result<Vec<(String, u64)>> {
-        let mut out = Vec::new();
-        for item in self.trees.meta.prefix_iter(&self.txn, b"vv/")? {
-            let (k, v) = item?;
-            let origin = String::from_utf8_lossy(&k[3..]).into_owned();
-            let seq = v.try_into().map(u64::from_be_bytes).unwrap_or(0);
-            if origin != node {
-                out.push((origin, seq));
-            }
-        }
+        let mut out = self.meta_u64s(b"vv/")?;
+        out.retain(|(origin, _)| origin != node);
         out.push((node.to_owned(), self.last_seq()?));
         Ok(out)
     }
@@ -312,6 +305,15 @@ impl Snapshot {
 
     /// Retained log entries from sequence `from` on, in commit order.
     pub fn log(&self, from: u64) -> Result<impl Iterator<Item = Result<Committed>> + '_> {
+        Ok(self.log_sized(from)?.map(|item| item.map(|(c, _)| c)))
+    }
+
+    /// Like [`Snapshot::log`], with each entry's stored size in bytes (about what it
+    /// takes on the wire), so that readers can bound batches by bytes.
+    pub fn log_sized(
+        &self,
+        from: u64,
+    ) -> Result<impl Iterator<Item = Result<(Committed, usize)>> + '_> {
         let start = from.to_be_bytes();
         let range = (Bound::Included(&start[..]), Bound::Unbounded);
         Ok(self.trees.log.range(&self.txn, &range)?.map(|item| {
@@ -320,11 +322,40 @@ impl Snapshot {
                 k.try_into()
                     .map_err(|_| StoreError::Corrupt("log key".into()))?,
             );
-            Ok(Committed {
-                seq,
-                entry: LogEntry::decode(v)?,
-            })
+            let entry = LogEntry::decode(v)?;
+            Ok((Committed { seq, entry }, v.len()))
         }))
+    }
+
+    /// Databases whose drop this database's log announced or a peer reported (in
+    /// practice the system database's), with the HLC of each one's last drop.
+    pub fn dropped_databases(&self) -> Result<Vec<(String, u64)>> {
+        self.meta_u64s(DROPPED_DATABASE_PREFIX)
+    }
+
+    /// This node's last sequence when it last completed a full copy from a peer (0 if
+    /// it never did). The copied rows are in no entry of this log: a peer streaming the
+    /// log from at or before the floor lacks them unless it has, by its version vector,
+    /// everything the copies brought ([`Snapshot::floor_vv`]).
+    pub fn log_floor(&self) -> Result<u64> {
+        meta_get_u64(&self.txn, &self.trees, FLOOR_KEY)
+    }
+
+    /// For each origin, the greatest of its sequences a completed full copy brought here.
+    pub fn floor_vv(&self) -> Result<Vec<(String, u64)>> {
+        self.meta_u64s(FLOOR_VV_PREFIX)
+    }
+
+    /// The u64 values under a `meta` prefix, by the rest of their key.
+    fn meta_u64s(&self, prefix: &[u8]) -> Result<Vec<(String, u64)>> {
+        let mut out = Vec::new();
+        for item in self.trees.meta.prefix_iter(&self.txn, prefix)? {
+            let (k, v) = item?;
+            let name = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            let value = v.try_into().map(u64::from_be_bytes).unwrap_or(0);
+            out.push((name, value));
+        }
+        Ok(out)
     }
 }
 

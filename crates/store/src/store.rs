@@ -12,7 +12,7 @@ use crate::catalog::validate_name;
 use crate::database::{Database, DatabaseConfig};
 use crate::error::{Result, StoreError};
 use crate::hlc::{DEFAULT_MAX_OFFSET_MS, Hlc};
-use crate::trees::Trees;
+use crate::trees::{Trees, meta_put_u64};
 use crate::txlog::Retention;
 use crate::writer::Writer;
 
@@ -23,6 +23,8 @@ static OPEN_ENVS: LazyLock<Mutex<HashMap<PathBuf, &'static Env<WithoutTls>>>> =
 
 /// File marking a dropped database, whose folder is removed at the next start.
 const DROPPED_MARKER: &str = "dropped";
+/// Meta key of a database's creation HLC (absent in databases made before it was kept).
+pub(crate) const CREATED_KEY: &[u8] = b"created";
 
 /// Store settings.
 #[derive(Debug, Clone)]
@@ -54,6 +56,10 @@ pub struct StoreOptions {
     /// Milliseconds added to the system clock for this node's timestamps: lets a test run
     /// a node whose clock is wrong. Zero in production.
     pub clock_offset_ms: i64,
+    /// Largest transaction-log entry, and largest stored record, a local write may
+    /// produce; a larger write is refused with [`StoreError::TooLarge`]. Replication ships
+    /// one transaction whole, so this bounds what a peer must accept in one message.
+    pub max_transaction_bytes: usize,
 }
 
 impl StoreOptions {
@@ -70,6 +76,7 @@ impl StoreOptions {
             max_readers: 1024,
             max_clock_offset_ms: DEFAULT_MAX_OFFSET_MS,
             clock_offset_ms: 0,
+            max_transaction_bytes: 128 << 20,
         }
     }
 }
@@ -168,6 +175,21 @@ impl Store {
 
     /// Creates a database.
     pub async fn create_database(&self, name: &str) -> Result<Arc<Database>> {
+        self.create_database_at(name, self.hlc.now()).await
+    }
+
+    /// Creates a database that a peer created at `created` (its HLC), so that the
+    /// creation keeps its place among drops of the same name.
+    pub async fn create_replicated_database(
+        &self,
+        name: &str,
+        created: u64,
+    ) -> Result<Arc<Database>> {
+        self.hlc.observe(created);
+        self.create_database_at(name, created).await
+    }
+
+    async fn create_database_at(&self, name: &str, created: u64) -> Result<Arc<Database>> {
         validate_name("database", name)?;
         let _ddl = self.ddl.lock().await;
         if self.database(name).is_ok() {
@@ -176,11 +198,15 @@ impl Store {
         let env = self.open_env(name)?;
         let trees = Trees::open(env)?;
         let marker = self.options.path.join(name).join(DROPPED_MARKER);
-        if marker.exists() {
+        let reused = marker.exists();
+        let mut txn = env.write_txn()?;
+        if reused {
             // Reusing the environment of a dropped database: make sure it is empty.
-            let mut txn = env.write_txn()?;
             trees.clear(&mut txn)?;
-            txn.commit()?;
+        }
+        meta_put_u64(&mut txn, &trees, CREATED_KEY, created)?;
+        txn.commit()?;
+        if reused {
             std::fs::remove_file(marker)?;
         }
         let db = self.start_database(name, env, trees)?;
@@ -266,6 +292,7 @@ impl Store {
             retention: self.options.retention,
             max_batch: self.options.max_batch,
             capacity: self.options.map_size as u64,
+            max_transaction_bytes: self.options.max_transaction_bytes,
             stats: Default::default(),
             dropped: Default::default(),
         };

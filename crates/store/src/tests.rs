@@ -950,3 +950,220 @@ async fn timestamps_beyond_the_maximum_offset_are_refused_whole() {
     sa.close().await;
     sb.close().await;
 }
+
+#[tokio::test]
+async fn writes_larger_than_the_transaction_limit_are_refused_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = StoreOptions::new(dir.path(), "n1");
+    options.max_transaction_bytes = 4096;
+    let store = Store::open(options).unwrap();
+    let db = store.create_database("dev").await.unwrap();
+    create_dog(&db).await;
+    let big = "x".repeat(5000);
+    let refused = db
+        .write(
+            records(
+                "dog",
+                Mode::Insert,
+                vec![json!({"id": 1}), json!({"id": 2, "big": big})],
+            ),
+            None,
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::TooLarge(_))),
+        "{refused:?}"
+    );
+    // Many small records whose transaction passes the limit together.
+    let many: Vec<Value> = (0..200)
+        .map(|i| json!({"id": i, "n": "0123456789"}))
+        .collect();
+    let refused = db.write(records("dog", Mode::Insert, many), None).await;
+    assert!(
+        matches!(refused, Err(StoreError::TooLarge(_))),
+        "{refused:?}"
+    );
+    assert!(dump(&db).is_empty(), "nothing of a refused write is kept");
+    // A record grown by patches, each small, may not pass the limit either.
+    db.write(records("dog", Mode::Insert, vec![json!({"id": 1})]), None)
+        .await
+        .unwrap();
+    let chunk = "y".repeat(1500);
+    let mut refused = None;
+    for i in 0..4 {
+        let patch = json!({"id": 1, format!("a{i}"): chunk});
+        if let Err(e) = db
+            .write(records("dog", Mode::Update, vec![patch]), None)
+            .await
+        {
+            refused = Some(e);
+            break;
+        }
+    }
+    assert!(
+        matches!(refused, Some(StoreError::TooLarge(_))),
+        "{refused:?}"
+    );
+    let kept = dump(&db);
+    assert_eq!(kept.len(), 1);
+    assert!(kept[0].1.as_ref().unwrap().as_object().unwrap().len() < 6);
+    store.close().await;
+}
+
+/// Every stored version of `db`'s `dog` table as copy rows.
+fn copy_rows(db: &crate::Database) -> Vec<crate::CopyRow> {
+    let snap = db.snapshot().unwrap();
+    let table = snap.table("dog").unwrap();
+    snap.versions(&table, None)
+        .unwrap()
+        .map(|r| {
+            let (key, v) = r.unwrap();
+            crate::CopyRow {
+                key,
+                version: v.bytes().to_vec(),
+            }
+        })
+        .collect()
+}
+
+/// A whole-database copy chunk of `from` as a sender builds it: its tables, its drop
+/// markers, the rows of `dog` if it has the table, done.
+fn whole_copy(from: &crate::Database, from_name: &str) -> crate::CopyChunk {
+    let snap = from.snapshot().unwrap();
+    let catalog = snap.catalog().clone();
+    let tables = catalog
+        .tables
+        .values()
+        .map(|t| crate::SchemaChange::CreateTable {
+            table: t.name.clone(),
+            primary_key: t.primary_key.clone(),
+            attributes: Vec::new(),
+            replicate: true,
+            created: t.created,
+        })
+        .collect();
+    let progress = crate::CopyProgress {
+        seq: snap.last_seq().unwrap(),
+        vv: snap.version_vector(from_name).unwrap(),
+        ..Default::default()
+    };
+    drop(snap);
+    let rows = if catalog.tables.contains_key("dog") {
+        copy_rows(from)
+    } else {
+        Vec::new()
+    };
+    crate::CopyChunk {
+        peer: from_name.into(),
+        tables,
+        dropped: catalog.dropped.clone().into_iter().collect(),
+        table: "dog".into(),
+        rows,
+        progress,
+        done: true,
+    }
+}
+
+#[tokio::test]
+async fn dropped_tables_stay_dropped_through_copies_and_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sa, a) = node(dir.path(), "a").await;
+    let (sb, b) = node(dir.path(), "b").await;
+    create_dog(&a).await;
+    a.write(
+        records("dog", Mode::Insert, vec![json!({"id": "old"})]),
+        None,
+    )
+    .await
+    .unwrap();
+    ship(&a, "a", &b, "b").await;
+    assert_eq!(dump(&b).len(), 1);
+    // b is away; a drops the table. b's copy (and b's log) still hold it.
+    sa.hlc().observe(sb.hlc().now());
+    a.write(Write::DropTable("dog".into()), None).await.unwrap();
+    let stale = whole_copy(&b, "b");
+    a.write(Write::Merge(Box::new(stale.clone())), None)
+        .await
+        .unwrap();
+    assert!(
+        a.snapshot().unwrap().table("dog").is_err(),
+        "a stale copy does not re-create a dropped table"
+    );
+    // b's log (table creation and rows, from a's log) replayed to a changes nothing.
+    let replay: Vec<crate::Committed> = b
+        .snapshot()
+        .unwrap()
+        .log(0)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let batch = crate::RemoteBatch {
+        peer: "b".into(),
+        entries: replay
+            .into_iter()
+            .map(|mut c| {
+                // As if b had originated them: a's version vector must not skip them.
+                c.entry.origin = "b".into();
+                c
+            })
+            .collect(),
+        up_to: 10,
+    };
+    a.write(Write::Apply(batch), None).await.unwrap();
+    assert!(a.snapshot().unwrap().table("dog").is_err());
+    // b gets a's copy: it drops the table a dropped.
+    b.write(Write::Merge(Box::new(whole_copy(&a, "a"))), None)
+        .await
+        .unwrap();
+    assert!(
+        b.snapshot().unwrap().table("dog").is_err(),
+        "b drops it too"
+    );
+    // Re-creating the name afterwards works, and the old rows stay out of the new table.
+    create_dog(&a).await;
+    a.write(
+        records("dog", Mode::Insert, vec![json!({"id": "new"})]),
+        None,
+    )
+    .await
+    .unwrap();
+    a.write(Write::Merge(Box::new(stale)), None).await.unwrap();
+    let keys: Vec<Value> = dump(&a).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, vec![json!("new")], "old rows never come back");
+    b.write(Write::Merge(Box::new(whole_copy(&a, "a"))), None)
+        .await
+        .unwrap();
+    assert_eq!(dump(&b), dump(&a), "the new table reaches the stale node");
+    sa.close().await;
+    sb.close().await;
+}
+
+#[tokio::test]
+async fn a_completed_copy_sets_the_log_floor() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sa, a) = node(dir.path(), "a").await;
+    let (sb, b) = node(dir.path(), "b").await;
+    create_dog(&a).await;
+    a.write(records("dog", Mode::Insert, vec![json!({"id": 1})]), None)
+        .await
+        .unwrap();
+    create_dog(&b).await;
+    b.write(records("dog", Mode::Insert, vec![json!({"id": 2})]), None)
+        .await
+        .unwrap();
+    let snap = b.snapshot().unwrap();
+    assert_eq!(snap.log_floor().unwrap(), 0);
+    assert!(snap.floor_vv().unwrap().is_empty());
+    let before = snap.last_seq().unwrap();
+    drop(snap);
+    let copy = whole_copy(&a, "a");
+    let vv = copy.progress.vv.clone();
+    b.write(Write::Merge(Box::new(copy)), None).await.unwrap();
+    let snap = b.snapshot().unwrap();
+    assert_eq!(snap.log_floor().unwrap(), before, "no entry logs the copy");
+    assert_eq!(snap.floor_vv().unwrap(), vv);
+    assert_eq!(snap.last_seq().unwrap(), before);
+    drop(snap);
+    sa.close().await;
+    sb.close().await;
+}

@@ -76,6 +76,10 @@ pub enum SchemaChange {
         attributes: Vec<(String, bool)>,
         /// Whether the table replicates.
         replicate: bool,
+        /// HLC of the creation at its origin (0 in entries written before it was logged:
+        /// the entry's own timestamp stands in).
+        #[serde(default)]
+        created: u64,
     },
     /// A table was dropped.
     DropTable {
@@ -199,18 +203,26 @@ pub struct Committed {
 
 /// Appends an entry in `txn`, committed at `now` (this node's HLC, which must not
 /// decrease from one call to the next), returning its sequence number. A local entry
-/// (origin_seq 0) takes the new sequence as its origin sequence.
+/// (origin_seq 0) takes the new sequence as its origin sequence. An entry whose encoding
+/// passes `limit` bytes is refused.
 pub(crate) fn append(
     txn: &mut heed::RwTxn,
     trees: &Trees,
     entry: &mut LogEntry,
     now: u64,
+    limit: usize,
 ) -> Result<u64> {
     let seq = meta_get_u64(txn, trees, SEQ_KEY)? + 1;
     if entry.origin_seq == 0 {
         entry.origin_seq = seq;
     }
     let bytes = entry.encode(now)?;
+    if bytes.len() > limit {
+        return Err(StoreError::TooLarge(format!(
+            "the transaction is too large: it takes {} bytes, more than the limit of {limit} bytes",
+            bytes.len()
+        )));
+    }
     trees.log.put(txn, &seq.to_be_bytes(), &bytes)?;
     meta_put_u64(txn, trees, SEQ_KEY, seq)?;
     let total = meta_get_u64(txn, trees, BYTES_KEY)? + bytes.len() as u64;

@@ -54,6 +54,8 @@ pub(crate) struct Writer {
     /// Bytes the database may hold before writes that grow it are refused; the map is
     /// larger by a reserve so that deletes, drops and log trims still fit.
     pub(crate) capacity: u64,
+    /// Largest log entry or record a local write may produce.
+    pub(crate) max_transaction_bytes: usize,
     pub(crate) stats: Arc<WriterStats>,
     /// Set once the database is dropped (shared with its handles).
     pub(crate) dropped: Arc<AtomicBool>,
@@ -124,6 +126,12 @@ impl Writer {
             let mut txn = self.env.write_txn()?;
             for (write, user) in ops {
                 let before = catalog.clone();
+                // What peers sent is applied whatever its size: it was accepted at its origin.
+                let limit = if write.is_local() {
+                    self.max_transaction_bytes
+                } else {
+                    usize::MAX
+                };
                 let mut nested = self.env.nested_write_txn(&mut txn)?;
                 if write.grows() && self.trees.used_bytes(&nested)? > self.capacity {
                     nested.abort();
@@ -140,6 +148,7 @@ impl Writer {
                     hlc: now,
                     origin: &self.origin,
                     clock: &self.hlc,
+                    max_bytes: limit,
                 };
                 let applied = mutate::apply(&mut nested, &mut ctx, write, user).and_then(
                     |(outcome, logged)| {
@@ -149,7 +158,7 @@ impl Writer {
                         let at = ctx.hlc.max(now);
                         let mut committed = Vec::with_capacity(logged.len());
                         for mut entry in logged {
-                            let seq = txlog::append(&mut nested, &self.trees, &mut entry, at)?;
+                            let seq = txlog::append(&mut nested, &self.trees, &mut entry, at, limit)?;
                             committed.push(Committed { seq, entry });
                         }
                         Ok((outcome, committed))
