@@ -327,8 +327,15 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), ClusterError> 
             }
             let mut registered = shared.streams.register(&node, &database);
             let gate = Gate::sending(shared.clone(), &node, &database)?;
+            let subscription = sender::Subscription {
+                node,
+                database,
+                cursor,
+                copy,
+                vv,
+            };
             tokio::select! {
-                result = sender::stream(shared.clone(), conn, node, database, cursor, copy, vv, gate) => result,
+                result = sender::stream(shared.clone(), conn, subscription, gate) => result,
                 () = registered.revoked() => Err(ClusterError::Refused("membership changed".into())),
             }
         }

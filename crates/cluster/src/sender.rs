@@ -31,21 +31,38 @@ const COPY_ROWS: usize = 1000;
 /// What a row's key and framing add to its stored bytes, about.
 const ROW_OVERHEAD: usize = 32;
 
+/// What a peer asked for in its `Subscribe` frame.
+pub(crate) struct Subscription {
+    /// The receiving node.
+    pub(crate) node: String,
+    /// The database it wants.
+    pub(crate) database: String,
+    /// The last of our sequences it holds.
+    pub(crate) cursor: u64,
+    /// An unfinished full copy to resume.
+    pub(crate) copy: Option<CopyProgress>,
+    /// Its version vector, if it sent one.
+    pub(crate) vv: Option<Vec<(String, u64)>>,
+}
+
 /// Streams `database` to `node`, which holds our log up to `cursor` and, if it says,
 /// the transactions of version vector `vv`. It streams while `gate` allows.
 pub(crate) async fn stream<S>(
     shared: Arc<Shared>,
     conn: S,
-    node: String,
-    database: String,
-    cursor: u64,
-    copy: Option<CopyProgress>,
-    vv: Option<Vec<(String, u64)>>,
+    subscription: Subscription,
     mut gate: Gate,
 ) -> Result<(), ClusterError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let Subscription {
+        node,
+        database,
+        cursor,
+        copy,
+        vv,
+    } = subscription;
     let db = shared.store.database(&database).map_err(|_| {
         ClusterError::Refused(format!(
             "database '{database}' does not exist on {}",

@@ -17,8 +17,8 @@ mod read_body;
 mod realtime;
 mod request;
 mod rest;
-mod stream;
 mod serve;
+mod stream;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};

@@ -23,8 +23,9 @@ enum Command {
     Start {
         #[command(flatten)]
         root: RootArg,
+        // Boxed: the overrides are many, and the other commands carry little.
         #[command(flatten)]
-        overrides: Overrides,
+        overrides: Box<Overrides>,
     },
     /// Say whether the node of a root folder is running and healthy.
     Status {

@@ -158,7 +158,8 @@ impl Writer {
                         let at = ctx.hlc.max(now);
                         let mut committed = Vec::with_capacity(logged.len());
                         for mut entry in logged {
-                            let seq = txlog::append(&mut nested, &self.trees, &mut entry, at, limit)?;
+                            let seq =
+                                txlog::append(&mut nested, &self.trees, &mut entry, at, limit)?;
                             committed.push(Committed { seq, entry });
                         }
                         Ok((outcome, committed))
