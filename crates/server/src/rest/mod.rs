@@ -55,6 +55,10 @@ pub(crate) async fn handle(State(state): State<AppState>, request: Request) -> R
 async fn route(state: AppState, request: Request) -> Result<Response, ApiError> {
     let (mut parts, body) = request.into_parts();
     let user = crate::authenticate(&state, &parts.headers, Peer::of(&parts.extensions)).await?;
+    // Read whatever body was sent before anything can refuse the request: an answer
+    // given while the client is still sending makes the connection close under it, and
+    // the client sees a broken pipe instead of the answer.
+    let body = crate::read_body::bytes(&state, body, &parts.headers).await?;
     let target = Target::resolve(&state, parts.uri.path())?;
     let access = Access {
         via: Via::Http,
@@ -92,15 +96,6 @@ async fn route(state: AppState, request: Request) -> Result<Response, ApiError> 
         )
             .into_response());
     }
-    let writes = matches!(
-        method,
-        Method::PUT | Method::POST | Method::PATCH | Method::DELETE
-    );
-    let body = if writes {
-        crate::read_body::bytes(&state, body, &parts.headers).await?
-    } else {
-        Default::default()
-    };
     let headers = &parts.headers;
     match (method, target.id.is_some(), target.is_describe()) {
         (Method::GET | Method::HEAD, _, true) => collection::describe(&target, headers),
