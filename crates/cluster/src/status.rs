@@ -1,7 +1,7 @@
 //! What each replication link is doing, for `cluster_status`.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 use serde::Serialize;
 
@@ -57,7 +57,7 @@ pub(crate) struct StatusBoard {
 impl StatusBoard {
     /// Changes one link's status.
     pub(crate) fn update(&self, peer: &str, database: &str, f: impl FnOnce(&mut LinkStatus)) {
-        let mut links = self.links.lock().expect("status lock");
+        let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
         f(links
             .entry((peer.to_owned(), database.to_owned()))
             .or_default());
@@ -67,12 +67,15 @@ impl StatusBoard {
     pub(crate) fn remove(&self, peer: &str, database: &str) {
         self.links
             .lock()
-            .expect("status lock")
+            .unwrap_or_else(PoisonError::into_inner)
             .remove(&(peer.to_owned(), database.to_owned()));
     }
 
     /// A copy of every link's status.
     pub(crate) fn snapshot(&self) -> BTreeMap<(String, String), LinkStatus> {
-        self.links.lock().expect("status lock").clone()
+        self.links
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }

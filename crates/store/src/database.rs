@@ -1,7 +1,7 @@
 //! One database: its LMDB environment, trees, catalog, writer and change feed.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 
 use heed::{Env, WithoutTls};
@@ -85,7 +85,7 @@ impl Database {
         let handle = std::thread::Builder::new()
             .name(format!("writer-{}", db.name))
             .spawn(move || writer.run(rx))?;
-        *db.thread.lock().expect("thread lock") = Some(handle);
+        *db.thread.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
         Ok(Arc::new(db))
     }
 
@@ -195,7 +195,10 @@ impl Database {
 
     /// The tables as of the last commit.
     pub fn catalog(&self) -> Arc<Catalog> {
-        self.catalog.read().expect("catalog lock").clone()
+        self.catalog
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Subscribes to entries committed from now on. A receiver that falls behind the
@@ -252,7 +255,11 @@ impl Database {
     }
 
     async fn join(&self) {
-        let handle = self.thread.lock().expect("thread lock").take();
+        let handle = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         if let Some(handle) = handle {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
         }

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, LazyLock, Mutex, RwLock};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError, RwLock};
 
 use heed::{Env, EnvOpenOptions, WithoutTls};
 use tokio::sync::{broadcast, watch};
@@ -126,7 +126,11 @@ impl Store {
             if path.join(DROPPED_MARKER).exists() {
                 // Dropped before a restart; an environment still open in this process
                 // (a store reopened in tests) keeps its emptied files for reuse.
-                if !OPEN_ENVS.lock().expect("env registry").contains_key(&path) {
+                if !OPEN_ENVS
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .contains_key(&path)
+                {
                     std::fs::remove_dir_all(&path)?;
                 }
                 continue;
@@ -137,7 +141,7 @@ impl Store {
             store
                 .databases
                 .write()
-                .expect("databases lock")
+                .unwrap_or_else(PoisonError::into_inner)
                 .insert(name, db);
         }
         Ok(store)
@@ -157,7 +161,7 @@ impl Store {
     pub fn database(&self, name: &str) -> Result<Arc<Database>> {
         self.databases
             .read()
-            .expect("databases lock")
+            .unwrap_or_else(PoisonError::into_inner)
             .get(name)
             .cloned()
             .ok_or_else(|| StoreError::DatabaseNotFound(name.to_owned()))
@@ -167,7 +171,7 @@ impl Store {
     pub fn databases(&self) -> Vec<Arc<Database>> {
         self.databases
             .read()
-            .expect("databases lock")
+            .unwrap_or_else(PoisonError::into_inner)
             .values()
             .cloned()
             .collect()
@@ -212,7 +216,7 @@ impl Store {
         let db = self.start_database(name, env, trees)?;
         self.databases
             .write()
-            .expect("databases lock")
+            .unwrap_or_else(PoisonError::into_inner)
             .insert(name.to_owned(), db.clone());
         Ok(db)
     }
@@ -221,7 +225,10 @@ impl Store {
     pub async fn drop_database(&self, name: &str) -> Result<()> {
         let _ddl = self.ddl.lock().await;
         let db = self.database(name)?;
-        self.databases.write().expect("databases lock").remove(name);
+        self.databases
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
         // The marker first: whatever happens next, the next start removes the folder.
         let marker = self.options.path.join(name).join(DROPPED_MARKER);
         std::fs::File::create(&marker)?.sync_all()?;
@@ -245,7 +252,7 @@ impl Store {
     fn open_env(&self, name: &str) -> Result<&'static Env<WithoutTls>> {
         let path = self.options.path.join(name);
         std::fs::create_dir_all(&path)?;
-        let mut envs = OPEN_ENVS.lock().expect("env registry");
+        let mut envs = OPEN_ENVS.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(env) = envs.get(&path) {
             return Ok(env);
         }

@@ -4,7 +4,7 @@
 //! and publishes the log entries on the change feed.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use heed::{Env, WithoutTls};
@@ -119,7 +119,8 @@ impl Writer {
             .drain(..)
             .map(|(write, user, reply)| ((write, user), reply))
             .unzip();
-        let mut catalog = Catalog::clone(&self.catalog.read().expect("catalog lock"));
+        let mut catalog =
+            Catalog::clone(&self.catalog.read().unwrap_or_else(PoisonError::into_inner));
         let mut results = Vec::with_capacity(ops.len());
         let mut entries = Vec::new();
         let committed = (|| -> Result<()> {
@@ -200,7 +201,7 @@ impl Writer {
                 self.stats
                     .requests
                     .fetch_add(results.len() as u64, Ordering::Relaxed);
-                *self.catalog.write().expect("catalog lock") = Arc::new(catalog);
+                *self.catalog.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(catalog);
                 if let Some(last) = entries.last() {
                     self.head.send_replace(last.seq);
                 }
@@ -272,7 +273,8 @@ impl Writer {
         let mut txn = self.env.write_txn()?;
         self.trees.clear(&mut txn)?;
         txn.commit()?;
-        *self.catalog.write().expect("catalog lock") = Arc::new(Catalog::default());
+        *self.catalog.write().unwrap_or_else(PoisonError::into_inner) =
+            Arc::new(Catalog::default());
         Ok(())
     }
 }

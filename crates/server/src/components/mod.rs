@@ -15,7 +15,7 @@ mod graphql;
 use std::collections::HashMap;
 use std::io::{ErrorKind, Write as _};
 use std::path::{Component, Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{PoisonError, RwLock};
 
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -86,7 +86,7 @@ impl Components {
     pub(crate) fn export(&self, name: &str) -> Option<(String, String)> {
         self.loaded
             .read()
-            .expect("components lock")
+            .unwrap_or_else(PoisonError::into_inner)
             .exports
             .get(name)
             .cloned()
@@ -115,7 +115,7 @@ impl Components {
                 }
             }
         }
-        *self.loaded.write().expect("components lock") = Loaded { exports, failures };
+        *self.loaded.write().unwrap_or_else(PoisonError::into_inner) = Loaded { exports, failures };
     }
 
     /// Creates the tables one component declares; its exports.
@@ -363,7 +363,7 @@ impl Components {
     /// `status`: `healthy`, or `error` and why it did not load.
     pub(crate) fn tree(&self) -> Result<Value, ApiError> {
         let mut tree = tree(&self.dir, "components", DEPTH_MAX)?;
-        let loaded = self.loaded.read().expect("components lock");
+        let loaded = self.loaded.read().unwrap_or_else(PoisonError::into_inner);
         if let Some(entries) = tree.get_mut("entries").and_then(Value::as_array_mut) {
             for entry in entries {
                 let Some(name) = entry["name"].as_str().map(str::to_owned) else {
