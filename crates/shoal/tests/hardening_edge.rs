@@ -1023,3 +1023,49 @@ async fn last_modified_is_a_date_no_later_than_now() -> anyhow::Result<()> {
     assert_eq!(modified, updated, "Last-Modified is the record's time");
     Ok(())
 }
+
+/// A record stamped past the year 9999 (a node whose clock is far ahead; HTTP dates stop
+/// at 9999) is served whole: `Last-Modified` falls back to the answer's own date, where
+/// formatting it used to panic the response.
+#[tokio::test]
+async fn a_record_stamped_after_the_year_9999_is_served() -> anyhow::Result<()> {
+    // 10000-01-01T00:00:00Z is 253402300800000 ms after the epoch; aim a month past it.
+    let now_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)?
+        .as_millis() as i64;
+    let offset = 253_402_300_800_000 + 30 * 86_400_000 - now_ms;
+    let node = start(
+        "edge-year-10000",
+        &["--clock-offset-ms", &offset.to_string()],
+    )
+    .await?;
+    create_table(&node, "dev", "dog").await?;
+    let url = node.http_url("/dev/dog/1");
+    let auth =
+        |r: reqwest::RequestBuilder| r.basic_auth(DEFAULT_ADMIN_USER, Some(DEFAULT_ADMIN_PASSWORD));
+    let put = auth(node.client().put(&url))
+        .json(&json!({"name": "Rex"}))
+        .send()
+        .await?;
+    assert_eq!(put.status(), 204);
+    let resp = auth(node.client().get(&url)).send().await?;
+    assert_eq!(resp.status(), 200);
+    let modified = resp
+        .headers()
+        .get("last-modified")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let record: Value = resp.json().await?;
+    assert_eq!(record["name"], "Rex");
+    let updated = record["__updatedtime__"]
+        .as_f64()
+        .context("__updatedtime__")?;
+    assert!(updated > 253_402_300_800_000.0, "stamped {updated}");
+    if let Some(modified) = modified {
+        let modified = httpdate::parse_http_date(&modified)?;
+        assert!(modified <= SystemTime::now() + Duration::from_secs(60));
+    }
+    let (status, _) = node.http_get("/health").await?;
+    assert_eq!(status, 200, "the node still answers");
+    Ok(())
+}
