@@ -183,20 +183,7 @@ impl Auth {
             return Ok(checked);
         };
         drop(attempt);
-        checked.outcome = if record.get("active") == Some(&Value::Bool(false)) {
-            Err(AuthError::Inactive)
-        } else {
-            let role = record
-                .get("role")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            Ok(Arc::new(User {
-                username: username.to_owned(),
-                super_user: role == "super_user",
-                role,
-            }))
-        };
+        checked.outcome = User::from_record(username, &record);
         Ok(checked)
     }
 

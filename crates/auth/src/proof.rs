@@ -21,6 +21,7 @@
 //! Knowing the stored hash is as good as knowing the password here: the `system`
 //! database, which holds it, is readable only by super users.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use argon2::password_hash::phc::{Output, PasswordHash, Salt};
@@ -31,6 +32,7 @@ use serde_json::{Map, Value};
 use shoal_store::Store;
 
 use crate::error::AuthError;
+use crate::limiter::Attempt;
 use crate::users::{Auth, SYSTEM_DATABASE, USER_TABLE, User};
 
 /// Least argon2 work (memory in KiB × passes) a client accepts: Shoal's own default
@@ -110,7 +112,9 @@ fn message(side: Side, transcript: &[u8]) -> Vec<u8> {
 /// The server's half of an exchange with one client: the parameters to send it, and the
 /// key and user record its proof is checked against.
 #[derive(Debug)]
-pub struct Challenge {
+pub struct Challenge<'a> {
+    /// Counts against the failed-login limits, as a password login does.
+    attempt: Attempt<'a>,
     username: String,
     params: KeyParams,
     key: ProofKey,
@@ -118,7 +122,7 @@ pub struct Challenge {
     record: Option<Map<String, Value>>,
 }
 
-impl Challenge {
+impl Challenge<'_> {
     /// What to send the client.
     pub fn params(&self) -> &KeyParams {
         &self.params
@@ -128,25 +132,15 @@ impl Challenge {
     ///
     /// Unknown users and wrong proofs fail alike ([`AuthError::LoginFailed`]); whether
     /// the user is active is told only to a client whose proof holds.
-    pub fn verify(&self, transcript: &[u8], proof: &[u8]) -> Result<Arc<User>, AuthError> {
+    pub fn verify(&mut self, transcript: &[u8], proof: &[u8]) -> Result<Arc<User>, AuthError> {
         let valid = self.key.verify(Side::Client, transcript, proof);
-        let record = match &self.record {
-            Some(record) if valid => record,
-            _ => return Err(AuthError::LoginFailed),
-        };
-        if record.get("active") == Some(&Value::Bool(false)) {
-            return Err(AuthError::Inactive);
+        match &self.record {
+            Some(record) if valid => User::from_record(&self.username, record),
+            _ => {
+                self.attempt.failed();
+                Err(AuthError::LoginFailed)
+            }
         }
-        let role = record
-            .get("role")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        Ok(Arc::new(User {
-            username: self.username.clone(),
-            super_user: role == "super_user",
-            role,
-        }))
     }
 
     /// The server's proof over `transcript`, to send once the client's proof held.
@@ -156,16 +150,28 @@ impl Challenge {
 }
 
 impl Auth {
-    /// Starts a proof exchange for `username` on the server side: reads the user's
-    /// stored hash. For an unknown user (or an unreadable hash) the parameters carry a
-    /// salt derived from `secret` and the name, the same on every request, so that the
-    /// answer does not tell whether the user exists.
-    pub fn proof_challenge(&self, username: &str, secret: &[u8]) -> Result<Challenge, AuthError> {
-        challenge(self.store(), username, secret)
+    /// Starts a proof exchange for `username` from `peer` on the server side: reads the
+    /// user's stored hash. For an unknown user (or an unreadable hash) the parameters
+    /// carry a salt derived from `secret` and the name, the same on every request, so that
+    /// the answer does not tell whether the user exists. A failed proof counts against the
+    /// failed-login limits like a wrong password; past them the exchange is refused.
+    pub fn proof_challenge(
+        &self,
+        username: &str,
+        secret: &[u8],
+        peer: Option<IpAddr>,
+    ) -> Result<Challenge<'_>, AuthError> {
+        let attempt = self.limiter.begin(username, peer)?;
+        challenge(self.store(), username, secret, attempt)
     }
 }
 
-fn challenge(store: &Store, username: &str, secret: &[u8]) -> Result<Challenge, AuthError> {
+fn challenge<'a>(
+    store: &Store,
+    username: &str,
+    secret: &[u8],
+    attempt: Attempt<'a>,
+) -> Result<Challenge<'a>, AuthError> {
     let db = store.database(SYSTEM_DATABASE)?;
     let record = {
         let snapshot = db.snapshot()?;
@@ -188,6 +194,7 @@ fn challenge(store: &Store, username: &str, secret: &[u8]) -> Result<Challenge, 
         }
     };
     Ok(Challenge {
+        attempt,
         username: username.to_owned(),
         params,
         key,
@@ -310,7 +317,7 @@ mod tests {
 
     const SECRET: &[u8] = b"node secret";
 
-    async fn auth_with_admin() -> (tempfile::TempDir, Arc<Store>) {
+    async fn auth_with_admin() -> (tempfile::TempDir, Arc<Store>, Auth) {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(StoreOptions::new(dir.path(), "n")).unwrap());
         let auth = Auth::new(store.clone());
@@ -319,13 +326,13 @@ mod tests {
         auth.add_user("off", "pw", "super_user", false)
             .await
             .unwrap();
-        (dir, store)
+        (dir, store, auth)
     }
 
     #[tokio::test]
     async fn the_right_password_proves_and_the_server_proves_back() {
-        let (_dir, store) = auth_with_admin().await;
-        let challenge = challenge(&store, "admin", SECRET).unwrap();
+        let (_dir, store, auth) = auth_with_admin().await;
+        let mut challenge = auth.proof_challenge("admin", SECRET, None).unwrap();
         let key = derive_key("right", challenge.params()).await.unwrap();
         let proof = key.prove(Side::Client, b"transcript");
         let user = challenge.verify(b"transcript", &proof).unwrap();
@@ -343,8 +350,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_wrong_password_another_transcript_or_an_unknown_user_fail_alike() {
-        let (_dir, store) = auth_with_admin().await;
-        let challenge_admin = challenge(&store, "admin", SECRET).unwrap();
+        let (_dir, store, auth) = auth_with_admin().await;
+        let mut challenge_admin = auth.proof_challenge("admin", SECRET, None).unwrap();
         let wrong = derive_key("wrong", challenge_admin.params()).await.unwrap();
         let right = derive_key("right", challenge_admin.params()).await.unwrap();
         assert!(matches!(
@@ -362,12 +369,14 @@ mod tests {
         ));
 
         // Unknown users get parameters of the same shape, the same ones every time.
-        let ghost = challenge(&store, "ghost", SECRET).unwrap();
-        let again = challenge(&store, "ghost", SECRET).unwrap();
+        let mut ghost = auth.proof_challenge("ghost", SECRET, None).unwrap();
+        let again = auth.proof_challenge("ghost", SECRET, None).unwrap();
         assert_eq!(ghost.params(), again.params());
         assert_ne!(
             ghost.params(),
-            challenge(&store, "ghost2", SECRET).unwrap().params()
+            auth.proof_challenge("ghost2", SECRET, None)
+                .unwrap()
+                .params()
         );
         let shape = |p: &KeyParams| {
             let h = PasswordHash::new(&p.phc).unwrap();
@@ -384,18 +393,41 @@ mod tests {
 
     #[tokio::test]
     async fn inactive_and_role_are_told_only_after_a_valid_proof() {
-        let (_dir, store) = auth_with_admin().await;
-        let off = challenge(&store, "off", SECRET).unwrap();
+        let (_dir, store, auth) = auth_with_admin().await;
+        let mut off = auth.proof_challenge("off", SECRET, None).unwrap();
         let key = derive_key("pw", off.params()).await.unwrap();
         assert!(matches!(
             off.verify(b"t", &key.prove(Side::Client, b"t")),
             Err(AuthError::Inactive)
         ));
-        let reader = challenge(&store, "reader", SECRET).unwrap();
+        let mut reader = auth.proof_challenge("reader", SECRET, None).unwrap();
         let key = derive_key("pw", reader.params()).await.unwrap();
         let user = reader.verify(b"t", &key.prove(Side::Client, b"t")).unwrap();
         assert!(!user.super_user);
         assert_eq!(user.role, "reader");
+        store.close().await;
+    }
+
+    /// A failed proof is a failed login: past the per-user limit a join is refused
+    /// before any proof is looked at.
+    #[tokio::test]
+    async fn failed_proofs_count_against_the_login_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(StoreOptions::new(dir.path(), "n")).unwrap());
+        let options = crate::AuthOptions {
+            failed_logins_per_user: 2,
+            ..crate::AuthOptions::default()
+        };
+        let auth = Auth::with_options(store.clone(), options);
+        auth.bootstrap("admin", Some("right")).await.unwrap();
+        for _ in 0..2 {
+            let mut challenge = auth.proof_challenge("admin", SECRET, None).unwrap();
+            assert!(challenge.verify(b"t", b"not a proof").is_err());
+        }
+        assert!(matches!(
+            auth.proof_challenge("admin", SECRET, None),
+            Err(AuthError::TooManyAttempts { .. })
+        ));
         store.close().await;
     }
 

@@ -28,6 +28,29 @@ pub struct User {
     pub super_user: bool,
 }
 
+impl User {
+    /// The user a stored `hdb_user` record describes, once its credentials are proven:
+    /// refused if the record says it is inactive.
+    pub(crate) fn from_record(
+        username: &str,
+        record: &serde_json::Map<String, Value>,
+    ) -> Result<Arc<User>, AuthError> {
+        if record.get("active") == Some(&Value::Bool(false)) {
+            return Err(AuthError::Inactive);
+        }
+        let role = record
+            .get("role")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        Ok(Arc::new(User {
+            username: username.to_owned(),
+            super_user: role == "super_user",
+            role,
+        }))
+    }
+}
+
 /// How logins are protected.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuthOptions {

@@ -283,6 +283,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, mut stop: watch
 /// One incoming connection: a join, or a peer subscribing to a database.
 async fn serve(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), ClusterError> {
     tcp.set_nodelay(true)?;
+    let from = tcp.peer_addr().ok().map(|a| a.ip());
     // Built per connection: the trusted CAs change as nodes join and leave.
     let acceptor = TlsAcceptor::from(tls::server_config(&shared.identity, &shared.trust)?);
     let mut conn = tokio::time::timeout(shared.options.idle_timeout, acceptor.accept(tcp))
@@ -295,7 +296,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), ClusterError> 
     match first {
         Some(request @ Frame::Join { .. }) => {
             let exporter = tls::exporter(conn.get_ref().1)?;
-            join::accept(&shared, &mut conn, &exporter, request).await
+            join::accept(&shared, &mut conn, &exporter, request, from).await
         }
         Some(Frame::Subscribe {
             node,

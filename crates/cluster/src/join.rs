@@ -20,6 +20,7 @@
 //! neither relay a proof nor make one; the joiner refuses the join unless the server
 //! proves it holds the same hash. Membership then replicates to everyone.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use rand::RngCore;
@@ -238,6 +239,7 @@ pub(crate) async fn accept<S>(
     conn: &mut S,
     exporter: &[u8],
     request: Frame,
+    from: Option<IpAddr>,
 ) -> Result<(), ClusterError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -259,7 +261,7 @@ where
         url,
         nonce,
     };
-    let result = answer_join(shared, conn, exporter, &hello).await;
+    let result = answer_join(shared, conn, exporter, &hello, from).await;
     if let Err(ClusterError::Refused(reason)) = &result {
         // Best effort: the joiner may be gone already.
         let _ = proto::write(
@@ -278,6 +280,7 @@ async fn answer_join<S>(
     conn: &mut S,
     exporter: &[u8],
     hello: &Hello,
+    from: Option<IpAddr>,
 ) -> Result<(), ClusterError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -291,9 +294,9 @@ where
     }
     tls::fingerprint(&hello.ca_pem).map_err(|e| ClusterError::Refused(e.to_string()))?;
     let secret = shared.identity.derived_secret(DECOY_PURPOSE);
-    let challenge = shared
+    let mut challenge = shared
         .auth
-        .proof_challenge(&hello.username, &secret)
+        .proof_challenge(&hello.username, &secret, from)
         .map_err(refusal)?;
     let me = Party {
         node: &shared.name,
