@@ -317,13 +317,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), ClusterError> 
                 nodes::may_send(&members, &shared.name, &node, &database).err()
             };
             if let Some(reason) = refusal {
-                proto::write(
-                    &mut conn,
-                    &Frame::Refused {
-                        reason: reason.clone(),
-                    },
-                )
-                .await?;
+                proto::refuse(&mut conn, &reason).await;
                 return Err(ClusterError::Refused(reason));
             }
             let mut registered = shared.streams.register(&node, &database);

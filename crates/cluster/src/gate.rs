@@ -1,9 +1,10 @@
 //! Keeping links within membership. A database may flow from one node to another only
 //! while both are members and the route allows it ([`nodes::may_send`]). Each sending
-//! stream checks its [`Gate`] before every batch and ping, and each receiving link before
-//! applying each frame, so a `remove_node` or a narrowed route stops what flows next as
-//! soon as this node knows of it; the manager also revokes open sending streams through
-//! [`Streams`] whenever membership changes, which ends full copies and idle streams at
+//! stream checks its [`Gate`] before every frame of data it sends (database list, copy
+//! chunk, run of log entries), and each receiving link before applying each frame, so a
+//! `remove_node` or a narrowed route stops what flows next as soon as this node knows of
+//! it; the manager also revokes open sending streams through [`Streams`] whenever
+//! membership changes, which ends idle streams (and a copy waiting on its socket) at
 //! once.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +17,7 @@ use tokio::sync::watch;
 use crate::cluster::Shared;
 use crate::error::ClusterError;
 use crate::nodes;
-use crate::proto::{self, Frame};
+use crate::proto;
 
 /// The membership check of one link.
 pub(crate) struct Gate {
@@ -92,14 +93,7 @@ impl Gate {
         let refused = self.check();
         if let Err(ClusterError::Refused(reason)) = &refused {
             tracing::info!(to = %self.to, database = %self.database, %reason, "sending stream ended");
-            // Best effort: the stream ends either way.
-            let _ = proto::write(
-                wr,
-                &Frame::Refused {
-                    reason: reason.clone(),
-                },
-            )
-            .await;
+            proto::refuse(wr, reason).await;
         }
         refused
     }

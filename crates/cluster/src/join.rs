@@ -263,14 +263,7 @@ where
     };
     let result = answer_join(shared, conn, exporter, &hello, from).await;
     if let Err(ClusterError::Refused(reason)) = &result {
-        // Best effort: the joiner may be gone already.
-        let _ = proto::write(
-            conn,
-            &Frame::Refused {
-                reason: reason.clone(),
-            },
-        )
-        .await;
+        proto::refuse(conn, reason).await;
     }
     result
 }

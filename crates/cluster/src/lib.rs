@@ -25,6 +25,7 @@ mod proto;
 mod receiver;
 mod sender;
 mod status;
+mod task;
 pub mod tls;
 
 pub use cluster::{Cluster, ClusterOptions};

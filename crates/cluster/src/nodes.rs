@@ -48,7 +48,8 @@ impl NodeRecord {
 
 /// Whether node `me` may send `database` to node `to`, given the members: both must be
 /// members and the database must flow between them. The one check behind accepting a
-/// subscription, every batch and ping a sender sends, and the manager closing streams.
+/// subscription, every frame of data a sender sends or a receiver applies, and the
+/// manager closing streams.
 pub(crate) fn may_send(
     members: &[NodeRecord],
     me: &str,

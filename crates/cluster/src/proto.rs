@@ -228,6 +228,14 @@ pub(crate) async fn write<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
+/// Tells the peer why the connection ends, if it still listens: it ends either way.
+pub(crate) async fn refuse<W: AsyncWrite + Unpin>(w: &mut W, reason: &str) {
+    let frame = Frame::Refused {
+        reason: reason.to_owned(),
+    };
+    let _ = write(w, &frame).await;
+}
+
 /// A writer that fails with `TimedOut` once the peer has accepted no byte for `timeout`
 /// while a write waits: a peer that stops reading cannot hold its link (and whatever the
 /// link holds) forever. Idle time between writes does not count.

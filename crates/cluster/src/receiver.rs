@@ -22,6 +22,7 @@ use crate::error::ClusterError;
 use crate::gate::Gate;
 use crate::nodes::{self, NodeRecord};
 use crate::proto::{self, DatabaseState, Deadline, Frame};
+use crate::task::AbortOnDrop;
 use crate::tls;
 
 /// Shortest and longest wait before a redial.
@@ -134,12 +135,13 @@ async fn session(
     // Frames are read by their own task: reading is not cancel-safe, and the loop below
     // also waits on pings and on commits.
     let (frames_tx, mut frames) = mpsc::channel(WINDOW);
-    let _reader = AbortOnDrop(tokio::spawn(read_frames(
+    let reader = tokio::spawn(read_frames(
         rd,
         shared.options.idle_timeout,
         Window::new(shared.options.receive_window_bytes),
         frames_tx,
-    )));
+    ));
+    let _reader_guard = AbortOnDrop::new(&reader);
     let mut gate = Gate::receiving(shared.clone(), &peer.name, database)?;
     let mut ping = tokio::time::interval(shared.options.ping_interval);
     let mut inflight: VecDeque<InFlight> = VecDeque::new();
@@ -160,11 +162,12 @@ async fn session(
             }
         };
         let (frame, room) = frame;
-        if matches!(
+        if !matches!(
             frame,
-            Frame::Entries { .. } | Frame::CopyStart { .. } | Frame::CopyRows { .. }
+            Frame::Ping { .. } | Frame::Pong { .. } | Frame::Refused { .. }
         ) {
-            // Nothing more from a peer that membership no longer lets send this to us.
+            // Nothing more is applied from a peer that membership no longer lets send
+            // this database to us.
             gate.check()?;
         }
         let mut held = None;
@@ -457,15 +460,6 @@ async fn read_frames<R: AsyncRead + Unpin>(
         if tx.send(item).await.is_err() || last {
             return;
         }
-    }
-}
-
-/// Aborts a task when dropped: the reader must not outlive its session.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

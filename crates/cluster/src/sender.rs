@@ -18,6 +18,7 @@ use crate::cluster::Shared;
 use crate::error::ClusterError;
 use crate::gate::Gate;
 use crate::proto::{self, DatabaseState, Deadline, Frame};
+use crate::task::AbortOnDrop;
 
 /// Most log entries per frame.
 const BATCH_ENTRIES: usize = 500;
@@ -89,17 +90,20 @@ where
         }
     });
     // However the stream ends, its reader must not keep the connection open.
-    let _reader_guard = AbortOnDrop(reader.abort_handle());
+    let _reader_guard = AbortOnDrop::new(&reader);
     let mut commits = db.watch_commits();
+    // The gate is checked after each read and before its frame is sent: a membership
+    // change committed before anything the frame holds is seen.
     if database == SYSTEM_DATABASE {
         let databases = database_states(&shared)?;
+        gate.enforce(&mut wr).await?;
         proto::write(&mut wr, &Frame::Databases { databases }).await?;
     }
     let mut next = cursor + 1;
     let (start, mut floor) = plan(&db.snapshot()?, cursor, copy, vv.as_deref())?;
     if let Some(resume) = start {
         tracing::info!(peer = %node, %database, resumed = resume.is_some(), "full copy");
-        let done = full_copy(&shared, &db, resume, &mut wr).await?;
+        let done = full_copy(&shared, &db, resume, &mut gate, &mut wr).await?;
         next = done.seq + 1;
         floor = done.floor;
     }
@@ -108,6 +112,9 @@ where
         // Whatever was committed so far is in the log read next.
         commits.borrow_and_update();
         let (now_floor, batch) = read_batch(&db, next, &node, shared.options.batch_bytes).await?;
+        // Before the floor: a receiver membership no longer allows is told so, rather
+        // than to subscribe again.
+        gate.enforce(&mut wr).await?;
         if now_floor != floor {
             // We completed a full copy since this receiver subscribed: the copied rows
             // are in no entry we could send. It subscribes again with its version
@@ -116,12 +123,9 @@ where
                 "{} took a full copy of '{database}'; subscribe again",
                 shared.name
             );
-            proto::write(&mut wr, &Frame::Refused { reason }).await?;
+            proto::refuse(&mut wr, &reason).await;
             return Ok(());
         }
-        // Checked after the read, before the send (and after every ping): a membership
-        // change committed before anything in the batch is seen here.
-        gate.enforce(&mut wr).await?;
         if let Some(Batch {
             entries,
             up_to,
@@ -154,15 +158,6 @@ where
             },
             _ = &mut reader => return Ok(()),
         }
-    }
-}
-
-/// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
@@ -321,11 +316,13 @@ async fn read_batch(
     .map_err(|e| ClusterError::Protocol(format!("log reader failed: {e}")))?
 }
 
-/// Streams a snapshot (resuming `resume` if given); returns the final progress.
+/// Streams a snapshot (resuming `resume` if given) while `gate` allows; returns the
+/// final progress.
 async fn full_copy<W: AsyncWrite + Unpin>(
     shared: &Arc<Shared>,
     db: &Arc<Database>,
     resume: Option<CopyProgress>,
+    gate: &mut Gate,
     wr: &mut W,
 ) -> Result<CopyProgress, ClusterError> {
     let (tx, mut rx) = mpsc::channel::<Frame>(4);
@@ -342,6 +339,7 @@ async fn full_copy<W: AsyncWrite + Unpin>(
         if let Frame::CopyRows { rows: r, .. } = &frame {
             rows += r.len();
         }
+        gate.enforce(wr).await?;
         proto::write(wr, &frame).await?;
     }
     let progress = producer
