@@ -216,8 +216,8 @@ pub fn client_config(
 }
 
 /// Client side for a first contact (add_node) when the peer's CA is not known yet:
-/// presents no certificate (the peer cannot know our CA yet; the admin credentials sent
-/// in the join frame authenticate the request) and accepts any server certificate (trust
+/// presents no certificate (the peer cannot know our CA yet; the join's proof of the
+/// admin password authenticates the request) and accepts any server certificate (trust
 /// on first use).
 ///
 /// The leaf is in `tls_stream.get_ref().1.peer_certificates()`; the handshake
