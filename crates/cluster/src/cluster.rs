@@ -290,7 +290,12 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), ClusterError> 
         .await
         .map_err(|_| ClusterError::Refused("TLS handshake timed out".into()))??;
     let peer = tls::peer_name(conn.get_ref().1.peer_certificates());
-    let first = tokio::time::timeout(shared.options.idle_timeout, proto::read(&mut conn))
+    // Only a peer whose certificate a member's CA signed may send a large first frame.
+    let max = match peer {
+        Some(_) => proto::MAX_FRAME_BYTES,
+        None => proto::JOIN_FRAME_BYTES,
+    };
+    let first = tokio::time::timeout(shared.options.idle_timeout, proto::read(&mut conn, max))
         .await
         .map_err(|_| ClusterError::Protocol("no request".into()))??;
     match first {
@@ -441,4 +446,48 @@ fn reconcile(
         links.insert(key, Link { url, stop, task });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use shoal_store::StoreOptions;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::TlsConnector;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_connection_without_a_certificate_cannot_announce_a_large_frame() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(StoreOptions::new(dir.path().join("db"), "me")).unwrap());
+        store.create_database(SYSTEM_DATABASE).await.unwrap();
+        let auth = Arc::new(Auth::new(store.clone()));
+        let options = ClusterOptions {
+            idle_timeout: Duration::from_secs(60),
+            ..ClusterOptions::new("me", "127.0.0.1:0".parse().unwrap())
+        };
+        let cluster = Cluster::start(store.clone(), auth, &dir.path().join("keys"), options)
+            .await
+            .unwrap();
+
+        let tcp = TcpStream::connect(cluster.local_addr()).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("me").unwrap();
+        let mut conn = TlsConnector::from(tls::first_contact_config().unwrap())
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        let announced = u32::try_from(proto::JOIN_FRAME_BYTES + 1).unwrap();
+        conn.write_all(&announced.to_be_bytes()).await.unwrap();
+        conn.flush().await.unwrap();
+        // The node hangs up on the prefix, rather than wait (up to the idle timeout) for
+        // bytes it would have to hold.
+        let mut byte = [0; 1];
+        let closed = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut byte)).await;
+        assert!(
+            matches!(closed, Ok(Ok(0) | Err(_))),
+            "the connection stayed open: {closed:?}"
+        );
+        cluster.shutdown().await;
+        store.close().await;
+    }
 }

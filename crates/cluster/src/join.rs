@@ -202,7 +202,7 @@ async fn answer<S: AsyncRead + Unpin>(
     conn: &mut S,
     timeout: std::time::Duration,
 ) -> Result<Frame, ClusterError> {
-    match tokio::time::timeout(timeout, proto::read(conn)).await {
+    match tokio::time::timeout(timeout, proto::read(conn, proto::JOIN_FRAME_BYTES)).await {
         Err(_) => Err(ClusterError::Refused(
             "no answer to the join request".into(),
         )),
@@ -360,7 +360,9 @@ mod tests {
             let (tcp, _) = listener.accept().await.unwrap();
             let mut conn = TlsAcceptor::from(config).accept(tcp).await.unwrap();
             assert!(matches!(
-                proto::read(&mut conn).await.unwrap(),
+                proto::read(&mut conn, proto::JOIN_FRAME_BYTES)
+                    .await
+                    .unwrap(),
                 Some(Frame::Join { .. })
             ));
             let challenge = Frame::JoinChallenge {
@@ -375,7 +377,9 @@ mod tests {
             };
             proto::write(&mut conn, &challenge).await.unwrap();
             assert!(matches!(
-                proto::read(&mut conn).await.unwrap(),
+                proto::read(&mut conn, proto::JOIN_FRAME_BYTES)
+                    .await
+                    .unwrap(),
                 Some(Frame::JoinProof { .. })
             ));
             let welcome = Frame::Joined { proof: vec![0; 32] };

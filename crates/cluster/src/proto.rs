@@ -21,6 +21,10 @@ const FORMAT: u8 = 1;
 /// and the store refuses those past its `max_transaction_bytes`, which the node keeps
 /// under half of this.
 pub const MAX_FRAME_BYTES: usize = 1 << 30;
+/// Largest frame taken from a peer that has not authenticated (an `add_node` exchange, the
+/// first frame of a connection without a client certificate): those hold names, a CA
+/// certificate and nonces, and anyone who can reach the port may send them.
+pub(crate) const JOIN_FRAME_BYTES: usize = 64 << 10;
 /// A frame's buffer grows by at most this much ahead of the bytes that arrived, so a
 /// length prefix alone reserves little memory.
 const READ_STEP: usize = 64 << 10;
@@ -152,24 +156,29 @@ pub(crate) struct DatabaseState {
     pub(crate) dropped: Option<u64>,
 }
 
-/// Reads one frame; `None` on a clean end of stream.
-pub(crate) async fn read<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Frame>, ClusterError> {
-    match read_len(r).await? {
+/// Reads one frame of at most `max` bytes; `None` on a clean end of stream.
+pub(crate) async fn read<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max: usize,
+) -> Result<Option<Frame>, ClusterError> {
+    match read_len(r, max).await? {
         Some(len) => read_body(r, len, None).await.map(Some),
         None => Ok(None),
     }
 }
 
-/// Reads a frame's length prefix; `None` on a clean end of stream.
+/// Reads a frame's length prefix, refusing one past `max` bytes; `None` on a clean end of
+/// stream.
 pub(crate) async fn read_len<R: AsyncRead + Unpin>(
     r: &mut R,
+    max: usize,
 ) -> Result<Option<usize>, ClusterError> {
     let len = match r.read_u32().await {
         Ok(len) => len as usize,
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    if len == 0 || len > MAX_FRAME_BYTES {
+    if len == 0 || len > max {
         return Err(ClusterError::Protocol(format!("frame of {len} bytes")));
     }
     Ok(Some(len))
@@ -312,18 +321,29 @@ mod tests {
         let frame = Frame::Ack { seq: 42 };
         write(&mut a, &frame).await.unwrap();
         assert!(matches!(
-            read(&mut b).await.unwrap(),
+            read(&mut b, MAX_FRAME_BYTES).await.unwrap(),
             Some(Frame::Ack { seq: 42 })
         ));
         a.write_all(&[0, 0, 0, 2, 9, 9]).await.unwrap();
-        assert!(read(&mut b).await.is_err());
+        assert!(read(&mut b, MAX_FRAME_BYTES).await.is_err());
         drop(a);
         let (mut a, mut b) = tokio::io::duplex(64);
         a.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
         assert!(
-            read(&mut b).await.is_err(),
+            read(&mut b, MAX_FRAME_BYTES).await.is_err(),
             "oversized frames are refused before allocation"
         );
+    }
+
+    #[tokio::test]
+    async fn a_frame_past_the_reader_bound_is_refused_at_its_prefix() {
+        let frame = Frame::Refused {
+            reason: "r".repeat(JOIN_FRAME_BYTES),
+        };
+        let (mut a, mut b) = tokio::io::duplex(1 << 20);
+        write(&mut a, &frame).await.unwrap();
+        let err = read(&mut b, JOIN_FRAME_BYTES).await.unwrap_err();
+        assert!(err.to_string().contains("frame of"), "{err}");
     }
 
     #[tokio::test]
@@ -336,7 +356,7 @@ mod tests {
             write(&mut a, &big).await.unwrap();
             a
         });
-        let Some(Frame::Refused { reason }) = read(&mut b).await.unwrap() else {
+        let Some(Frame::Refused { reason }) = read(&mut b, MAX_FRAME_BYTES).await.unwrap() else {
             panic!("not the frame written");
         };
         assert_eq!(reason.len(), 3 * READ_STEP + 17);
@@ -349,7 +369,7 @@ mod tests {
             .unwrap();
         a.write_all(&[FORMAT, 1, 2]).await.unwrap();
         drop(a);
-        assert!(read(&mut b).await.is_err());
+        assert!(read(&mut b, MAX_FRAME_BYTES).await.is_err());
     }
 
     #[tokio::test]
@@ -371,11 +391,11 @@ mod tests {
         tokio::time::sleep(timeout * 2).await;
         write(&mut a, &Frame::Ack { seq: 2 }).await.unwrap();
         assert!(matches!(
-            read(&mut b).await.unwrap(),
+            read(&mut b, MAX_FRAME_BYTES).await.unwrap(),
             Some(Frame::Ack { seq: 1 })
         ));
         assert!(matches!(
-            read(&mut b).await.unwrap(),
+            read(&mut b, MAX_FRAME_BYTES).await.unwrap(),
             Some(Frame::Ack { seq: 2 })
         ));
     }

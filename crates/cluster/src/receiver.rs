@@ -21,7 +21,7 @@ use crate::cluster::Shared;
 use crate::error::ClusterError;
 use crate::gate::Gate;
 use crate::nodes::{self, NodeRecord};
-use crate::proto::{self, DatabaseState, Deadline, Frame};
+use crate::proto::{self, DatabaseState, Deadline, Frame, MAX_FRAME_BYTES};
 use crate::task::AbortOnDrop;
 use crate::tls;
 
@@ -445,7 +445,9 @@ async fn read_frames<R: AsyncRead + Unpin>(
 ) {
     loop {
         let item = async {
-            let len = match tokio::time::timeout(idle, proto::read_len(&mut rd)).await {
+            let len = match tokio::time::timeout(idle, proto::read_len(&mut rd, MAX_FRAME_BYTES))
+                .await
+            {
                 Ok(Ok(Some(len))) => len,
                 Ok(Ok(None)) => return Err(ClusterError::Protocol("peer closed the link".into())),
                 Ok(Err(e)) => return Err(e),

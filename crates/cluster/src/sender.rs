@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use crate::cluster::Shared;
 use crate::error::ClusterError;
 use crate::gate::Gate;
-use crate::proto::{self, DatabaseState, Deadline, Frame};
+use crate::proto::{self, DatabaseState, Deadline, Frame, MAX_FRAME_BYTES};
 use crate::task::AbortOnDrop;
 
 /// Most log entries per frame.
@@ -78,7 +78,7 @@ where
     let idle = shared.options.idle_timeout;
     let mut reader = tokio::spawn(async move {
         loop {
-            match tokio::time::timeout(idle, proto::read(&mut rd)).await {
+            match tokio::time::timeout(idle, proto::read(&mut rd, MAX_FRAME_BYTES)).await {
                 Ok(Ok(Some(Frame::Ping { sent_ms }))) => {
                     if pong_tx.send(sent_ms).await.is_err() {
                         return;
