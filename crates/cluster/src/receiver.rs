@@ -145,7 +145,6 @@ async fn session(
     let mut gate = Gate::receiving(shared.clone(), &peer.name, database)?;
     let mut ping = tokio::time::interval(shared.options.ping_interval);
     let mut inflight: VecDeque<InFlight> = VecDeque::new();
-    let mut pending_tables: Vec<SchemaChange> = Vec::new();
     loop {
         let frame = tokio::select! {
             frame = frames.recv() => frame.unwrap_or_else(|| Err(ClusterError::Protocol("peer closed the link".into())))?,
@@ -229,7 +228,6 @@ async fn session(
                 tables,
                 dropped,
             } => {
-                pending_tables = tables.clone();
                 shared
                     .status
                     .update(&peer.name, database, |s| s.copying = true);
@@ -253,11 +251,9 @@ async fn session(
                 nodes::drop_foreign_certificate_rows(database, &table, &mut rows);
                 let chunk = CopyChunk {
                     peer: peer.name.clone(),
-                    tables: std::mem::take(&mut pending_tables),
                     table,
                     rows,
                     progress,
-                    done: false,
                     ..CopyChunk::default()
                 };
                 (
