@@ -11,6 +11,8 @@
 //! assertion message names it. Nothing waits by sleeping: every wait polls with a
 //! deadline (sleeps only let time pass while writes go on, or pace writers).
 
+// The shared harness; this file uses only part of it.
+#[allow(dead_code)]
 mod cluster_support;
 
 use std::sync::Arc;
@@ -25,27 +27,14 @@ use tokio::sync::Notify;
 
 use cluster_support::{
     DB, DBS, Handle, Ledger, Member, Op, OrPanic, Outcome, TABLE, assert_no_problems, by_key,
-    converge_and_check, create_table, dump, join, links_up, logs, seed, socket, sockets,
-    start_cluster, status, wait_converged, wait_links, wait_table,
+    converge_and_check, dump, join, links_up, log_times, logs, prepare, refs, seed, socket,
+    sockets, start_cluster, status, wait_converged, wait_links, wait_table,
 };
 
 /// A record with the attribute set every test writes (all writes to a key carry the
 /// same attributes, so the winner's attributes are the whole record).
 fn record(key: &str, tag: &str, by: &str) -> Value {
     json!({"id": key, "v": tag, "by": by})
-}
-
-fn refs(members: &[Member]) -> Vec<&Member> {
-    members.iter().collect()
-}
-
-/// Meshes `members` (already joined), creates the table on the first, waits for it and
-/// for every link.
-async fn prepare(members: &[Member]) -> anyhow::Result<()> {
-    let all = refs(members);
-    wait_links(&all, &["system"]).await?;
-    create_table(&members[0], &all).await?;
-    wait_links(&all, &DBS).await
 }
 
 /// Writes a mix of inserts, updates, upserts and deletes on shared and own keys.
@@ -312,20 +301,6 @@ async fn node_down_catches_up_from_its_cursor() {
     }
 }
 
-/// Timestamps of the retained transaction-log entries for the test table.
-async fn log_times(member: &Member) -> anyhow::Result<Vec<f64>> {
-    let log = member
-        .node
-        .op_ok(json!({"operation": "read_transaction_log", "database": DB, "table": TABLE}))
-        .await?;
-    Ok(log
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e["timestamp"].as_f64())
-        .collect())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_node_and_expired_log_get_a_full_copy_without_wipe() {
     let seed = seed("new_node_and_expired_log_get_a_full_copy_without_wipe");
@@ -388,7 +363,11 @@ async fn new_node_and_expired_log_get_a_full_copy_without_wipe() {
         "n1 and n2 trimmed their logs",
         async || {
             for m in &members[..2] {
-                if log_times(m).await?.iter().any(|t| *t <= delete_time) {
+                if log_times(&m.node, DB, TABLE)
+                    .await?
+                    .iter()
+                    .any(|t| *t <= delete_time)
+                {
                     return Ok(false);
                 }
             }

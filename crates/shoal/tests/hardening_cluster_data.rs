@@ -31,27 +31,15 @@ use shoal_testkit::{DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER, Node};
 
 use cluster_support::{
     CONVERGE_DEADLINE, DB, DBS, LINKS_DEADLINE, Ledger, Member, Op, OrPanic, Outcome, TABLE,
-    assert_no_problems, create_table, join, logs, seed, socket, start_cluster, status,
-    wait_converged, wait_links, wait_table,
+    assert_no_problems, converge_and_check, exists, join, join_with, log_times, logs, prepare,
+    refs, seed, socket, start_cluster, status, wait_converged, wait_links, wait_table,
 };
 
 const MIB: usize = 1 << 20;
 
-fn refs(members: &[Member]) -> Vec<&Member> {
-    members.iter().collect()
-}
-
 /// Owned arguments as the harness takes them.
 fn arg_refs(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
-}
-
-/// Waits for the membership links, creates the test table, waits for the data links.
-async fn prepare(members: &[Member]) -> anyhow::Result<()> {
-    let all = refs(members);
-    wait_links(&all, &["system"]).await?;
-    create_table(&members[0], &all).await?;
-    wait_links(&all, &DBS).await
 }
 
 /// Creates the test table on `on` with its blobs left out of the indexes (indexing them
@@ -151,20 +139,6 @@ async fn upsert_all(node: &Node, records: Vec<Value>, ledger: &mut Ledger) -> an
     Ok(txn)
 }
 
-/// Whether `node` has `database` (and, if given, its `table`).
-async fn exists(node: &Node, database: &str, table: Option<&str>) -> anyhow::Result<bool> {
-    let op = match table {
-        Some(t) => json!({"operation": "describe_table", "database": database, "table": t}),
-        None => json!({"operation": "describe_database", "database": database}),
-    };
-    let (status, body) = node.ops(op).await?;
-    match status {
-        200 => Ok(true),
-        404 => Ok(false),
-        other => anyhow::bail!("describe answered {other}: {body}"),
-    }
-}
-
 /// The primary keys of every record of `database.table` on `node`, sorted.
 async fn keys(node: &Node, database: &str, table: &str) -> anyhow::Result<Vec<Value>> {
     let rows = node
@@ -181,19 +155,6 @@ async fn keys(node: &Node, database: &str, table: &str) -> anyhow::Result<Vec<Va
         .collect();
     keys.sort_by_key(Value::to_string);
     Ok(keys)
-}
-
-/// Timestamps of the retained log entries of `database.table` on `node`.
-async fn log_times(node: &Node, database: &str, table: &str) -> anyhow::Result<Vec<f64>> {
-    let log = node
-        .op_ok(json!({"operation": "read_transaction_log", "database": database, "table": table}))
-        .await?;
-    Ok(log
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e["timestamp"].as_f64())
-        .collect())
 }
 
 /// A link counter (`full_copies`, ...) summed over `peers`' links for `database`.
@@ -663,7 +624,7 @@ async fn drops_stay_dropped_for_a_node_away_past_the_log_and_a_late_joiner() {
     )
     .await
     .unwrap_or_else(|e| panic!("seed {seed}: {e:#}\n{}", logs(&all)));
-    converge_and_check_plain(&all, &ledger, seed, "after n3 returned and n4 joined").await;
+    converge_and_check(&all, &ledger, seed, "after n3 returned and n4 joined").await;
     let st = status(&members[2].node).await.or_panic(seed);
     for database in ["system", DB] {
         assert!(
@@ -697,12 +658,7 @@ async fn drops_stay_dropped_for_a_node_away_past_the_log_and_a_late_joiner() {
     wait_rows(&all, DB, "gone_t", &["new"])
         .await
         .unwrap_or_else(|e| panic!("seed {seed}: {e:#}\n{}", logs(&all)));
-    converge_and_check_plain(&all, &ledger, seed, "after re-creating").await;
-}
-
-/// Waits for identical full dumps of the test table and checks them against the ledger.
-async fn converge_and_check_plain(members: &[&Member], ledger: &Ledger, seed: u64, what: &str) {
-    cluster_support::converge_and_check(members, ledger, seed, what).await;
+    converge_and_check(&all, &ledger, seed, "after re-creating").await;
 }
 
 /// Upserts a padded record of `key` through `h` and notes it; returns its `txn_time`.
@@ -736,24 +692,6 @@ async fn wait_dev_links(pairs: &[(&Member, &str)]) -> anyhow::Result<()> {
     .await
 }
 
-/// Joins `other` from `on`, exchanging only the test database with it.
-async fn join_dev_only(on: &Member, other: &Member) -> anyhow::Result<()> {
-    let answer = on
-        .node
-        .op_ok(json!({
-            "operation": "add_node",
-            "url": other.url(),
-            "authorization": {"username": DEFAULT_ADMIN_USER, "password": DEFAULT_ADMIN_PASSWORD},
-            "subscriptions": [{"database": DB, "subscribe": true, "publish": true}],
-        }))
-        .await?;
-    anyhow::ensure!(
-        answer["message"] == format!("Successfully added '{}' to the cluster", other.name()),
-        "add_node answered {answer}"
-    );
-    Ok(())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chain_relays_rows_learned_by_a_full_copy() {
     let seed = seed("a_chain_relays_rows_learned_by_a_full_copy");
@@ -776,8 +714,9 @@ async fn a_chain_relays_rows_learned_by_a_full_copy() {
     }
     // Only the test database flows, so membership does not spread: A and C never learn
     // of each other and C hears of A's writes only through B.
-    join_dev_only(&a, &b).await.or_panic(seed);
-    join_dev_only(&b, &c).await.or_panic(seed);
+    let dev_only = json!({"subscriptions": [{"database": DB, "subscribe": true, "publish": true}]});
+    join_with(&a, &b, dev_only.clone()).await.or_panic(seed);
+    join_with(&b, &c, dev_only).await.or_panic(seed);
     wait_dev_links(&[(&a, "b"), (&b, "a"), (&b, "c"), (&c, "b")])
         .await
         .unwrap_or_else(|e| panic!("seed {seed}: {e:#}\n{}", logs(&[&a, &b, &c])));
@@ -823,7 +762,7 @@ async fn a_chain_relays_rows_learned_by_a_full_copy() {
     wait_dev_links(&[(&a, "b"), (&b, "a"), (&b, "c"), (&c, "b")])
         .await
         .unwrap_or_else(|e| panic!("seed {seed}: {e:#}\n{}", logs(&chain)));
-    converge_and_check_plain(&chain, &ledger, seed, "after B's full copy").await;
+    converge_and_check(&chain, &ledger, seed, "after B's full copy").await;
     let copies = |st: &Value, peer: &str| {
         socket(st, peer, DB).map_or(0, |s| s["full_copies"].as_u64().unwrap_or(0))
     };
@@ -845,5 +784,5 @@ async fn a_chain_relays_rows_learned_by_a_full_copy() {
         put(&ha, &mut ledger, &format!("a-later-{i}"), "later", seed).await;
         put(&hc, &mut ledger, &format!("c-later-{i}"), "later", seed).await;
     }
-    converge_and_check_plain(&chain, &ledger, seed, "after later writes").await;
+    converge_and_check(&chain, &ledger, seed, "after later writes").await;
 }

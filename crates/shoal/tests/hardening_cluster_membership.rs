@@ -17,20 +17,16 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use shoal_testkit::{DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER, Direction, TlsMitm, wait_until};
+use shoal_testkit::{DEFAULT_ADMIN_PASSWORD, Direction, TlsMitm, wait_until};
 
 use cluster_support::{
-    DB, DBS, LINKS_DEADLINE, Member, TABLE, create_table, join, logs, socket, start_cluster,
-    status, wait_links, wait_table,
+    DB, DBS, LINKS_DEADLINE, Member, TABLE, add_node_request, exists, join, logs, prepare, refs,
+    socket, start_cluster, status, wait_links, wait_table,
 };
 
 /// How long a write that must not arrive is watched for.
 const NEVER_WINDOW: Duration = Duration::from_secs(3);
 const DAY_MS: u64 = 86_400_000;
-
-fn refs(members: &[Member]) -> Vec<&Member> {
-    members.iter().collect()
-}
 
 /// The record `key` of the test table on `member`, if it has it.
 async fn get(member: &Member, key: &str) -> anyhow::Result<Option<Value>> {
@@ -100,11 +96,9 @@ async fn a_removed_node_stops_receiving_and_its_links_close() {
     let members = start_cluster(&["a", "b", "c"], 91, false, &[])
         .await
         .expect("cluster");
+    prepare(&members).await.expect("links");
     let all = refs(&members);
     let [a, b, c] = [&members[0], &members[1], &members[2]];
-    wait_links(&all, &["system"]).await.expect("system links");
-    create_table(a, &all).await.expect("table");
-    wait_links(&all, &DBS).await.expect("links");
     put(a, "before", "1").await.unwrap();
     wait_value(b, "before", "1").await.unwrap();
 
@@ -151,11 +145,9 @@ async fn narrowing_a_route_stops_that_database_at_once() {
     let members = start_cluster(&["a", "b"], 92, false, &[])
         .await
         .expect("cluster");
+    prepare(&members).await.expect("links");
     let all = refs(&members);
     let [a, b] = [&members[0], &members[1]];
-    wait_links(&all, &["system"]).await.expect("system links");
-    create_table(a, &all).await.expect("table");
-    wait_links(&all, &DBS).await.expect("links");
 
     // b keeps taking `system` (and sending everything) but no longer takes `dev`.
     a.node
@@ -178,11 +170,7 @@ async fn narrowing_a_route_stops_that_database_at_once() {
         .await
         .unwrap();
     wait_until(LINKS_DEADLINE, "b learns of database probe", async || {
-        let (code, _) = b
-            .node
-            .ops(json!({"operation": "describe_database", "database": "probe"}))
-            .await?;
-        Ok(code == 200)
+        exists(&b.node, "probe", None).await
     })
     .await
     .unwrap();
@@ -215,14 +203,7 @@ fn substitute_ca(impostor_ca: Arc<OnceLock<String>>) -> shoal_testkit::Rewrite {
 
 /// `add_node` on `on` towards `url`; the status and answer.
 async fn add_node(on: &Member, url: SocketAddr, extra: Value) -> (u16, Value) {
-    let mut request = json!({
-        "operation": "add_node",
-        "url": url.to_string(),
-        "authorization": {"username": DEFAULT_ADMIN_USER, "password": DEFAULT_ADMIN_PASSWORD},
-    });
-    if let (Some(request), Some(extra)) = (request.as_object_mut(), extra.as_object()) {
-        request.extend(extra.clone());
-    }
+    let request = add_node_request(&url.to_string(), extra);
     on.node.ops(request).await.expect("add_node answered")
 }
 
@@ -322,11 +303,7 @@ async fn a_ca_published_for_another_node_is_not_trusted() {
         .unwrap();
     let [a, b, _] = [&members[0], &members[1], &members[2]];
     wait_until(LINKS_DEADLINE, "a learns of database probe", async || {
-        let (code, _) = a
-            .node
-            .ops(json!({"operation": "describe_database", "database": "probe"}))
-            .await?;
-        Ok(code == 200)
+        exists(&a.node, "probe", None).await
     })
     .await
     .unwrap();

@@ -178,6 +178,20 @@ pub(crate) fn logs(members: &[&Member]) -> String {
         .join("\n")
 }
 
+/// `members` as the slices of references the helpers take.
+pub(crate) fn refs(members: &[Member]) -> Vec<&Member> {
+    members.iter().collect()
+}
+
+/// Waits for the membership links, creates the test table on the first member (and
+/// waits until every member has it), then waits for the data links.
+pub(crate) async fn prepare(members: &[Member]) -> anyhow::Result<()> {
+    let all = refs(members);
+    wait_links(&all, &["system"]).await?;
+    create_table(&members[0], &all).await?;
+    wait_links(&all, &DBS).await
+}
+
 /// Starts `names` on 127.0.`subnet`.1, .2, ... and joins them all from the first one.
 pub(crate) async fn start_cluster(
     names: &[&str],
@@ -196,16 +210,28 @@ pub(crate) async fn start_cluster(
     Ok(members)
 }
 
+/// An `add_node` request for `url` with the default admin's credentials, plus the fields
+/// of `extra` (`subscriptions`, `ca_fingerprint`, ...).
+pub(crate) fn add_node_request(url: &str, extra: Value) -> Value {
+    let mut request = json!({
+        "operation": "add_node",
+        "url": url,
+        "authorization": {"username": DEFAULT_ADMIN_USER, "password": DEFAULT_ADMIN_PASSWORD},
+    });
+    if let (Some(request), Value::Object(extra)) = (request.as_object_mut(), extra) {
+        request.extend(extra);
+    }
+    request
+}
+
 /// `add_node` on `on` for `other`.
 pub(crate) async fn join(on: &Member, other: &Member) -> anyhow::Result<()> {
-    let answer = on
-        .node
-        .op_ok(json!({
-            "operation": "add_node",
-            "url": other.url(),
-            "authorization": {"username": DEFAULT_ADMIN_USER, "password": DEFAULT_ADMIN_PASSWORD},
-        }))
-        .await?;
+    join_with(on, other, json!({})).await
+}
+
+/// `add_node` on `on` for `other`, with the request fields of `extra`.
+pub(crate) async fn join_with(on: &Member, other: &Member, extra: Value) -> anyhow::Result<()> {
+    let answer = on.node.op_ok(add_node_request(&other.url(), extra)).await?;
     ensure!(
         answer["message"] == format!("Successfully added '{}' to the cluster", other.name()),
         "add_node answered {answer}"
@@ -287,6 +313,41 @@ pub(crate) async fn wait_table(members: &[&Member]) -> anyhow::Result<()> {
         Ok(true)
     })
     .await
+}
+
+/// Whether `node` has `database` (and, if given, its `table`).
+pub(crate) async fn exists(
+    node: &Node,
+    database: &str,
+    table: Option<&str>,
+) -> anyhow::Result<bool> {
+    let op = match table {
+        Some(t) => json!({"operation": "describe_table", "database": database, "table": t}),
+        None => json!({"operation": "describe_database", "database": database}),
+    };
+    let (status, body) = node.ops(op).await?;
+    match status {
+        200 => Ok(true),
+        404 => Ok(false),
+        other => bail!("describe answered {other}: {body}"),
+    }
+}
+
+/// Timestamps of the retained transaction-log entries of `database.table` on `node`.
+pub(crate) async fn log_times(
+    node: &Node,
+    database: &str,
+    table: &str,
+) -> anyhow::Result<Vec<f64>> {
+    let log = node
+        .op_ok(json!({"operation": "read_transaction_log", "database": database, "table": table}))
+        .await?;
+    Ok(log
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["timestamp"].as_f64())
+        .collect())
 }
 
 /// Every record of the test table, sorted by primary key, timestamps included.
