@@ -223,15 +223,6 @@ fn refusal(e: AuthError) -> ClusterError {
     ClusterError::Refused(e.to_string())
 }
 
-/// A join request as the joiner sent it.
-struct Hello {
-    username: String,
-    node: String,
-    ca_pem: String,
-    url: String,
-    nonce: Vec<u8>,
-}
-
 /// Answers a join request on the replication port; `exporter` is the TLS session's
 /// keying material.
 pub(crate) async fn accept<S>(
@@ -254,14 +245,13 @@ where
     else {
         return Err(ClusterError::Protocol("not a join request".into()));
     };
-    let hello = Hello {
-        username,
-        node,
-        ca_pem,
-        url,
-        nonce,
+    let joiner = Party {
+        node: &node,
+        ca_pem: &ca_pem,
+        url: &url,
+        nonce: &nonce,
     };
-    let result = answer_join(shared, conn, exporter, &hello, from).await;
+    let result = answer_join(shared, conn, exporter, &username, &joiner, from).await;
     if let Err(ClusterError::Refused(reason)) = &result {
         proto::refuse(conn, reason).await;
     }
@@ -272,24 +262,25 @@ async fn answer_join<S>(
     shared: &Arc<Shared>,
     conn: &mut S,
     exporter: &[u8],
-    hello: &Hello,
+    username: &str,
+    joiner: &Party<'_>,
     from: Option<IpAddr>,
 ) -> Result<(), ClusterError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let node = hello.node.as_str();
+    let node = joiner.node;
     validate_node_name(node).map_err(|e| ClusterError::Refused(e.to_string()))?;
     if node == shared.name {
         return Err(ClusterError::Refused(format!(
             "a node named '{node}' is this node"
         )));
     }
-    tls::fingerprint(&hello.ca_pem).map_err(|e| ClusterError::Refused(e.to_string()))?;
+    tls::fingerprint(joiner.ca_pem).map_err(|e| ClusterError::Refused(e.to_string()))?;
     let secret = shared.identity.derived_secret(DECOY_PURPOSE);
     let mut challenge = shared
         .auth
-        .proof_challenge(&hello.username, &secret, from)
+        .proof_challenge(username, &secret, from)
         .map_err(refusal)?;
     let me = Party {
         node: &shared.name,
@@ -310,23 +301,17 @@ where
         Frame::JoinProof { proof } => proof,
         other => return Err(unexpected(other)),
     };
-    let joiner = Party {
-        node,
-        ca_pem: &hello.ca_pem,
-        url: &hello.url,
-        nonce: &hello.nonce,
-    };
-    let transcript = transcript(exporter, &hello.username, &joiner, &me);
+    let transcript = transcript(exporter, username, joiner, &me);
     let user = challenge.verify(&transcript, &proof).map_err(refusal)?;
     if !user.super_user {
         return Err(ClusterError::Refused("add_node needs a super_user".into()));
     }
     let record = NodeRecord {
         name: node.to_owned(),
-        url: hello.url.clone(),
+        url: joiner.url.to_owned(),
         ..NodeRecord::default()
     };
-    admit(shared, &record, &hello.ca_pem).await?;
+    admit(shared, &record, joiner.ca_pem).await?;
     let welcome = Frame::Joined {
         proof: challenge.server_proof(&transcript),
     };
