@@ -381,7 +381,7 @@ async fn a_receiver_stopped_mid_copy_leaves_the_sender_bounded() {
     .or_panic(seed);
     signal(&n2.node, Signal::SIGSTOP).or_panic(seed);
     let file = data_file(&n1.node, DB);
-    let before = std::fs::metadata(&file).or_panic_io(seed).len();
+    let before = std::fs::metadata(&file).or_panic(seed).len();
 
     // Rewrites on n1 while n2 is stopped: with no reader holding an old snapshot, the
     // pages they free are reused and the file settles (about 10 MB more here, with no
@@ -400,7 +400,7 @@ async fn a_receiver_stopped_mid_copy_leaves_the_sender_bounded() {
             .await
             .or_panic(seed);
     }
-    let after = std::fs::metadata(&file).or_panic_io(seed).len();
+    let after = std::fs::metadata(&file).or_panic(seed).len();
     let grown = after.saturating_sub(before) as usize;
     eprintln!(
         "seed {seed}: n2 stopped after {copied} copied rows; n1's file {before} -> {after} bytes \
@@ -433,18 +433,6 @@ async fn a_receiver_stopped_mid_copy_leaves_the_sender_bounded() {
         link_counter(&st, &["n1"], DB, "full_copies") >= 1,
         "seed {seed}: n2 completed no full copy: {st:#}"
     );
-}
-
-/// `unwrap` for I/O results that names the seed.
-trait OrPanicIo<T> {
-    fn or_panic_io(self, seed: u64) -> T;
-}
-
-impl<T> OrPanicIo<T> for std::io::Result<T> {
-    #[track_caller]
-    fn or_panic_io(self, seed: u64) -> T {
-        self.unwrap_or_else(|e| panic!("seed {seed}: {e}"))
-    }
 }
 
 /// Whether every one of `nodes` has (or lacks) `database.table`.

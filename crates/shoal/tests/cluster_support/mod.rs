@@ -40,12 +40,12 @@ pub(crate) trait OrPanic<T> {
     fn or_panic(self, seed: u64) -> T;
 }
 
-impl<T> OrPanic<T> for anyhow::Result<T> {
+impl<T, E: Into<anyhow::Error>> OrPanic<T> for Result<T, E> {
     #[track_caller]
     fn or_panic(self, seed: u64) -> T {
         match self {
             Ok(v) => v,
-            Err(e) => panic!("seed {seed}: {e:#}"),
+            Err(e) => panic!("seed {seed}: {:#}", e.into()),
         }
     }
 }
