@@ -13,7 +13,6 @@ mod databases;
 mod describe;
 mod error;
 mod ops;
-mod read_body;
 mod realtime;
 mod request;
 mod rest;

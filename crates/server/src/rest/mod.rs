@@ -58,7 +58,7 @@ async fn route(state: AppState, request: Request) -> Result<Response, ApiError> 
     // Read whatever body was sent before anything can refuse the request: an answer
     // given while the client is still sending makes the connection close under it, and
     // the client sees a broken pipe instead of the answer.
-    let body = crate::read_body::bytes(&state, body, &parts.headers).await?;
+    let body = crate::body::bytes(&state, body, &parts.headers).await?;
     let target = Target::resolve(&state, parts.uri.path())?;
     let access = Access {
         via: Via::Http,

@@ -1,9 +1,12 @@
-//! Reading a request body within the limits: the size limit (413) and the stall timeout
-//! (408), for every body either router reads.
+//! Request bodies, within their limits: read off the connection within the size limit
+//! (413) and the stall timeout (408), then decoded within the nesting limit (400,
+//! [`decode`]), for every body either router takes.
 //!
 //! hyper checks a chunk-size line only for overflow past 64 bits, so a client can
 //! announce a chunk of 2^64 - 1 bytes and then send nothing, or send forever: the limit
 //! is enforced here, frame by frame, and a body that stops arriving times out.
+
+mod decode;
 
 use std::time::Duration;
 
@@ -13,6 +16,8 @@ use http_body_util::BodyExt;
 
 use crate::AppState;
 use crate::error::ApiError;
+
+pub(crate) use decode::{cbor, json, msgpack};
 
 /// Most bytes reserved up front for a body from its `Content-Length`: a client may
 /// declare a large body and never send it.
