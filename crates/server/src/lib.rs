@@ -25,11 +25,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{Extensions, HeaderMap, header};
+use axum::http::{Extensions, HeaderMap, Method, StatusCode, Uri, header};
 use axum::routing::{get, post};
+use axum::{Router, middleware};
 use serde_json::json;
 use shoal_auth::{Auth, User};
 use shoal_store::Store;
@@ -165,6 +165,11 @@ pub fn ops_router(state: AppState) -> Router {
     Router::new()
         .route("/", post(ops::handle))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            body::read_before_answering,
+        ))
         // The handlers enforce `max_body` themselves, with a Harper-shaped error.
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
@@ -175,6 +180,11 @@ pub fn http_router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
         .fallback(rest::handle)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            body::read_before_answering,
+        ))
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }
@@ -221,4 +231,11 @@ async fn health() -> axum::Json<serde_json::Value> {
 
 async fn not_found() -> ApiError {
     ApiError::not_found("Not found")
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        message: format!("{method} is not allowed on {}", uri.path()),
+    }
 }

@@ -695,6 +695,73 @@ async fn declared_length_over_the_limit_is_refused_before_the_body() -> anyhow::
     Ok(())
 }
 
+/// An answer that needs none of the body (a refused login, an unknown path, a method the
+/// path does not take) still waits for the whole body: a client that sends its body
+/// before reading gets the answer, not a reset, on a connection that stays usable. With
+/// `Expect: 100-continue` it is answered at once, before any of the body is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_that_need_no_body_still_wait_for_it() -> anyhow::Result<()> {
+    // More than the socket buffers of both ends hold, so that unread bytes are left.
+    const BODY: usize = 32 << 20;
+    let node = start("edge-early", &[]).await?;
+    create_table(&node, "dev", "dog").await?;
+    let auth = basic(&node)?;
+    // nobody:wrong
+    let stranger = "Basic bm9ib2R5Ondyb25n";
+    let json = ("content-type", "application/json");
+    let length = BODY.to_string();
+    let (ops, http) = (node.ops_addr(), node.http_addr());
+    let cases = [
+        (ops, stranger, "POST", "/", 401),
+        (http, stranger, "PUT", "/dev/dog/1", 401),
+        (ops, auth.as_str(), "POST", "/no/such/path", 404),
+        (ops, auth.as_str(), "PUT", "/", 405),
+        (http, auth.as_str(), "POST", "/health", 405),
+        (http, auth.as_str(), "PUT", "/dev/no_such_table/1", 404),
+    ];
+    let body = vec![b' '; BODY];
+    for (addr, authorization, method, path, status) in cases {
+        let what = format!("{method} {path} ({status})");
+        let mut raw = Raw::connect(addr).await?;
+        raw.send(&request(authorization, method, path, &[json], &body))
+            .await
+            .with_context(|| format!("{what}: sending the body"))?;
+        raw.answer()
+            .await
+            .with_context(|| format!("{what}: reading the answer"))?
+            .error(status);
+        // The body was read whole: the connection takes another request.
+        let next = if addr == ops {
+            request(
+                &auth,
+                "POST",
+                "/",
+                &[json],
+                br#"{"operation":"describe_all"}"#,
+            )
+        } else {
+            request(&auth, "GET", "/health", &[], b"")
+        };
+        raw.send(&next).await?;
+        assert_eq!(raw.answer().await?.status, 200, "{what}: the next request");
+
+        let mut raw = Raw::connect(addr).await?;
+        let expect = [
+            json,
+            ("content-length", &length),
+            ("expect", "100-continue"),
+        ];
+        raw.send(&request(authorization, method, path, &expect, b""))
+            .await?;
+        let answer = raw
+            .answer()
+            .await
+            .with_context(|| format!("{what}, expecting 100"))?;
+        answer.error(status);
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------
 // Item 1: subscriptions
 // ---------------------------------------------------------------------------------------
