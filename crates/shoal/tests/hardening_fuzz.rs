@@ -427,7 +427,7 @@ fn percent_encode(s: &str) -> String {
         .collect()
 }
 
-/// What a run found wrong.
+/// Whether a status is one a client may cause: below 500, or 507 (storage full).
 fn acceptable(status: u16) -> bool {
     status < 500 || status == 507
 }
