@@ -4,7 +4,9 @@
 //!
 //! hyper checks a chunk-size line only for overflow past 64 bits, so a client can
 //! announce a chunk of 2^64 - 1 bytes and then send nothing, or send forever: the limit
-//! is enforced here, frame by frame, and a body that stops arriving times out.
+//! is enforced here, frame by frame, and a body that stops arriving times out. A body no
+//! handler wanted is read and dropped within the same limits before the answer goes out
+//! ([`read_before_answering`]).
 
 mod decode;
 
