@@ -1,6 +1,6 @@
 //! Shoal's network edge, on axum: the Operations API (port 9925) and the HTTP port (9926:
 //! REST, WebSocket and Server-Sent Events subscriptions, `/health`), each served by
-//! [`serve`] with a connection cap and connection timeouts.
+//! [`serve()`] with a connection cap and connection timeouts.
 //!
 //! Every request is authenticated (Basic, against the system user table) except
 //! `GET /health`, which only says the node is up, and asks `shoal_auth`'s permission
