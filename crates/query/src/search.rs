@@ -7,6 +7,7 @@
 //! the first sort key's index in order and emits as it goes; with no index to walk, it is
 //! refused ([`QueryError::SortBufferFull`]).
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -66,14 +67,7 @@ impl Projection {
         match self {
             Projection::All => Ok(json.to_vec()),
             Projection::Only(attributes) => {
-                let parsed;
-                let record = match record {
-                    Some(r) => r,
-                    None => {
-                        parsed = parse(json)?;
-                        &parsed
-                    }
-                };
+                let record = parsed(json, record)?;
                 let out: Map<String, Value> = attributes
                     .iter()
                     .map(|a| (a.clone(), record.get(a).cloned().unwrap_or(Value::Null)))
@@ -543,15 +537,8 @@ impl<'k> SortBuffer<'k> {
         record: Option<&Map<String, Value>>,
         projection: &Projection,
     ) -> Result<(), QueryError> {
-        let parsed;
-        let record = match record {
-            Some(r) => r,
-            None => {
-                parsed = parse(json)?;
-                &parsed
-            }
-        };
-        let values = self.keys.values(record);
+        let record = parsed(json, record)?;
+        let values = self.keys.values(&record);
         let arrived = self.arrived;
         self.arrived += 1;
         let key = (&values[..], arrived);
@@ -561,7 +548,7 @@ impl<'k> SortBuffer<'k> {
         {
             return Ok(());
         }
-        let rendered = projection.render(json, Some(record))?;
+        let rendered = projection.render(json, Some(&record))?;
         // What the held result costs, roughly: its bytes, its key values, the bookkeeping.
         let size = rendered.len()
             + values
@@ -791,6 +778,17 @@ fn maybe_cut(encoded: &[u8]) -> bool {
 fn parse(json: &[u8]) -> Result<Map<String, Value>, QueryError> {
     serde_json::from_slice(json)
         .map_err(|e| QueryError::Invalid(format!("stored record is not a JSON object: {e}")))
+}
+
+/// The record of `json`: `record` if the caller parsed it already, else parsed now.
+fn parsed<'r>(
+    json: &[u8],
+    record: Option<&'r Map<String, Value>>,
+) -> Result<Cow<'r, Map<String, Value>>, QueryError> {
+    match record {
+        Some(record) => Ok(Cow::Borrowed(record)),
+        None => parse(json).map(Cow::Owned),
+    }
 }
 
 /// Whether the index alone decides `condition`: an equality on the primary key or an

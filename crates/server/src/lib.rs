@@ -1,6 +1,6 @@
 //! Shoal's network edge, on axum: the Operations API (port 9925) and the HTTP port (9926:
 //! REST, WebSocket and Server-Sent Events subscriptions, `/health`), each served by
-//! [`serve`] with a connection cap and connection timeouts.
+//! [`serve()`] with a connection cap and connection timeouts.
 //!
 //! Every request is authenticated (Basic, against the system user table) except
 //! `GET /health`, which only says the node is up, and asks `shoal_auth`'s permission
@@ -13,7 +13,6 @@ mod databases;
 mod describe;
 mod error;
 mod ops;
-mod read_body;
 mod realtime;
 mod request;
 mod rest;
@@ -26,11 +25,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{Extensions, HeaderMap, header};
+use axum::http::{Extensions, HeaderMap, Method, StatusCode, Uri, header};
 use axum::routing::{get, post};
+use axum::{Router, middleware};
 use serde_json::json;
 use shoal_auth::{Auth, User};
 use shoal_store::Store;
@@ -166,6 +165,11 @@ pub fn ops_router(state: AppState) -> Router {
     Router::new()
         .route("/", post(ops::handle))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            body::read_before_answering,
+        ))
         // The handlers enforce `max_body` themselves, with a Harper-shaped error.
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
@@ -176,6 +180,11 @@ pub fn http_router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
         .fallback(rest::handle)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            body::read_before_answering,
+        ))
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }
@@ -222,4 +231,11 @@ async fn health() -> axum::Json<serde_json::Value> {
 
 async fn not_found() -> ApiError {
     ApiError::not_found("Not found")
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        message: format!("{method} is not allowed on {}", uri.path()),
+    }
 }

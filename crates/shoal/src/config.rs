@@ -164,10 +164,11 @@ pub(crate) struct RestSection {
 
 impl Default for RestSection {
     fn default() -> Self {
+        let defaults = shoal_server::RestOptions::default();
         RestSection {
-            expose_all_tables: true,
-            subscription_max_lag: 10_000,
-            subscription_max_buffer_bytes: 8 << 20,
+            expose_all_tables: defaults.expose_all_tables,
+            subscription_max_lag: defaults.subscription_max_lag,
+            subscription_max_buffer_bytes: defaults.subscription_max_buffer_bytes,
         }
     }
 }

@@ -165,7 +165,7 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
             sort_buffer_bytes: config.query.sort_buffer_bytes,
             max_candidates: config.query.max_candidates,
             msgpack_buffer_bytes: config.query.msgpack_buffer_bytes,
-            stall_timeout: Duration::from_millis(config.query.stream_stall_timeout_ms.max(1)),
+            stall_timeout: millis(config.query.stream_stall_timeout_ms),
         }),
         body_read_timeout: millis(config.network.body_read_timeout_ms),
         stats: stats.clone(),

@@ -6,18 +6,22 @@
 //! chunked body announcing 2^64 - 1 bytes and then stalling was waited on forever, as was
 //! a body whose declared length was over the limit; a subscriber's buffer was bounded by
 //! count only (256 events of up to 100 MiB) and its task waited for the next commit to
-//! notice the client had gone; `set_component_file` with `config.yaml/x` answered 500,
+//! notice the client had gone; an answer that needed none of the body (a refused login,
+//! an unknown path) went out while the client was still sending it, which then saw a
+//! reset instead; `set_component_file` with `config.yaml/x` answered 500,
 //! left a folder behind and kept the node from starting again; `create_table` racing
 //! `drop_database` answered 503 "the store is shutting down".
 
+#[allow(dead_code)]
+mod common;
+
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, anyhow, bail, ensure};
-use reqwest::header::AUTHORIZATION;
+use common::{assert_error_shape, basic, start_with};
 use serde_json::{Value, json};
-use shoal_testkit::{DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER, Node, NodeOptions, wait_until};
+use shoal_testkit::{DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER, Node, wait_until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -27,30 +31,6 @@ const DEADLINE: Duration = Duration::from_secs(20);
 // ---------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------
-
-/// Starts a fresh node with extra arguments (replication on a free port).
-async fn start(name: &str, args: &[&str]) -> anyhow::Result<Node> {
-    let opts = NodeOptions {
-        args: args.iter().map(|a| (*a).to_owned()).collect(),
-        env: vec![("SHOAL_REPLICATION_PORT".into(), "0".into())],
-        ..NodeOptions::new(name)
-    };
-    Node::start(Path::new(env!("CARGO_BIN_EXE_shoal")), opts).await
-}
-
-/// The admin's `Authorization` header value.
-fn basic(node: &Node) -> anyhow::Result<String> {
-    let request = node
-        .client()
-        .get("http://127.0.0.1/")
-        .basic_auth(DEFAULT_ADMIN_USER, Some(DEFAULT_ADMIN_PASSWORD))
-        .build()?;
-    let value = request
-        .headers()
-        .get(AUTHORIZATION)
-        .context("basic auth header")?;
-    Ok(value.to_str()?.to_owned())
-}
 
 async fn create_table(node: &Node, database: &str, table: &str) -> anyhow::Result<()> {
     node.op_ok(json!({
@@ -115,15 +95,6 @@ impl Answer {
         assert_error_shape(&body);
         body["error"].as_str().unwrap_or_default().to_owned()
     }
-}
-
-/// Asserts Harper's error envelope: an object with a string `error`.
-#[track_caller]
-fn assert_error_shape(body: &Value) {
-    assert!(
-        body["error"].is_string(),
-        "not Harper's error shape: {body}"
-    );
 }
 
 /// A raw HTTP/1.1 connection.
@@ -278,7 +249,7 @@ fn parse_answer(buf: &[u8]) -> anyhow::Result<Option<(Answer, usize)>> {
 
 /// Opens an SSE subscription on a raw connection; returns it after the 200 head.
 async fn raw_sse(node: &Node, path: &str, small: bool) -> anyhow::Result<Raw> {
-    let auth = basic(node)?;
+    let auth = basic(node);
     let mut raw = if small {
         Raw::connect_small(node.http_addr()).await?
     } else {
@@ -299,7 +270,7 @@ async fn raw_sse(node: &Node, path: &str, small: bool) -> anyhow::Result<Raw> {
 
 /// Opens a WebSocket subscription on a raw connection; returns it after the 101 head.
 async fn raw_ws(node: &Node, path: &str) -> anyhow::Result<Raw> {
-    let auth = basic(node)?;
+    let auth = basic(node);
     let mut raw = Raw::connect(node.http_addr()).await?;
     let headers = [
         ("connection", "upgrade"),
@@ -343,7 +314,7 @@ fn sse_events(body: &[u8]) -> Vec<(String, String)> {
 async fn slow_header_clients_are_cut_at_the_header_timeout() -> anyhow::Result<()> {
     const SLOW: usize = 16;
     let timeout = Duration::from_millis(500);
-    let node = start("edge-slow-headers", &["--header-read-timeout-ms", "500"]).await?;
+    let node = start_with("edge-slow-headers", &["--header-read-timeout-ms", "500"]).await?;
     let mut slow = tokio::task::JoinSet::new();
     for i in 0..SLOW {
         let addr = if i % 2 == 0 {
@@ -395,13 +366,13 @@ async fn slow_header_clients_are_cut_at_the_header_timeout() -> anyhow::Result<(
 /// already open keep working; a place freed is taken again. A WebSocket keeps its place.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_past_the_cap_are_refused_at_once() -> anyhow::Result<()> {
-    let node = start(
+    let node = start_with(
         "edge-cap",
         &["--ops-max-connections", "3", "--http-max-connections", "2"],
     )
     .await?;
     // Nothing but these raw connections talks to the node, so the counts are exact.
-    let auth = basic(&node)?;
+    let auth = basic(&node);
     let describe = request(
         &auth,
         "POST",
@@ -489,9 +460,9 @@ async fn connections_past_the_cap_are_refused_at_once() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_keep_alive_connections_close() -> anyhow::Result<()> {
     let idle = Duration::from_millis(300);
-    let node = start("edge-idle", &["--keep-alive-timeout-ms", "300"]).await?;
+    let node = start_with("edge-idle", &["--keep-alive-timeout-ms", "300"]).await?;
     create_table(&node, "dev", "dog").await?;
-    let auth = basic(&node)?;
+    let auth = basic(&node);
     let mut sse = raw_sse(&node, "/dev/dog/", false).await?;
     for addr in [node.http_addr(), node.ops_addr()] {
         let mut raw = Raw::connect(addr).await?;
@@ -537,9 +508,9 @@ async fn idle_keep_alive_connections_close() -> anyhow::Result<()> {
 /// open connection with nothing in progress does not hold up the exit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_drains_requests_in_flight() -> anyhow::Result<()> {
-    let mut node = start("edge-drain", &[]).await?;
+    let mut node = start_with("edge-drain", &[]).await?;
     create_table(&node, "dev", "dog").await?;
-    let auth = basic(&node)?;
+    let auth = basic(&node);
     let addr = node.http_addr();
     let head = [
         ("content-type", "application/json"),
@@ -584,13 +555,13 @@ async fn shutdown_drains_requests_in_flight() -> anyhow::Result<()> {
 /// 408 (and the connection closed) when it stalls instead; on both ports.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endless_chunk_is_refused_at_the_limit_or_timed_out() -> anyhow::Result<()> {
-    let node = start(
+    let node = start_with(
         "edge-chunk",
         &["--max-body-bytes", "65536", "--body-read-timeout-ms", "500"],
     )
     .await?;
     create_table(&node, "dev", "dog").await?;
-    let auth = basic(&node)?;
+    let auth = basic(&node);
     let chunked = [
         ("content-type", "application/json"),
         ("transfer-encoding", "chunked"),
@@ -666,9 +637,9 @@ async fn endless_chunk_is_refused_at_the_limit_or_timed_out() -> anyhow::Result<
 /// body is sent.
 #[tokio::test]
 async fn declared_length_over_the_limit_is_refused_before_the_body() -> anyhow::Result<()> {
-    let node = start("edge-length", &["--max-body-bytes", "65536"]).await?;
+    let node = start_with("edge-length", &["--max-body-bytes", "65536"]).await?;
     create_table(&node, "dev", "dog").await?;
-    let auth = basic(&node)?;
+    let auth = basic(&node);
     let headers = [
         ("content-type", "application/json"),
         ("content-length", "1048576"),
@@ -695,6 +666,73 @@ async fn declared_length_over_the_limit_is_refused_before_the_body() -> anyhow::
     Ok(())
 }
 
+/// An answer that needs none of the body (a refused login, an unknown path, a method the
+/// path does not take) still waits for the whole body: a client that sends its body
+/// before reading gets the answer, not a reset, on a connection that stays usable. With
+/// `Expect: 100-continue` it is answered at once, before any of the body is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_that_need_no_body_still_wait_for_it() -> anyhow::Result<()> {
+    // More than the socket buffers of both ends hold, so that unread bytes are left.
+    const BODY: usize = 32 << 20;
+    let node = start_with("edge-early", &[]).await?;
+    create_table(&node, "dev", "dog").await?;
+    let auth = basic(&node);
+    // nobody:wrong
+    let stranger = "Basic bm9ib2R5Ondyb25n";
+    let json = ("content-type", "application/json");
+    let length = BODY.to_string();
+    let (ops, http) = (node.ops_addr(), node.http_addr());
+    let cases = [
+        (ops, stranger, "POST", "/", 401),
+        (http, stranger, "PUT", "/dev/dog/1", 401),
+        (ops, auth.as_str(), "POST", "/no/such/path", 404),
+        (ops, auth.as_str(), "PUT", "/", 405),
+        (http, auth.as_str(), "POST", "/health", 405),
+        (http, auth.as_str(), "PUT", "/dev/no_such_table/1", 404),
+    ];
+    let body = vec![b' '; BODY];
+    for (addr, authorization, method, path, status) in cases {
+        let what = format!("{method} {path} ({status})");
+        let mut raw = Raw::connect(addr).await?;
+        raw.send(&request(authorization, method, path, &[json], &body))
+            .await
+            .with_context(|| format!("{what}: sending the body"))?;
+        raw.answer()
+            .await
+            .with_context(|| format!("{what}: reading the answer"))?
+            .error(status);
+        // The body was read whole: the connection takes another request.
+        let next = if addr == ops {
+            request(
+                &auth,
+                "POST",
+                "/",
+                &[json],
+                br#"{"operation":"describe_all"}"#,
+            )
+        } else {
+            request(&auth, "GET", "/health", &[], b"")
+        };
+        raw.send(&next).await?;
+        assert_eq!(raw.answer().await?.status, 200, "{what}: the next request");
+
+        let mut raw = Raw::connect(addr).await?;
+        let expect = [
+            json,
+            ("content-length", &length),
+            ("expect", "100-continue"),
+        ];
+        raw.send(&request(authorization, method, path, &expect, b""))
+            .await?;
+        let answer = raw
+            .answer()
+            .await
+            .with_context(|| format!("{what}, expecting 100"))?;
+        answer.error(status);
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------
 // Item 1: subscriptions
 // ---------------------------------------------------------------------------------------
@@ -704,7 +742,7 @@ async fn declared_length_over_the_limit_is_refused_before_the_body() -> anyhow::
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_big_record_subscriber_that_does_not_read_is_cut_off() -> anyhow::Result<()> {
     const RECORDS: u64 = 64;
-    let node = start(
+    let node = start_with(
         "edge-sub-bytes",
         &["--subscription-max-buffer-bytes", "1048576"],
     )
@@ -739,7 +777,7 @@ async fn a_big_record_subscriber_that_does_not_read_is_cut_off() -> anyhow::Resu
 /// committed to its table afterwards (the task used to wait for the next commit).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_that_disconnects_frees_its_task_on_a_quiet_table() -> anyhow::Result<()> {
-    let node = start("edge-sub-gone", &[]).await?;
+    let node = start_with("edge-sub-gone", &[]).await?;
     create_table(&node, "dev", "dog").await?;
     assert_eq!(connections(&node).await?["subscriptions"], json!(0));
     let sse = raw_sse(&node, "/dev/dog/", false).await?;
@@ -781,7 +819,7 @@ fn set_file(project: &str, file: &str, payload: &str) -> Value {
 /// is reported and skipped, and the node restarts with it in place.
 #[tokio::test]
 async fn a_poisoned_component_cannot_take_the_node_down() -> anyhow::Result<()> {
-    let mut node = start("edge-components", &[]).await?;
+    let mut node = start_with("edge-components", &[]).await?;
     let config = "rest: true\ngraphqlSchema:\n  files: schema.graphql\n";
     let schema = "type Cat @table(database: \"dev\", table: \"cat\") @export(name: \"Cat\") {\n  id: ID @primaryKey\n}\n";
     node.op_ok(set_file("p1", "config.yaml", config)).await?;
@@ -906,7 +944,7 @@ async fn a_poisoned_component_cannot_take_the_node_down() -> anyhow::Result<()> 
 async fn create_table_racing_drop_database_never_answers_503() -> anyhow::Result<()> {
     const CLIENTS: usize = 20;
     const ROUNDS: usize = 25;
-    let node = start("edge-race", &[]).await?;
+    let node = start_with("edge-race", &[]).await?;
     let mut statuses = std::collections::BTreeMap::<(String, u16), usize>::new();
     for round in 0..ROUNDS {
         let mut tasks = tokio::task::JoinSet::new();
@@ -983,7 +1021,7 @@ async fn create_table_racing_drop_database_never_answers_503() -> anyhow::Result
 /// timestamp the API can produce, read back at once.
 #[tokio::test]
 async fn last_modified_is_a_date_no_later_than_now() -> anyhow::Result<()> {
-    let node = start("edge-last-modified", &[]).await?;
+    let node = start_with("edge-last-modified", &[]).await?;
     create_table(&node, "dev", "dog").await?;
     let url = node.http_url("/dev/dog/1");
     let put = node
@@ -1034,7 +1072,7 @@ async fn a_record_stamped_after_the_year_9999_is_served() -> anyhow::Result<()> 
         .duration_since(SystemTime::UNIX_EPOCH)?
         .as_millis() as i64;
     let offset = 253_402_300_800_000 + 30 * 86_400_000 - now_ms;
-    let node = start(
+    let node = start_with(
         "edge-year-10000",
         &["--clock-offset-ms", &offset.to_string()],
     )

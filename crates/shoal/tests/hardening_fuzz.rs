@@ -4,17 +4,18 @@
 //! below 500 — or 507 (storage full), the one server-side status a client can cause — and
 //! the node must stay up and keep serving its data.
 //!
-//! `SHOAL_FUZZ_SEED` replays a run (the seed is printed on failure); `SHOAL_FUZZ_REQUESTS`
-//! sets how many requests are sent (default 1200).
+//! `SHOAL_TEST_SEED` replays a run, as for the other randomised tests (the seed is printed
+//! on failure); `SHOAL_FUZZ_REQUESTS` sets how many requests are sent (default 1200).
 
-use std::path::Path;
+#[allow(dead_code)]
+mod common;
 
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use reqwest::Method;
 use serde_json::{Map, Value, json};
-use shoal_testkit::{DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER, Node, NodeOptions};
+use shoal_testkit::{DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER};
 
 const OPERATIONS: &[&str] = &[
     "create_database",
@@ -427,14 +428,14 @@ fn percent_encode(s: &str) -> String {
         .collect()
 }
 
-/// What a run found wrong.
+/// Whether a status is one a client may cause: below 500, or 507 (storage full).
 fn acceptable(status: u16) -> bool {
     status < 500 || status == 507
 }
 
 #[tokio::test]
 async fn random_requests_never_get_a_server_error_or_take_the_node_down() -> anyhow::Result<()> {
-    let seed = std::env::var("SHOAL_FUZZ_SEED")
+    let seed = std::env::var("SHOAL_TEST_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(rand::random::<u64>);
@@ -445,17 +446,15 @@ async fn random_requests_never_get_a_server_error_or_take_the_node_down() -> any
     let result = run(seed, count).await;
     if result.is_err() {
         eprintln!(
-            "fuzz run failed; replay with SHOAL_FUZZ_SEED={seed} SHOAL_FUZZ_REQUESTS={count}"
+            "fuzz run failed; replay with SHOAL_TEST_SEED={seed} SHOAL_FUZZ_REQUESTS={count}"
         );
     }
     result
 }
 
 async fn run(seed: u64, count: usize) -> anyhow::Result<()> {
-    let mut opts = NodeOptions::new("fuzz");
     // Small bodies keep the run fast; the limit itself is exercised too.
-    opts.args = vec!["--max-body-bytes".into(), (256 * 1024).to_string()];
-    let mut node = Node::start(Path::new(env!("CARGO_BIN_EXE_shoal")), opts).await?;
+    let mut node = common::start_with("fuzz", &["--max-body-bytes", "262144"]).await?;
     let mut fuzz = Fuzzer {
         rng: StdRng::seed_from_u64(seed),
     };

@@ -19,27 +19,18 @@ mod cluster_support;
 #[allow(dead_code)]
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use shoal_testkit::{DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER, Node, NodeOptions, wait_until};
+use shoal_testkit::{DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER, Node, wait_until};
 
 /// Deepest nesting of condition groups (`shoal_query::MAX_DEPTH`).
 const GROUP_DEPTH: usize = 16;
 
-/// Starts a node with extra arguments; the replication port is free so nodes can run side
-/// by side.
+/// Starts a node with extra arguments.
 async fn start(name: &str, args: &[&str]) -> Node {
-    let opts = NodeOptions {
-        env: vec![("SHOAL_REPLICATION_PORT".into(), "0".into())],
-        args: args.iter().map(|a| (*a).to_owned()).collect(),
-        ..NodeOptions::new(name)
-    };
-    Node::start(Path::new(env!("CARGO_BIN_EXE_shoal")), opts)
-        .await
-        .expect("node starts")
+    common::start_with(name, args).await.expect("node starts")
 }
 
 /// Creates `dev.<table>` with primary key `id`.
@@ -686,28 +677,12 @@ async fn sorts_larger_than_the_sort_buffer_walk_the_index_or_are_refused() {
 // client that stops reading
 // ---------------------------------------------------------------------------------------
 
-/// Standard base64, for a Basic `Authorization` header on a raw connection.
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().fold(0u32, |n, b| n << 8 | u32::from(*b)) << (8 * (3 - chunk.len()));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// A client that sends a request, reads the status line, headers and the first bytes of
-/// the body, then stops reading (with a small receive window) while keeping the
-/// connection open.
+/// A client that sends a request with the `Authorization` header `auth`, reads the status
+/// line, headers and the first bytes of the body, then stops reading (with a small
+/// receive window) while keeping the connection open.
 async fn stall(
     addr: std::net::SocketAddr,
+    auth: &str,
     method: &str,
     path: &str,
     accept: &str,
@@ -717,9 +692,8 @@ async fn stall(
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let mut tcp = socket.connect(addr).await.unwrap();
-    let auth = base64(format!("{DEFAULT_ADMIN_USER}:{DEFAULT_ADMIN_PASSWORD}").as_bytes());
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {auth}\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {auth}\r\n\
          Accept: {accept}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
@@ -785,7 +759,7 @@ async fn assert_streamed_then_released(
     accept: &str,
     body: &str,
 ) {
-    let client = stall(addr, method, path, accept, body).await;
+    let client = stall(addr, &common::basic(node), method, path, accept, body).await;
     assert_eq!(
         read_transactions(node, "dev").await,
         1,

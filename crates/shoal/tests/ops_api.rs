@@ -2,6 +2,7 @@
 //! and talks to it over HTTP only, checking the answers against HarperDB's Operations
 //! API as described by the compatibility spec.
 
+#[allow(dead_code)]
 mod common;
 
 use std::cmp::Ordering;

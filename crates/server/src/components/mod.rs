@@ -234,33 +234,33 @@ impl Components {
         // Every folder on the way must be a folder or not exist yet; the target must be a
         // file (or, for a folder, a folder) or not exist yet. Checked before anything is
         // created, so a refused request changes nothing.
-        let mut dir = self.dir.join(name);
+        let mut dir = self.dir.clone();
         let mut missing = Vec::new();
         for (i, segment) in std::iter::once(name)
             .chain(parents.iter().copied())
             .enumerate()
         {
-            if i > 0 {
-                dir.push(segment);
-            }
-            if missing.is_empty() {
-                match kind(&dir)? {
-                    Kind::Missing => missing.push(dir.clone()),
-                    Kind::Folder => {}
-                    found @ (Kind::File | Kind::Link) => {
-                        let shown = if i == 0 {
-                            name.to_owned()
-                        } else {
-                            parents[..i].join("/")
-                        };
-                        return Err(ApiError::bad_request(format!(
-                            "'{shown}' is {} in component '{name}', not a folder",
-                            found.described()
-                        )));
-                    }
-                }
+            dir.push(segment);
+            // Below a missing folder everything is missing.
+            let found = if missing.is_empty() {
+                kind(&dir)?
             } else {
-                missing.push(dir.clone());
+                Kind::Missing
+            };
+            match found {
+                Kind::Missing => missing.push(dir.clone()),
+                Kind::Folder => {}
+                Kind::File | Kind::Link => {
+                    let shown = if i == 0 {
+                        name.to_owned()
+                    } else {
+                        parents[..i].join("/")
+                    };
+                    return Err(ApiError::bad_request(format!(
+                        "'{shown}' is {} in component '{name}', not a folder",
+                        found.described()
+                    )));
+                }
             }
         }
         let target = dir.join(leaf);

@@ -16,7 +16,6 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use shoal_auth::{Access, Action, User, Via};
 
-use crate::body::BodyError;
 use crate::error::ApiError;
 use crate::request::OpRequest;
 use crate::{AppState, Peer};
@@ -53,14 +52,11 @@ pub(crate) async fn handle(
     body: Body,
 ) -> Result<Reply, ApiError> {
     let user = crate::authenticate(&state, &headers, peer).await?;
-    let body = crate::read_body::bytes(&state, body, &headers).await?;
+    let body = crate::body::bytes(&state, body, &headers).await?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("Invalid JSON."));
     }
-    let body = crate::body::json(&body).map_err(|e| match e {
-        BodyError::TooDeep => ApiError::bad_request(e.to_string()),
-        BodyError::Invalid(why) => ApiError::bad_request(format!("Invalid JSON: {why}")),
-    })?;
+    let body = crate::body::json(&body).map_err(|e| e.bad_request("Invalid JSON"))?;
     let (operation, request) = OpRequest::new(body)?;
     dispatch(&state, &user, &operation, request).await
 }

@@ -11,7 +11,7 @@ use super::format::{self, Format};
 use super::target::Target;
 use crate::AppState;
 use crate::error::ApiError;
-use crate::stream::{self, Out};
+use crate::stream::{self, JsonArray, Out};
 
 /// `GET /T`: the table's description.
 pub(super) fn describe(target: &Target, headers: &HeaderMap) -> Result<Response, ApiError> {
@@ -122,13 +122,14 @@ fn msgpack(
         return Ok(());
     }
     let (mut sent, mut open) = (0, true);
+    let mut records = Records::MsgPack(out);
     shoal_query::for_each(snapshot, table, query, |json| {
         // Never more than announced.
         if sent == total {
             return Ok(false);
         }
         sent += 1;
-        open = out.write(&msgpack_record(json)?);
+        open = records.push(json)?;
         Ok(open)
     })?;
     if open && sent != total {
@@ -140,57 +141,60 @@ fn msgpack(
     Ok(())
 }
 
-/// Records written as one array (a CSV table) in JSON, CBOR or CSV.
-struct Records<'a> {
-    format: Format,
-    columns: &'a [String],
-    out: &'a mut Out,
-    count: usize,
+/// Records written one by one as one array (a CSV table).
+enum Records<'a> {
+    Json(JsonArray<'a>),
+    /// An indefinite-length array.
+    Cbor(&'a mut Out),
+    /// A header, then a row a record.
+    Csv(&'a [String], &'a mut Out),
+    /// The elements only: the array's length comes first, from the caller.
+    MsgPack(&'a mut Out),
 }
 
 impl<'a> Records<'a> {
     fn new(format: Format, columns: &'a [String], out: &'a mut Out) -> Self {
         match format {
-            Format::Json => out.write(b"["),
-            Format::Cbor => out.write(&[0x9f]), // indefinite-length array
-            Format::Csv => out.write(&format::csv_header(columns)),
-            Format::MsgPack => true,
-        };
-        Records {
-            format,
-            columns,
-            out,
-            count: 0,
+            Format::Json => Records::Json(JsonArray::new(out)),
+            Format::Cbor => {
+                out.write(&[0x9f]);
+                Records::Cbor(out)
+            }
+            Format::Csv => {
+                out.write(&format::csv_header(columns));
+                Records::Csv(columns, out)
+            }
+            Format::MsgPack => Records::MsgPack(out),
         }
     }
 
     /// Adds one record; false once the client is gone.
     fn push(&mut self, json: &[u8]) -> Result<bool, QueryError> {
-        let first = self.count == 0;
-        self.count += 1;
-        Ok(match self.format {
-            Format::Json => (first || self.out.write(b",")) && self.out.write(json),
-            Format::Cbor => {
+        Ok(match self {
+            Records::Json(array) => array.push(json),
+            Records::Cbor(out) => {
                 let mut encoded = Vec::new();
                 ciborium::into_writer(&parse_record(json)?, &mut encoded)
                     .expect("JSON values encode");
-                self.out.write(&encoded)
+                out.write(&encoded)
             }
-            Format::Csv => {
+            Records::Csv(columns, out) => {
                 let mut row = Vec::new();
-                format::csv_row(&parse_record(json)?, self.columns, &mut row);
-                self.out.write(&row)
+                format::csv_row(&parse_record(json)?, columns, &mut row);
+                out.write(&row)
             }
-            Format::MsgPack => self.out.write(&msgpack_record(json)?),
+            Records::MsgPack(out) => out.write(&msgpack_record(json)?),
         })
     }
 
     fn finish(self) {
-        match self.format {
-            Format::Json => self.out.write(b"]"),
-            Format::Cbor => self.out.write(&[0xff]),
-            Format::Csv | Format::MsgPack => true,
-        };
+        match self {
+            Records::Json(array) => array.finish(),
+            Records::Cbor(out) => {
+                out.write(&[0xff]);
+            }
+            Records::Csv(..) | Records::MsgPack(_) => {}
+        }
     }
 }
 

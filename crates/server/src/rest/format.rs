@@ -5,7 +5,7 @@ use axum::http::HeaderMap;
 use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::Value;
 
-use crate::body::{self, BodyError};
+use crate::body;
 use crate::error::ApiError;
 
 /// A representation of records on the wire.
@@ -118,12 +118,7 @@ pub(crate) fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError
             });
         }
     };
-    decoded.map_err(|e| match e {
-        BodyError::TooDeep => ApiError::bad_request(e.to_string()),
-        BodyError::Invalid(why) => {
-            ApiError::bad_request(format!("invalid {} body: {why}", format.mime()))
-        }
-    })
+    decoded.map_err(|e| e.bad_request(&format!("invalid {} body", format.mime())))
 }
 
 /// Encodes one value (CSV: a header and one row, with `columns`).

@@ -23,7 +23,7 @@ mod format;
 mod record;
 mod target;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{Method, StatusCode, header};
@@ -55,10 +55,6 @@ pub(crate) async fn handle(State(state): State<AppState>, request: Request) -> R
 async fn route(state: AppState, request: Request) -> Result<Response, ApiError> {
     let (mut parts, body) = request.into_parts();
     let user = crate::authenticate(&state, &parts.headers, Peer::of(&parts.extensions)).await?;
-    // Read whatever body was sent before anything can refuse the request: an answer
-    // given while the client is still sending makes the connection close under it, and
-    // the client sees a broken pipe instead of the answer.
-    let body = crate::read_body::bytes(&state, body, &parts.headers).await?;
     let target = Target::resolve(&state, parts.uri.path())?;
     let access = Access {
         via: Via::Http,
@@ -97,6 +93,14 @@ async fn route(state: AppState, request: Request) -> Result<Response, ApiError> 
             .into_response());
     }
     let headers = &parts.headers;
+    // Only writes take a body; any other is read and dropped before the answer goes out
+    // (`body::read_before_answering`).
+    let body = match method {
+        Method::PUT | Method::PATCH | Method::POST => {
+            crate::body::bytes(&state, body, headers).await?
+        }
+        _ => Bytes::new(),
+    };
     match (method, target.id.is_some(), target.is_describe()) {
         (Method::GET | Method::HEAD, _, true) => collection::describe(&target, headers),
         (Method::GET | Method::HEAD, true, _) => record::get(&target, headers),

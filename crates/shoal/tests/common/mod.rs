@@ -2,8 +2,9 @@
 
 use std::path::Path;
 
+use reqwest::header::AUTHORIZATION;
 use serde_json::{Value, json};
-use shoal_testkit::{Node, NodeOptions};
+use shoal_testkit::{DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER, Node, NodeOptions};
 
 /// Starts a fresh `shoal` node named `name`.
 pub(crate) async fn start(name: &str) -> anyhow::Result<Node> {
@@ -15,6 +16,18 @@ pub(crate) async fn start_with(name: &str, args: &[&str]) -> anyhow::Result<Node
     let mut opts = NodeOptions::new(name);
     opts.args = args.iter().map(|a| (*a).to_owned()).collect();
     Node::start(Path::new(env!("CARGO_BIN_EXE_shoal")), opts).await
+}
+
+/// The admin's `Authorization` header value, for requests written by hand.
+pub(crate) fn basic(node: &Node) -> String {
+    let request = node
+        .client()
+        .get("http://127.0.0.1/")
+        .basic_auth(DEFAULT_ADMIN_USER, Some(DEFAULT_ADMIN_PASSWORD))
+        .build()
+        .expect("a request with Basic credentials");
+    let value = request.headers()[AUTHORIZATION].to_str();
+    value.expect("Basic credentials are ASCII").to_owned()
 }
 
 /// Asserts that an answer is an error with `status` and exactly the text `message`.

@@ -16,6 +16,8 @@ use serde::Deserialize;
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
+use crate::error::ApiError;
+
 /// Deepest nesting of a request body: an object or array is one level, each one inside
 /// it one more (a record sent alone is level 1, its attributes' objects level 2).
 pub(crate) const MAX_DEPTH: usize = shoal_store::MAX_DEPTH;
@@ -27,6 +29,16 @@ pub(crate) enum BodyError {
     TooDeep,
     /// Not valid in its format; the decoder's message.
     Invalid(String),
+}
+
+impl BodyError {
+    /// The 400 it answers; a decoder's message follows `what` ("Invalid JSON", ...).
+    pub(crate) fn bad_request(self, what: &str) -> ApiError {
+        match self {
+            BodyError::TooDeep => ApiError::bad_request(self.to_string()),
+            BodyError::Invalid(why) => ApiError::bad_request(format!("{what}: {why}")),
+        }
+    }
 }
 
 impl fmt::Display for BodyError {
