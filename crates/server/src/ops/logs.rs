@@ -134,7 +134,7 @@ async fn stream_entries(
         Ok(())
     })
     .await?;
-    Ok(Reply::Streamed(response))
+    Ok(Reply::Response(response))
 }
 
 pub(super) async fn read_transaction_log(
@@ -229,5 +229,5 @@ pub(super) async fn read_audit_log(state: &AppState, req: OpRequest) -> Result<R
         Ok(())
     })
     .await?;
-    Ok(Reply::Streamed(response))
+    Ok(Reply::Response(response))
 }

@@ -24,8 +24,8 @@ use crate::{AppState, Peer};
 pub(crate) enum Reply {
     /// A JSON value.
     Json(Value),
-    /// An answer streamed as it is produced (searches, logs).
-    Streamed(Response),
+    /// An answer already made (searches and logs stream theirs as they are produced).
+    Response(Response),
 }
 
 impl Reply {
@@ -39,7 +39,7 @@ impl IntoResponse for Reply {
     fn into_response(self) -> Response {
         match self {
             Reply::Json(v) => axum::Json(v).into_response(),
-            Reply::Streamed(response) => response,
+            Reply::Response(response) => response,
         }
     }
 }
