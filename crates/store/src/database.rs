@@ -13,7 +13,7 @@ use crate::mutate::{DROPPED_TABLE_PREFIX, Outcome, Write};
 use crate::read::{OpenSnapshot, Snapshot};
 use crate::store::CREATED_KEY;
 use crate::trees::{Trees, meta_get_u64};
-use crate::txlog::{Committed, LogEntry, SEQ_KEY};
+use crate::txlog::{self, Committed, SEQ_KEY};
 use crate::writer::{Command, Writer, WriterStats};
 
 /// A queued write; await it for the outcome once durable.
@@ -123,13 +123,14 @@ impl Database {
         meta_get_u64(&txn, trees, SEQ_KEY)
     }
 
-    /// Timestamp of the last logged transaction, if any is retained.
-    pub(crate) fn last_hlc(env: &Env<WithoutTls>, trees: &Trees) -> Result<Option<u64>> {
+    /// When this node committed the last retained log entry, if any: at or after every
+    /// retained entry's own timestamp and commit time.
+    pub(crate) fn last_committed(env: &Env<WithoutTls>, trees: &Trees) -> Result<Option<u64>> {
         let txn = env.read_txn()?;
         trees
             .log
             .last(&txn)?
-            .map(|(_, bytes)| LogEntry::decode(bytes).map(|e| e.hlc))
+            .map(|(_, bytes)| txlog::committed_at(bytes))
             .transpose()
     }
 

@@ -280,9 +280,10 @@ impl Store {
         trees: Trees,
     ) -> Result<Arc<Database>> {
         let catalog = Database::load_catalog(env, &trees)?;
-        if let Some(last) = Database::last_hlc(env, &trees)? {
+        if let Some(last) = Database::last_committed(env, &trees)? {
             // Never hand out a timestamp below one already committed, even if the wall
-            // clock went back while the node was down.
+            // clock went back while the node was down: commit times never decrease along
+            // the log (a peer's entry may be stamped well before it was committed here).
             self.hlc.observe(last);
         }
         let (feed, _) = broadcast::channel(self.options.feed_capacity);

@@ -505,24 +505,12 @@ async fn the_log_is_searched_by_local_commit_time() {
             .unwrap();
     }
     ship(&b, "b", &a, "a").await;
-    let snap = a.snapshot().unwrap();
-    let committed: Vec<(u64, u64)> = snap
-        .trees
-        .log
-        .iter(&snap.txn)
-        .unwrap()
-        .map(|item| {
-            let (k, v) = item.unwrap();
-            (
-                u64::from_be_bytes(k.try_into().unwrap()),
-                crate::txlog::committed_at(v).unwrap(),
-            )
-        })
-        .collect();
+    let committed = commit_times(&a);
     assert!(
         committed.windows(2).all(|w| w[0].1 <= w[1].1),
         "{committed:?}"
     );
+    let snap = a.snapshot().unwrap();
     let entries: Vec<crate::Committed> = snap.log(0).unwrap().map(Result::unwrap).collect();
     let remote = entries.iter().find(|c| c.entry.origin == "b").unwrap();
     let last_local = entries.iter().rfind(|c| c.entry.origin == "a").unwrap();
@@ -580,6 +568,70 @@ async fn the_log_is_searched_by_local_commit_time() {
     drop(snap);
     store_a.close().await;
     store_b.close().await;
+}
+
+/// Every retained log entry of `db`: its sequence and when this node committed it.
+fn commit_times(db: &crate::Database) -> Vec<(u64, u64)> {
+    let snap = db.snapshot().unwrap();
+    snap.trees
+        .log
+        .iter(&snap.txn)
+        .unwrap()
+        .map(|item| {
+            let (k, v) = item.unwrap();
+            (
+                u64::from_be_bytes(k.try_into().unwrap()),
+                crate::txlog::committed_at(v).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A node restarted with its last entry a peer's, stamped well before this node committed
+/// it, resumes its clock after that commit time (not after the entry's own, older time), so
+/// commit times keep never decreasing along the log even if the wall clock went back.
+#[tokio::test]
+async fn a_restart_resumes_the_clock_after_the_last_commit_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sb, b) = node(dir.path(), "b").await;
+    create_dog(&b).await;
+    b.write(records("dog", Mode::Insert, vec![json!({"id": 1})]), None)
+        .await
+        .unwrap();
+    let (sa, a) = node(dir.path(), "a").await;
+    // a's clock runs 10 s ahead of the wall (within the accepted offset) when b's entries
+    // arrive; after the restart the wall clock is where it was, 10 s behind that.
+    sa.hlc().observe(sb.hlc().now() + (10_000 << 16));
+    ship(&b, "b", &a, "a").await;
+    let before = commit_times(&a);
+    let (_, last) = *before.last().unwrap();
+    let newest_own = a
+        .snapshot()
+        .unwrap()
+        .log(0)
+        .unwrap()
+        .map(|c| c.unwrap().entry.hlc)
+        .max();
+    assert!(
+        newest_own < Some(last),
+        "b's entries were committed after their time"
+    );
+    drop(a);
+    sa.close().await;
+
+    let sa = Store::open(StoreOptions::new(dir.path().join("a"), "a")).unwrap();
+    let a = sa.database("dev").unwrap();
+    a.write(records("dog", Mode::Insert, vec![json!({"id": 2})]), None)
+        .await
+        .unwrap();
+    let after = commit_times(&a);
+    assert!(
+        after.windows(2).all(|w| w[0].1 <= w[1].1),
+        "commit times went back after the restart: {after:?}"
+    );
+    drop(a);
+    sa.close().await;
+    sb.close().await;
 }
 
 fn dump(db: &crate::Database) -> Vec<(Value, Option<Value>)> {
