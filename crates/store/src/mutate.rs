@@ -297,6 +297,7 @@ pub(crate) fn apply(
         } => return write_records(txn, ctx, &table, mode, records, user),
         Write::Delete { table, ids } => return delete(txn, ctx, &table, ids, user),
         Write::NoteDatabaseDrop { database, at } => {
+            ctx.clock.check_remote(at)?;
             note_database_drop(txn, ctx.trees, &database, at)?;
             // Databases created here from now on are stamped after the drop.
             ctx.hlc = ctx.hlc.max(at);

@@ -183,12 +183,15 @@ impl Store {
     }
 
     /// Creates a database that a peer created at `created` (its HLC), so that the
-    /// creation keeps its place among drops of the same name.
+    /// creation keeps its place among drops of the same name. A creation stamped further
+    /// ahead of this node's clock than the maximum offset is refused
+    /// ([`StoreError::ClockAhead`]), as a log entry would be.
     pub async fn create_replicated_database(
         &self,
         name: &str,
         created: u64,
     ) -> Result<Arc<Database>> {
+        self.hlc.check_remote(created)?;
         self.hlc.observe(created);
         self.create_database_at(name, created).await
     }

@@ -1003,6 +1003,75 @@ async fn timestamps_beyond_the_maximum_offset_are_refused_whole() {
     sb.close().await;
 }
 
+/// Timestamps a peer brings in other than its log entries and rows (a copy's drop markers
+/// and table creations, a reported database drop, a replicated database's creation) are
+/// bounded alike: one a day ahead is refused and does not drag this node's clock.
+#[tokio::test]
+async fn every_timestamp_a_peer_brings_in_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sb, b) = node(dir.path(), "b").await;
+    let day_ahead = (crate::wall_ms() + 86_400_000) << 16;
+    let refused = |result: crate::Result<()>, what: &str| {
+        assert!(
+            matches!(result, Err(StoreError::ClockAhead { .. })),
+            "{what}: {result:?}"
+        );
+        let now = crate::hlc::to_ms(sb.hlc().now());
+        assert!(
+            (now - crate::wall_ms() as f64).abs() < 60_000.0,
+            "{what} dragged the clock to {now}"
+        );
+    };
+    let copy = |tables, dropped| crate::CopyChunk {
+        peer: "ahead".into(),
+        tables,
+        dropped,
+        table: "dog".into(),
+        ..Default::default()
+    };
+    let chunk = copy(Vec::new(), vec![("dog".to_owned(), day_ahead)]);
+    refused(
+        b.write(Write::Merge(Box::new(chunk)), None).await.map(drop),
+        "a copied drop marker",
+    );
+    let created = crate::SchemaChange::CreateTable {
+        table: "dog".into(),
+        primary_key: "id".into(),
+        attributes: Vec::new(),
+        replicate: true,
+        created: day_ahead,
+    };
+    let chunk = copy(vec![created], Vec::new());
+    refused(
+        b.write(Write::Merge(Box::new(chunk)), None).await.map(drop),
+        "a copied table creation",
+    );
+    assert!(b.snapshot().unwrap().table("dog").is_err());
+    let note = Write::NoteDatabaseDrop {
+        database: "gone".into(),
+        at: day_ahead,
+    };
+    refused(
+        b.write(note, None).await.map(drop),
+        "a reported database drop",
+    );
+    assert!(
+        b.snapshot()
+            .unwrap()
+            .dropped_databases()
+            .unwrap()
+            .is_empty()
+    );
+    refused(
+        sb.create_replicated_database("later", day_ahead)
+            .await
+            .map(drop),
+        "a replicated database creation",
+    );
+    assert!(sb.database("later").is_err());
+    sb.close().await;
+}
+
 #[tokio::test]
 async fn writes_larger_than_the_transaction_limit_are_refused_whole() {
     let dir = tempfile::tempdir().unwrap();
