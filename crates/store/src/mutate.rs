@@ -35,13 +35,13 @@ fn depth(record: &Map<String, Value>) -> usize {
     let mut deepest = 1;
     let mut stack: Vec<(&Value, usize)> = record.values().map(|v| (v, 1)).collect();
     while let Some((value, outer)) = stack.pop() {
-        let inner: Box<dyn Iterator<Item = &Value>> = match value {
-            Value::Array(items) => Box::new(items.iter()),
-            Value::Object(map) => Box::new(map.values()),
+        let level = outer + 1;
+        match value {
+            Value::Array(items) => stack.extend(items.iter().map(|v| (v, level))),
+            Value::Object(map) => stack.extend(map.values().map(|v| (v, level))),
             _ => continue,
-        };
-        deepest = deepest.max(outer + 1);
-        stack.extend(inner.map(|v| (v, outer + 1)));
+        }
+        deepest = deepest.max(level);
     }
     deepest
 }
