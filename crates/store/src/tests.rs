@@ -814,19 +814,8 @@ async fn full_copy_merges_and_never_wipes() {
     )
     .await
     .unwrap();
+    let rows = copy_rows(&a);
     let snap = a.snapshot().unwrap();
-    let table = snap.table("dog").unwrap();
-    let rows: Vec<crate::CopyRow> = snap
-        .versions(&table, None)
-        .unwrap()
-        .map(|r| {
-            let (key, v) = r.unwrap();
-            crate::CopyRow {
-                key,
-                version: v.bytes().to_vec(),
-            }
-        })
-        .collect();
     let progress = crate::CopyProgress {
         seq: snap.last_seq().unwrap(),
         vv: snap.version_vector("a").unwrap(),
@@ -967,24 +956,10 @@ async fn timestamps_beyond_the_maximum_offset_are_refused_whole() {
     );
 
     // The full-copy path: a chunk holding a future row is refused as a whole.
-    let snap = a.snapshot().unwrap();
-    let table = snap.table("dog").unwrap();
-    let rows: Vec<crate::CopyRow> = snap
-        .versions(&table, None)
-        .unwrap()
-        .map(|r| {
-            let (key, v) = r.unwrap();
-            crate::CopyRow {
-                key,
-                version: v.bytes().to_vec(),
-            }
-        })
-        .collect();
-    drop(snap);
     let chunk = crate::CopyChunk {
         peer: "ahead".into(),
         table: "dog".into(),
-        rows,
+        rows: copy_rows(&a),
         ..Default::default()
     };
     assert!(matches!(
