@@ -50,9 +50,16 @@ pub(crate) struct Checked {
 pub(crate) type Outcomes = RwLock<HashMap<String, Checked>>;
 
 /// A user's record as stored: its exact bytes and its attributes.
-struct Stored {
+pub(crate) struct Stored {
     bytes: Vec<u8>,
-    record: Map<String, Value>,
+    pub(crate) record: Map<String, Value>,
+}
+
+impl Stored {
+    /// The user's password hash (a PHC string), if the record has one.
+    pub(crate) fn password_hash(&self) -> Option<&str> {
+        self.record.get("password").and_then(Value::as_str)
+    }
 }
 
 /// One password check, shared by every request waiting for it. `Err` only for what must
@@ -172,8 +179,7 @@ impl Auth {
         let stored = self.stored_user(username)?;
         let hash = stored
             .as_ref()
-            .and_then(|s| s.record.get("password"))
-            .and_then(Value::as_str)
+            .and_then(Stored::password_hash)
             .unwrap_or(DUMMY_HASH)
             .to_owned();
         let matches = verify_password(&self.hashing, password, hash).await;
@@ -192,7 +198,7 @@ impl Auth {
     }
 
     /// A live user record.
-    fn stored_user(&self, username: &str) -> Result<Option<Stored>, AuthError> {
+    pub(crate) fn stored_user(&self, username: &str) -> Result<Option<Stored>, AuthError> {
         let db = self.store.database(SYSTEM_DATABASE)?;
         let snapshot = db.snapshot()?;
         let table = snapshot.table(USER_TABLE)?;
