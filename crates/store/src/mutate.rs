@@ -148,10 +148,12 @@ impl Write {
 
     /// Whether it may need more room than it frees: refused once the database holds its
     /// configured size, while deletes and drops still run (on the map's reserve) so that
-    /// room can be made.
+    /// room can be made. A drop's announcement runs too: a database is dropped first and
+    /// announced after, so refusing the announcement would leave the drop untold.
     pub(crate) fn grows(&self) -> bool {
         match self {
             Write::DropTable(_) | Write::DropAttribute { .. } | Write::Delete { .. } => false,
+            Write::Announce(change) => !change.is_drop(),
             Write::Apply(batch) => batch.entries.iter().any(|c| {
                 c.entry
                     .changes

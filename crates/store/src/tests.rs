@@ -891,6 +891,14 @@ async fn a_full_database_refuses_growth_but_deletes_make_room() {
             .is_some()
     );
     drop(snapshot);
+    // A database dropped elsewhere is announced in this (full) one's log: the drop has
+    // happened and must be told.
+    let announce = Write::Announce(crate::SchemaChange::DropDatabase {
+        database: "other".into(),
+    });
+    db.write(announce, None)
+        .await
+        .expect("a drop's announcement runs on the reserve");
     let ids = (0..stored / 2).map(Value::from).collect();
     let deleted = db
         .write(
