@@ -399,6 +399,76 @@ async fn data_survives_reopen_and_dropped_databases_stay_dropped() {
     store.close().await;
 }
 
+/// Age is counted from when this node committed an entry: a peer's entry stamped long
+/// ago (it arrived late) stays in the log for the retention period, for the peers that
+/// read it from here, instead of going at the next trim.
+#[tokio::test]
+async fn the_log_keeps_a_late_peer_entry_for_its_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = StoreOptions::new(dir.path(), "a");
+    options.retention = Retention {
+        max_age_ms: 3_600_000,
+        max_bytes: 400,
+    };
+    let store = Store::open(options).unwrap();
+    let db = store.create_database("dev").await.unwrap();
+    create_dog(&db).await;
+    // Local entries the size bound removes, so that a trim reaches the peer's entry.
+    for i in 0..5 {
+        let w = records(
+            "dog",
+            Mode::Insert,
+            vec![json!({"id": i, "pad": "p".repeat(500)})],
+        );
+        db.write(w, None).await.unwrap();
+    }
+    let two_hours_ago = (crate::wall_ms() - 7_200_000) << 16;
+    let late = crate::Committed {
+        seq: 1,
+        entry: crate::LogEntry {
+            hlc: two_hours_ago,
+            origin: "b".into(),
+            origin_seq: 1,
+            user: None,
+            operation: "insert".into(),
+            changes: vec![crate::Change {
+                table: "dog".into(),
+                key: json!("late"),
+                kind: crate::ChangeKind::Put,
+                value: Some(json!({"id": "late"})),
+            }],
+            schema: None,
+        },
+    };
+    let batch = crate::RemoteBatch {
+        peer: "b".into(),
+        entries: vec![late],
+        up_to: 1,
+    };
+    db.write(Write::Apply(batch), None).await.unwrap();
+    let last = db.snapshot().unwrap().last_seq().unwrap();
+    // Trims happen at most once a second; ask until one has run.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while db.snapshot().unwrap().first_seq().unwrap() == Some(1) {
+        assert!(std::time::Instant::now() < deadline, "log never trimmed");
+        store.trim_logs();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let kept: Vec<u64> = db
+        .snapshot()
+        .unwrap()
+        .log(0)
+        .unwrap()
+        .map(|c| c.unwrap().seq)
+        .collect();
+    assert_eq!(
+        kept,
+        vec![last],
+        "the late entry was trimmed as if committed 2 h ago"
+    );
+    store.close().await;
+}
+
 #[tokio::test]
 async fn log_is_trimmed_to_its_size_bound() {
     let dir = tempfile::tempdir().unwrap();
