@@ -50,17 +50,24 @@ pub(crate) struct Checked {
 pub(crate) type Outcomes = RwLock<HashMap<String, Checked>>;
 
 /// A user's record as stored: its exact bytes and its attributes.
-struct Stored {
+pub(crate) struct Stored {
     bytes: Vec<u8>,
-    record: Map<String, Value>,
+    pub(crate) record: Map<String, Value>,
+}
+
+impl Stored {
+    /// The user's password hash (a PHC string), if the record has one.
+    pub(crate) fn password_hash(&self) -> Option<&str> {
+        self.record.get("password").and_then(Value::as_str)
+    }
 }
 
 /// One password check, shared by every request waiting for it. `Err` only for what must
 /// not be remembered (limits, store failures).
 type Flight = Arc<OnceCell<Result<Checked, AuthError>>>;
 
-/// Checks under way, by header.
-pub(crate) type Flights = HashMap<String, Flight>;
+/// Checks under way, by header, with how many requests share each.
+pub(crate) type Flights = HashMap<String, (Flight, usize)>;
 
 impl Auth {
     /// Checks an `Authorization` header value, limiting failures per username only.
@@ -80,13 +87,9 @@ impl Auth {
             return outcome;
         }
         let (username, password) = parse_basic(header).ok_or(AuthError::LoginFailed)?;
-        let flight = self.join_flight(header);
-        let _leave = LeaveFlight {
-            auth: self,
-            header,
-            flight: &flight,
-        };
-        let checked = flight
+        let joined = self.join_flight(header);
+        let checked = joined
+            .flight
             .get_or_init(|| self.verify(&username, password, peer))
             .await
             .clone()?;
@@ -143,17 +146,25 @@ impl Auth {
         })
     }
 
-    /// The check under way for `header`, or a new one. A finished check is never joined:
-    /// its answer may predate a change of the user.
-    fn join_flight(&self, header: &str) -> Flight {
+    /// Joins the check under way for `header`, or starts a new one. A finished check is
+    /// never joined: its answer may predate a change of the user.
+    fn join_flight<'a>(&'a self, header: &'a str) -> Joined<'a> {
         let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
-        match flights.get(header) {
-            Some(flight) if !flight.initialized() => flight.clone(),
+        let flight = match flights.get_mut(header) {
+            Some((flight, waiting)) if !flight.initialized() => {
+                *waiting += 1;
+                flight.clone()
+            }
             _ => {
                 let flight = Flight::default();
-                flights.insert(header.to_owned(), flight.clone());
+                flights.insert(header.to_owned(), (flight.clone(), 1));
                 flight
             }
+        };
+        Joined {
+            auth: self,
+            header,
+            flight,
         }
     }
 
@@ -168,8 +179,7 @@ impl Auth {
         let stored = self.stored_user(username)?;
         let hash = stored
             .as_ref()
-            .and_then(|s| s.record.get("password"))
-            .and_then(Value::as_str)
+            .and_then(Stored::password_hash)
             .unwrap_or(DUMMY_HASH)
             .to_owned();
         let matches = verify_password(&self.hashing, password, hash).await;
@@ -188,7 +198,7 @@ impl Auth {
     }
 
     /// A live user record.
-    fn stored_user(&self, username: &str) -> Result<Option<Stored>, AuthError> {
+    pub(crate) fn stored_user(&self, username: &str) -> Result<Option<Stored>, AuthError> {
         let db = self.store.database(SYSTEM_DATABASE)?;
         let snapshot = db.snapshot()?;
         let table = snapshot.table(USER_TABLE)?;
@@ -220,27 +230,31 @@ fn write(outcomes: &Outcomes) -> std::sync::RwLockWriteGuard<'_, HashMap<String,
     outcomes.write().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Leaves a flight; the last one out removes it, so a finished check is not reused by
-/// requests that come after it (they find the header remembered, or check again).
-struct LeaveFlight<'a> {
+/// A request's share in the check of its header. Leaving counts it out; the last one out
+/// removes the flight, so a finished check is not reused by requests that come after it
+/// (they find the header remembered, or check again). The count is kept under the lock
+/// rather than read from the `Arc`, whose clones are dropped outside it.
+struct Joined<'a> {
     auth: &'a Auth,
     header: &'a str,
-    flight: &'a Flight,
+    flight: Flight,
 }
 
-impl Drop for LeaveFlight<'_> {
+impl Drop for Joined<'_> {
     fn drop(&mut self) {
         let mut flights = self
             .auth
             .flights
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        // Held by the map and by us alone: nobody else is waiting on it.
-        if flights
-            .get(self.header)
-            .is_some_and(|f| Arc::ptr_eq(f, self.flight) && Arc::strong_count(f) <= 2)
+        // A flight that finished may have been replaced by a newer one for the header.
+        if let Some((flight, waiting)) = flights.get_mut(self.header)
+            && Arc::ptr_eq(flight, &self.flight)
         {
-            flights.remove(self.header);
+            *waiting -= 1;
+            if *waiting == 0 {
+                flights.remove(self.header);
+            }
         }
     }
 }
@@ -465,6 +479,35 @@ mod tests {
             "the remembered login is not limited"
         );
         store.close().await;
+    }
+
+    /// Whatever order the requests sharing a check leave in, and however late each drops
+    /// its handle on it, the last one out removes it; a request leaving a finished check
+    /// that a newer one replaced leaves the newer one alone.
+    #[test]
+    fn the_last_request_out_removes_its_flight() {
+        let (_dir, _store, auth) = open(AuthOptions::default());
+        let flights = || auth.flights.lock().unwrap().len();
+        let (a, b) = (auth.join_flight("h"), auth.join_flight("h"));
+        assert!(Arc::ptr_eq(&a.flight, &b.flight));
+        // Another thread's handle, dropped after its request has left.
+        let late = a.flight.clone();
+        drop(a);
+        drop(b);
+        assert_eq!(flights(), 0, "no flight left behind");
+        drop(late);
+
+        let old = auth.join_flight("h");
+        old.flight.set(Err(AuthError::LoginFailed)).unwrap();
+        let new = auth.join_flight("h");
+        assert!(
+            !Arc::ptr_eq(&old.flight, &new.flight),
+            "a finished check is not joined"
+        );
+        drop(old);
+        assert_eq!(flights(), 1, "the newer check stays");
+        drop(new);
+        assert_eq!(flights(), 0);
     }
 
     /// A refusal is remembered like an acceptance: repeating the same wrong password is

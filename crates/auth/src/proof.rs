@@ -29,11 +29,11 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use aws_lc_rs::hmac;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use shoal_store::Store;
 
 use crate::error::AuthError;
 use crate::limiter::Attempt;
-use crate::users::{Auth, SYSTEM_DATABASE, USER_TABLE, User};
+use crate::login::Stored;
+use crate::users::{Auth, User};
 
 /// Least argon2 work (memory in KiB × passes) a client accepts: Shoal's own default
 /// (19 MiB, 2 passes), so that a proof given to an impostor costs it as much per guess
@@ -162,44 +162,26 @@ impl Auth {
         peer: Option<IpAddr>,
     ) -> Result<Challenge<'_>, AuthError> {
         let attempt = self.limiter.begin(username, peer)?;
-        challenge(self.store(), username, secret, attempt)
+        let stored = self.stored_user(username)?;
+        let hashed = stored
+            .as_ref()
+            .and_then(Stored::password_hash)
+            .and_then(|phc| split_hash(phc).ok());
+        let (params, key, record) = match hashed {
+            Some((params, key)) => (params, key, stored.map(|s| s.record)),
+            None => {
+                let (params, key) = decoy(username, secret);
+                (params, key, None)
+            }
+        };
+        Ok(Challenge {
+            attempt,
+            username: username.to_owned(),
+            params,
+            key,
+            record,
+        })
     }
-}
-
-fn challenge<'a>(
-    store: &Store,
-    username: &str,
-    secret: &[u8],
-    attempt: Attempt<'a>,
-) -> Result<Challenge<'a>, AuthError> {
-    let db = store.database(SYSTEM_DATABASE)?;
-    let record = {
-        let snapshot = db.snapshot()?;
-        let table = snapshot.table(USER_TABLE)?;
-        match snapshot.get(&table, &Value::from(username))? {
-            Some(version) => version.value()?,
-            None => None,
-        }
-    };
-    let stored = record
-        .as_ref()
-        .and_then(|r| r.get("password"))
-        .and_then(Value::as_str)
-        .and_then(|phc| split_hash(phc).ok());
-    let (params, key, record) = match stored {
-        Some((params, key)) => (params, key, record),
-        None => {
-            let (params, key) = decoy(username, secret);
-            (params, key, None)
-        }
-    };
-    Ok(Challenge {
-        attempt,
-        username: username.to_owned(),
-        params,
-        key,
-        record,
-    })
 }
 
 /// The parameters and key of a stored PHC hash string.
@@ -311,16 +293,17 @@ fn invalid(message: &str) -> AuthError {
 
 #[cfg(test)]
 mod tests {
-    use shoal_store::StoreOptions;
+    use shoal_store::{Store, StoreOptions};
 
     use super::*;
+    use crate::AuthOptions;
 
     const SECRET: &[u8] = b"node secret";
 
-    async fn auth_with_admin() -> (tempfile::TempDir, Arc<Store>, Auth) {
+    async fn auth_with_admin(options: AuthOptions) -> (tempfile::TempDir, Arc<Store>, Auth) {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(StoreOptions::new(dir.path(), "n")).unwrap());
-        let auth = Auth::new(store.clone());
+        let auth = Auth::with_options(store.clone(), options);
         auth.bootstrap("admin", Some("right")).await.unwrap();
         auth.add_user("reader", "pw", "reader", true).await.unwrap();
         auth.add_user("off", "pw", "super_user", false)
@@ -331,7 +314,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_right_password_proves_and_the_server_proves_back() {
-        let (_dir, store, auth) = auth_with_admin().await;
+        let (_dir, store, auth) = auth_with_admin(AuthOptions::default()).await;
         let mut challenge = auth.proof_challenge("admin", SECRET, None).unwrap();
         let key = derive_key("right", challenge.params()).await.unwrap();
         let proof = key.prove(Side::Client, b"transcript");
@@ -350,7 +333,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_wrong_password_another_transcript_or_an_unknown_user_fail_alike() {
-        let (_dir, store, auth) = auth_with_admin().await;
+        let (_dir, store, auth) = auth_with_admin(AuthOptions::default()).await;
         let mut challenge_admin = auth.proof_challenge("admin", SECRET, None).unwrap();
         let wrong = derive_key("wrong", challenge_admin.params()).await.unwrap();
         let right = derive_key("right", challenge_admin.params()).await.unwrap();
@@ -393,7 +376,7 @@ mod tests {
 
     #[tokio::test]
     async fn inactive_and_role_are_told_only_after_a_valid_proof() {
-        let (_dir, store, auth) = auth_with_admin().await;
+        let (_dir, store, auth) = auth_with_admin(AuthOptions::default()).await;
         let mut off = auth.proof_challenge("off", SECRET, None).unwrap();
         let key = derive_key("pw", off.params()).await.unwrap();
         assert!(matches!(
@@ -412,14 +395,11 @@ mod tests {
     /// before any proof is looked at.
     #[tokio::test]
     async fn failed_proofs_count_against_the_login_limits() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(StoreOptions::new(dir.path(), "n")).unwrap());
-        let options = crate::AuthOptions {
+        let options = AuthOptions {
             failed_logins_per_user: 2,
-            ..crate::AuthOptions::default()
+            ..AuthOptions::default()
         };
-        let auth = Auth::with_options(store.clone(), options);
-        auth.bootstrap("admin", Some("right")).await.unwrap();
+        let (_dir, store, auth) = auth_with_admin(options).await;
         for _ in 0..2 {
             let mut challenge = auth.proof_challenge("admin", SECRET, None).unwrap();
             assert!(challenge.verify(b"t", b"not a proof").is_err());

@@ -241,11 +241,6 @@ impl Auth {
         Ok(())
     }
 
-    /// The store users are kept in.
-    pub(crate) fn store(&self) -> &Arc<Store> {
-        &self.store
-    }
-
     async fn write(&self, mode: Mode, record: Map<String, Value>) -> Result<Outcome, AuthError> {
         let db = self.store.database(SYSTEM_DATABASE)?;
         let write = Write::Records {

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use heed::RwTxn;
 
 use crate::catalog::{TableDef, TableSpec};
-use crate::error::{Result, StoreError};
+use crate::error::Result;
 use crate::mutate::{self, Ctx, Outcome, record_key};
 use crate::record::{RecordState, Stamp, Version};
 use crate::trees::{Trees, meta_get_u64, meta_put_u64};
@@ -164,7 +164,7 @@ pub(crate) fn remote(
         if entry.origin == ctx.origin || meta_get_u64(txn, &trees, &vv)? >= entry.origin_seq {
             continue; // ours, or already applied by way of another peer
         }
-        refuse_if_ahead(ctx, entry.hlc)?;
+        ctx.clock.check_remote(entry.hlc)?;
         ctx.hlc = entry.hlc;
         newest = newest.max(entry.hlc);
         if let Some(change) = &entry.schema {
@@ -188,18 +188,6 @@ pub(crate) fn remote(
         ..Outcome::default()
     };
     Ok((outcome, logged))
-}
-
-/// Refuses a remote timestamp too far ahead of the local clock: applying it would drag the
-/// clock (which never goes back), and every later local write, along with it.
-fn refuse_if_ahead(ctx: &Ctx, hlc: u64) -> Result<()> {
-    match ctx.clock.beyond_offset(hlc) {
-        Some(ahead_ms) => Err(StoreError::ClockAhead {
-            ahead_ms,
-            max_ms: ctx.clock.max_offset_ms(),
-        }),
-        None => Ok(()),
-    }
 }
 
 /// Applies a peer's schema change made at `ctx.hlc`. A table exists where its latest
@@ -325,6 +313,15 @@ pub(crate) fn merge(
     chunk: CopyChunk,
 ) -> Result<(Outcome, Vec<LogEntry>)> {
     let trees = *ctx.trees;
+    // Bounded like rows: a drop's time feeds the clock, and a creation stamped ahead
+    // would outrank every drop of the name until then.
+    let created = chunk.tables.iter().filter_map(|change| match change {
+        SchemaChange::CreateTable { created, .. } => Some(*created),
+        _ => None,
+    });
+    for at in chunk.dropped.iter().map(|(_, at)| *at).chain(created) {
+        ctx.clock.check_remote(at)?;
+    }
     let now = ctx.hlc;
     let mut newest = 0;
     // Drops first: a table the peer dropped after we created it goes, with its rows.
@@ -352,7 +349,7 @@ pub(crate) fn merge(
             let dropped = ctx.catalog.dropped_at(&def.name);
             for row in &chunk.rows {
                 let incoming = Version::decode(&row.version)?.state()?;
-                refuse_if_ahead(ctx, incoming.newest().hlc)?;
+                ctx.clock.check_remote(incoming.newest().hlc)?;
                 if incoming.newest().hlc <= dropped {
                     continue; // a row of the table as it was before a drop
                 }

@@ -12,8 +12,8 @@ use crate::error::{Result, StoreError};
 use crate::mutate::{DROPPED_TABLE_PREFIX, Outcome, Write};
 use crate::read::{OpenSnapshot, Snapshot};
 use crate::store::CREATED_KEY;
-use crate::trees::{Trees, meta_get_u64};
-use crate::txlog::{Committed, LogEntry, SEQ_KEY};
+use crate::trees::{Trees, meta_get_u64, meta_u64s};
+use crate::txlog::{self, Committed, SEQ_KEY};
 use crate::writer::{Command, Writer, WriterStats};
 
 /// A queued write; await it for the outcome once durable.
@@ -99,16 +99,9 @@ impl Database {
                 .map_err(|_| StoreError::Corrupt("table definition".into()))?;
             catalog.tables.insert(def.name.clone(), Arc::new(def));
         }
-        for item in trees.meta.prefix_iter(&txn, DROPPED_TABLE_PREFIX)? {
-            let (key, bytes) = item?;
-            let name = std::str::from_utf8(&key[DROPPED_TABLE_PREFIX.len()..])
-                .map_err(|_| StoreError::Corrupt("table drop marker".into()))?;
-            let at = bytes
-                .try_into()
-                .map(u64::from_be_bytes)
-                .map_err(|_| StoreError::Corrupt("table drop marker".into()))?;
-            catalog.dropped.insert(name.to_owned(), at);
-        }
+        catalog
+            .dropped
+            .extend(meta_u64s(&txn, trees, DROPPED_TABLE_PREFIX)?);
         catalog.next_id = trees
             .meta
             .get(&txn, b"next_table_id")?
@@ -123,13 +116,14 @@ impl Database {
         meta_get_u64(&txn, trees, SEQ_KEY)
     }
 
-    /// Timestamp of the last logged transaction, if any is retained.
-    pub(crate) fn last_hlc(env: &Env<WithoutTls>, trees: &Trees) -> Result<Option<u64>> {
+    /// When this node committed the last retained log entry, if any: at or after every
+    /// retained entry's own timestamp and commit time.
+    pub(crate) fn last_committed(env: &Env<WithoutTls>, trees: &Trees) -> Result<Option<u64>> {
         let txn = env.read_txn()?;
         trees
             .log
             .last(&txn)?
-            .map(|(_, bytes)| LogEntry::decode(bytes).map(|e| e.hlc))
+            .map(|(_, bytes)| txlog::committed_at(bytes))
             .transpose()
     }
 

@@ -9,11 +9,14 @@
 //! 10889), where it no longer advances rather than overflow. A timestamp from elsewhere
 //! is trusted only up to the local wall clock plus a maximum offset
 //! ([`Hlc::beyond_offset`]): one further ahead would drag every later local timestamp
-//! with it (the clock never goes back), so the apply path refuses it and replication
-//! holds it back until the wall clock has caught up.
+//! with it (the clock never goes back), so the store refuses it wherever a peer's time
+//! comes in ([`Hlc::check_remote`]: log entries, copied rows, drops, creations) and
+//! replication holds it back until the wall clock has caught up.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::error::{Result, StoreError};
 
 /// The largest millisecond a timestamp can carry: 48 bits.
 pub const MAX_MS: u64 = (1 << 48) - 1;
@@ -75,8 +78,8 @@ impl Hlc {
     }
 
     /// Records a timestamp seen elsewhere (a stored version, a peer's commit), so that
-    /// later local timestamps order after it. Callers check remote timestamps with
-    /// [`Hlc::beyond_offset`] first.
+    /// later local timestamps order after it. A remote timestamp is checked first (the store
+    /// refuses one beyond the maximum offset; replication holds it back).
     pub fn observe(&self, seen: u64) {
         self.last.fetch_max(seen, Ordering::AcqRel);
     }
@@ -86,6 +89,19 @@ impl Hlc {
     pub fn beyond_offset(&self, hlc: u64) -> Option<u64> {
         let ahead = (hlc >> 16).saturating_sub(self.wall());
         (ahead > self.max_offset_ms).then_some(ahead)
+    }
+
+    /// Refuses a timestamp from elsewhere (a peer's entry, row, drop or creation) that is
+    /// further ahead of this clock's wall time than the maximum offset: taking it in would
+    /// drag this clock, which never goes back, and every later local write along with it.
+    pub(crate) fn check_remote(&self, hlc: u64) -> Result<()> {
+        match self.beyond_offset(hlc) {
+            Some(ahead_ms) => Err(StoreError::ClockAhead {
+                ahead_ms,
+                max_ms: self.max_offset_ms,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// How far ahead of the wall clock a remote timestamp may be, in milliseconds.

@@ -17,6 +17,17 @@
 //!   trimmed by age and size ([`Retention`]) and every entry is also published on the
 //!   database's change feed ([`Database::subscribe`]).
 //!
+//! Bounds (each refusal leaves nothing of the write behind):
+//! - **Size.** A database holds at most [`StoreOptions::map_size`] bytes: past it, writes
+//!   that grow it get [`StoreError::MapFull`], while deletes, drops and log trims still run
+//!   on a reserve the map keeps beyond that size, so room can be made.
+//! - **Transactions.** A local write whose log entry or any stored record passes
+//!   [`StoreOptions::max_transaction_bytes`] gets [`StoreError::TooLarge`].
+//! - **Nesting.** A record nests at most [`MAX_DEPTH`] levels.
+//! - **Clock.** A peer's timestamp (entry, row, drop, creation) further ahead of the local
+//!   wall clock than [`StoreOptions::max_clock_offset_ms`] gets [`StoreError::ClockAhead`]
+//!   instead of dragging the clock; the clock itself never wraps ([`MAX_MS`]).
+//!
 //! The store knows nothing of HTTP, peers or configuration files.
 //!
 //! ```

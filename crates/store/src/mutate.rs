@@ -35,13 +35,13 @@ fn depth(record: &Map<String, Value>) -> usize {
     let mut deepest = 1;
     let mut stack: Vec<(&Value, usize)> = record.values().map(|v| (v, 1)).collect();
     while let Some((value, outer)) = stack.pop() {
-        let inner: Box<dyn Iterator<Item = &Value>> = match value {
-            Value::Array(items) => Box::new(items.iter()),
-            Value::Object(map) => Box::new(map.values()),
+        let level = outer + 1;
+        match value {
+            Value::Array(items) => stack.extend(items.iter().map(|v| (v, level))),
+            Value::Object(map) => stack.extend(map.values().map(|v| (v, level))),
             _ => continue,
-        };
-        deepest = deepest.max(outer + 1);
-        stack.extend(inner.map(|v| (v, outer + 1)));
+        }
+        deepest = deepest.max(level);
     }
     deepest
 }
@@ -148,10 +148,12 @@ impl Write {
 
     /// Whether it may need more room than it frees: refused once the database holds its
     /// configured size, while deletes and drops still run (on the map's reserve) so that
-    /// room can be made.
+    /// room can be made. A drop's announcement runs too: a database is dropped first and
+    /// announced after, so refusing the announcement would leave the drop untold.
     pub(crate) fn grows(&self) -> bool {
         match self {
             Write::DropTable(_) | Write::DropAttribute { .. } | Write::Delete { .. } => false,
+            Write::Announce(change) => !change.is_drop(),
             Write::Apply(batch) => batch.entries.iter().any(|c| {
                 c.entry
                     .changes
@@ -297,6 +299,7 @@ pub(crate) fn apply(
         } => return write_records(txn, ctx, &table, mode, records, user),
         Write::Delete { table, ids } => return delete(txn, ctx, &table, ids, user),
         Write::NoteDatabaseDrop { database, at } => {
+            ctx.clock.check_remote(at)?;
             note_database_drop(txn, ctx.trees, &database, at)?;
             // Databases created here from now on are stamped after the drop.
             ctx.hlc = ctx.hlc.max(at);

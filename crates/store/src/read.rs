@@ -16,7 +16,7 @@ use crate::index;
 use crate::key;
 use crate::mutate::{DROPPED_DATABASE_PREFIX, record_key};
 use crate::record::Version;
-use crate::trees::{Trees, count_key, meta_get_u64, table_prefix, updated_key};
+use crate::trees::{Trees, count_key, meta_get_u64, meta_u64s, table_prefix, updated_key};
 use crate::txlog::{self, Committed, LogEntry, SEQ_KEY};
 
 /// A consistent, read-only view of one database.
@@ -226,7 +226,7 @@ impl Snapshot {
     /// For each origin, the last of its transactions this database holds; this node's own
     /// count as its whole log (`node` is this node's name).
     pub fn version_vector(&self, node: &str) -> Result<Vec<(String, u64)>> {
-        let mut out = self.meta_u64s(b"vv/")?;
+        let mut out = meta_u64s(&self.txn, &self.trees, b"vv/")?;
         out.retain(|(origin, _)| origin != node);
         out.push((node.to_owned(), self.last_seq()?));
         Ok(out)
@@ -330,7 +330,7 @@ impl Snapshot {
     /// Databases whose drop this database's log announced or a peer reported (in
     /// practice the system database's), with the HLC of each one's last drop.
     pub fn dropped_databases(&self) -> Result<Vec<(String, u64)>> {
-        self.meta_u64s(DROPPED_DATABASE_PREFIX)
+        meta_u64s(&self.txn, &self.trees, DROPPED_DATABASE_PREFIX)
     }
 
     /// This node's last sequence when it last completed a full copy from a peer (0 if
@@ -343,19 +343,7 @@ impl Snapshot {
 
     /// For each origin, the greatest of its sequences a completed full copy brought here.
     pub fn floor_vv(&self) -> Result<Vec<(String, u64)>> {
-        self.meta_u64s(FLOOR_VV_PREFIX)
-    }
-
-    /// The u64 values under a `meta` prefix, by the rest of their key.
-    fn meta_u64s(&self, prefix: &[u8]) -> Result<Vec<(String, u64)>> {
-        let mut out = Vec::new();
-        for item in self.trees.meta.prefix_iter(&self.txn, prefix)? {
-            let (k, v) = item?;
-            let name = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-            let value = v.try_into().map(u64::from_be_bytes).unwrap_or(0);
-            out.push((name, value));
-        }
-        Ok(out)
+        meta_u64s(&self.txn, &self.trees, FLOOR_VV_PREFIX)
     }
 }
 

@@ -183,12 +183,15 @@ impl Store {
     }
 
     /// Creates a database that a peer created at `created` (its HLC), so that the
-    /// creation keeps its place among drops of the same name.
+    /// creation keeps its place among drops of the same name. A creation stamped further
+    /// ahead of this node's clock than the maximum offset is refused
+    /// ([`StoreError::ClockAhead`]), as a log entry would be.
     pub async fn create_replicated_database(
         &self,
         name: &str,
         created: u64,
     ) -> Result<Arc<Database>> {
+        self.hlc.check_remote(created)?;
         self.hlc.observe(created);
         self.create_database_at(name, created).await
     }
@@ -280,9 +283,10 @@ impl Store {
         trees: Trees,
     ) -> Result<Arc<Database>> {
         let catalog = Database::load_catalog(env, &trees)?;
-        if let Some(last) = Database::last_hlc(env, &trees)? {
+        if let Some(last) = Database::last_committed(env, &trees)? {
             // Never hand out a timestamp below one already committed, even if the wall
-            // clock went back while the node was down.
+            // clock went back while the node was down: commit times never decrease along
+            // the log (a peer's entry may be stamped well before it was committed here).
             self.hlc.observe(last);
         }
         let (feed, _) = broadcast::channel(self.options.feed_capacity);

@@ -399,6 +399,76 @@ async fn data_survives_reopen_and_dropped_databases_stay_dropped() {
     store.close().await;
 }
 
+/// Age is counted from when this node committed an entry: a peer's entry stamped long
+/// ago (it arrived late) stays in the log for the retention period, for the peers that
+/// read it from here, instead of going at the next trim.
+#[tokio::test]
+async fn the_log_keeps_a_late_peer_entry_for_its_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = StoreOptions::new(dir.path(), "a");
+    options.retention = Retention {
+        max_age_ms: 3_600_000,
+        max_bytes: 400,
+    };
+    let store = Store::open(options).unwrap();
+    let db = store.create_database("dev").await.unwrap();
+    create_dog(&db).await;
+    // Local entries the size bound removes, so that a trim reaches the peer's entry.
+    for i in 0..5 {
+        let w = records(
+            "dog",
+            Mode::Insert,
+            vec![json!({"id": i, "pad": "p".repeat(500)})],
+        );
+        db.write(w, None).await.unwrap();
+    }
+    let two_hours_ago = (crate::wall_ms() - 7_200_000) << 16;
+    let late = crate::Committed {
+        seq: 1,
+        entry: crate::LogEntry {
+            hlc: two_hours_ago,
+            origin: "b".into(),
+            origin_seq: 1,
+            user: None,
+            operation: "insert".into(),
+            changes: vec![crate::Change {
+                table: "dog".into(),
+                key: json!("late"),
+                kind: crate::ChangeKind::Put,
+                value: Some(json!({"id": "late"})),
+            }],
+            schema: None,
+        },
+    };
+    let batch = crate::RemoteBatch {
+        peer: "b".into(),
+        entries: vec![late],
+        up_to: 1,
+    };
+    db.write(Write::Apply(batch), None).await.unwrap();
+    let last = db.snapshot().unwrap().last_seq().unwrap();
+    // Trims happen at most once a second; ask until one has run.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while db.snapshot().unwrap().first_seq().unwrap() == Some(1) {
+        assert!(std::time::Instant::now() < deadline, "log never trimmed");
+        store.trim_logs();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let kept: Vec<u64> = db
+        .snapshot()
+        .unwrap()
+        .log(0)
+        .unwrap()
+        .map(|c| c.unwrap().seq)
+        .collect();
+    assert_eq!(
+        kept,
+        vec![last],
+        "the late entry was trimmed as if committed 2 h ago"
+    );
+    store.close().await;
+}
+
 #[tokio::test]
 async fn log_is_trimmed_to_its_size_bound() {
     let dir = tempfile::tempdir().unwrap();
@@ -505,24 +575,12 @@ async fn the_log_is_searched_by_local_commit_time() {
             .unwrap();
     }
     ship(&b, "b", &a, "a").await;
-    let snap = a.snapshot().unwrap();
-    let committed: Vec<(u64, u64)> = snap
-        .trees
-        .log
-        .iter(&snap.txn)
-        .unwrap()
-        .map(|item| {
-            let (k, v) = item.unwrap();
-            (
-                u64::from_be_bytes(k.try_into().unwrap()),
-                crate::txlog::committed_at(v).unwrap(),
-            )
-        })
-        .collect();
+    let committed = commit_times(&a);
     assert!(
         committed.windows(2).all(|w| w[0].1 <= w[1].1),
         "{committed:?}"
     );
+    let snap = a.snapshot().unwrap();
     let entries: Vec<crate::Committed> = snap.log(0).unwrap().map(Result::unwrap).collect();
     let remote = entries.iter().find(|c| c.entry.origin == "b").unwrap();
     let last_local = entries.iter().rfind(|c| c.entry.origin == "a").unwrap();
@@ -580,6 +638,70 @@ async fn the_log_is_searched_by_local_commit_time() {
     drop(snap);
     store_a.close().await;
     store_b.close().await;
+}
+
+/// Every retained log entry of `db`: its sequence and when this node committed it.
+fn commit_times(db: &crate::Database) -> Vec<(u64, u64)> {
+    let snap = db.snapshot().unwrap();
+    snap.trees
+        .log
+        .iter(&snap.txn)
+        .unwrap()
+        .map(|item| {
+            let (k, v) = item.unwrap();
+            (
+                u64::from_be_bytes(k.try_into().unwrap()),
+                crate::txlog::committed_at(v).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A node restarted with its last entry a peer's, stamped well before this node committed
+/// it, resumes its clock after that commit time (not after the entry's own, older time), so
+/// commit times keep never decreasing along the log even if the wall clock went back.
+#[tokio::test]
+async fn a_restart_resumes_the_clock_after_the_last_commit_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sb, b) = node(dir.path(), "b").await;
+    create_dog(&b).await;
+    b.write(records("dog", Mode::Insert, vec![json!({"id": 1})]), None)
+        .await
+        .unwrap();
+    let (sa, a) = node(dir.path(), "a").await;
+    // a's clock runs 10 s ahead of the wall (within the accepted offset) when b's entries
+    // arrive; after the restart the wall clock is where it was, 10 s behind that.
+    sa.hlc().observe(sb.hlc().now() + (10_000 << 16));
+    ship(&b, "b", &a, "a").await;
+    let before = commit_times(&a);
+    let (_, last) = *before.last().unwrap();
+    let newest_own = a
+        .snapshot()
+        .unwrap()
+        .log(0)
+        .unwrap()
+        .map(|c| c.unwrap().entry.hlc)
+        .max();
+    assert!(
+        newest_own < Some(last),
+        "b's entries were committed after their time"
+    );
+    drop(a);
+    sa.close().await;
+
+    let sa = Store::open(StoreOptions::new(dir.path().join("a"), "a")).unwrap();
+    let a = sa.database("dev").unwrap();
+    a.write(records("dog", Mode::Insert, vec![json!({"id": 2})]), None)
+        .await
+        .unwrap();
+    let after = commit_times(&a);
+    assert!(
+        after.windows(2).all(|w| w[0].1 <= w[1].1),
+        "commit times went back after the restart: {after:?}"
+    );
+    drop(a);
+    sa.close().await;
+    sb.close().await;
 }
 
 fn dump(db: &crate::Database) -> Vec<(Value, Option<Value>)> {
@@ -762,19 +884,8 @@ async fn full_copy_merges_and_never_wipes() {
     )
     .await
     .unwrap();
+    let rows = copy_rows(&a);
     let snap = a.snapshot().unwrap();
-    let table = snap.table("dog").unwrap();
-    let rows: Vec<crate::CopyRow> = snap
-        .versions(&table, None)
-        .unwrap()
-        .map(|r| {
-            let (key, v) = r.unwrap();
-            crate::CopyRow {
-                key,
-                version: v.bytes().to_vec(),
-            }
-        })
-        .collect();
     let progress = crate::CopyProgress {
         seq: snap.last_seq().unwrap(),
         vv: snap.version_vector("a").unwrap(),
@@ -850,6 +961,14 @@ async fn a_full_database_refuses_growth_but_deletes_make_room() {
             .is_some()
     );
     drop(snapshot);
+    // A database dropped elsewhere is announced in this (full) one's log: the drop has
+    // happened and must be told.
+    let announce = Write::Announce(crate::SchemaChange::DropDatabase {
+        database: "other".into(),
+    });
+    db.write(announce, None)
+        .await
+        .expect("a drop's announcement runs on the reserve");
     let ids = (0..stored / 2).map(Value::from).collect();
     let deleted = db
         .write(
@@ -915,24 +1034,10 @@ async fn timestamps_beyond_the_maximum_offset_are_refused_whole() {
     );
 
     // The full-copy path: a chunk holding a future row is refused as a whole.
-    let snap = a.snapshot().unwrap();
-    let table = snap.table("dog").unwrap();
-    let rows: Vec<crate::CopyRow> = snap
-        .versions(&table, None)
-        .unwrap()
-        .map(|r| {
-            let (key, v) = r.unwrap();
-            crate::CopyRow {
-                key,
-                version: v.bytes().to_vec(),
-            }
-        })
-        .collect();
-    drop(snap);
     let chunk = crate::CopyChunk {
         peer: "ahead".into(),
         table: "dog".into(),
-        rows,
+        rows: copy_rows(&a),
         ..Default::default()
     };
     assert!(matches!(
@@ -948,6 +1053,75 @@ async fn timestamps_beyond_the_maximum_offset_are_refused_whole() {
             .is_none()
     );
     sa.close().await;
+    sb.close().await;
+}
+
+/// Timestamps a peer brings in other than its log entries and rows (a copy's drop markers
+/// and table creations, a reported database drop, a replicated database's creation) are
+/// bounded alike: one a day ahead is refused and does not drag this node's clock.
+#[tokio::test]
+async fn every_timestamp_a_peer_brings_in_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sb, b) = node(dir.path(), "b").await;
+    let day_ahead = (crate::wall_ms() + 86_400_000) << 16;
+    let refused = |result: crate::Result<()>, what: &str| {
+        assert!(
+            matches!(result, Err(StoreError::ClockAhead { .. })),
+            "{what}: {result:?}"
+        );
+        let now = crate::hlc::to_ms(sb.hlc().now());
+        assert!(
+            (now - crate::wall_ms() as f64).abs() < 60_000.0,
+            "{what} dragged the clock to {now}"
+        );
+    };
+    let copy = |tables, dropped| crate::CopyChunk {
+        peer: "ahead".into(),
+        tables,
+        dropped,
+        table: "dog".into(),
+        ..Default::default()
+    };
+    let chunk = copy(Vec::new(), vec![("dog".to_owned(), day_ahead)]);
+    refused(
+        b.write(Write::Merge(Box::new(chunk)), None).await.map(drop),
+        "a copied drop marker",
+    );
+    let created = crate::SchemaChange::CreateTable {
+        table: "dog".into(),
+        primary_key: "id".into(),
+        attributes: Vec::new(),
+        replicate: true,
+        created: day_ahead,
+    };
+    let chunk = copy(vec![created], Vec::new());
+    refused(
+        b.write(Write::Merge(Box::new(chunk)), None).await.map(drop),
+        "a copied table creation",
+    );
+    assert!(b.snapshot().unwrap().table("dog").is_err());
+    let note = Write::NoteDatabaseDrop {
+        database: "gone".into(),
+        at: day_ahead,
+    };
+    refused(
+        b.write(note, None).await.map(drop),
+        "a reported database drop",
+    );
+    assert!(
+        b.snapshot()
+            .unwrap()
+            .dropped_databases()
+            .unwrap()
+            .is_empty()
+    );
+    refused(
+        sb.create_replicated_database("later", day_ahead)
+            .await
+            .map(drop),
+        "a replicated database creation",
+    );
+    assert!(sb.database("later").is_err());
     sb.close().await;
 }
 

@@ -76,6 +76,19 @@ pub(crate) fn meta_get_u64(txn: &RoTxn, trees: &Trees, key: &[u8]) -> Result<u64
         .map_or(0, u64::from_be_bytes))
 }
 
+/// The u64s in `meta` under `prefix`, by the rest of their key (0 for a malformed value,
+/// as [`meta_get_u64`] reads it).
+pub(crate) fn meta_u64s(txn: &RoTxn, trees: &Trees, prefix: &[u8]) -> Result<Vec<(String, u64)>> {
+    let mut out = Vec::new();
+    for item in trees.meta.prefix_iter(txn, prefix)? {
+        let (k, v) = item?;
+        let name = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+        let value = v.try_into().map_or(0, u64::from_be_bytes);
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
 /// Writes a u64 to `meta`.
 pub(crate) fn meta_put_u64(txn: &mut RwTxn, trees: &Trees, key: &[u8], value: u64) -> Result<()> {
     trees.meta.put(txn, key, &value.to_be_bytes())?;

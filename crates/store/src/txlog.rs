@@ -233,7 +233,7 @@ pub(crate) fn append(
 /// How long the log is kept.
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
-    /// Entries older than this many milliseconds are removed.
+    /// Entries committed here more than this many milliseconds ago are removed.
     pub max_age_ms: u64,
     /// The oldest entries are removed while the log is larger than this many bytes.
     pub max_bytes: u64,
@@ -266,7 +266,10 @@ pub(crate) fn trim(
         }
         let (key, bytes) = item?;
         let too_big = total > retention.max_bytes;
-        let too_old = LogEntry::decode(bytes)?.hlc >> 16 < cutoff;
+        // By when this node committed it: a peer's entry may arrive long after its own
+        // time, and is kept as long as any other for the peers that read it from here.
+        // Commit times never decrease, so the first young entry ends the scan.
+        let too_old = committed_at(bytes)? >> 16 < cutoff;
         if !too_big && !too_old {
             break;
         }

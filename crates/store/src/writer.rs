@@ -126,6 +126,12 @@ impl Writer {
         let committed = (|| -> Result<()> {
             let mut txn = self.env.write_txn()?;
             for (write, user) in ops {
+                // Cheap: four page counts the transaction holds, read only for a write that
+                // may grow the database.
+                if write.grows() && self.trees.used_bytes(&txn)? > self.capacity {
+                    results.push(Err(StoreError::MapFull));
+                    continue;
+                }
                 let before = catalog.clone();
                 // What peers sent is applied whatever its size: it was accepted at its origin.
                 let limit = if write.is_local() {
@@ -134,11 +140,6 @@ impl Writer {
                     usize::MAX
                 };
                 let mut nested = self.env.nested_write_txn(&mut txn)?;
-                if write.grows() && self.trees.used_bytes(&nested)? > self.capacity {
-                    nested.abort();
-                    results.push(Err(StoreError::MapFull));
-                    continue;
-                }
                 // Taken here, one request after another, so that commit times never
                 // decrease along the log.
                 let now = self.hlc.now();
