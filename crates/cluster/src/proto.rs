@@ -15,7 +15,10 @@ use tokio::time::{Instant, Sleep};
 
 use crate::error::ClusterError;
 
-const FORMAT: u8 = 1;
+/// Version 2: joins prove credentials, subscriptions carry a version vector, copies and
+/// the database list carry drop markers. Nodes of different versions refuse each other's
+/// frames rather than misread them.
+const FORMAT: u8 = 2;
 /// Largest frame accepted. Senders aim far below (`ClusterOptions::batch_bytes`); only a
 /// single transaction or record larger than that target makes a frame this side of it,
 /// and the store refuses those past its `max_transaction_bytes`, which the node keeps

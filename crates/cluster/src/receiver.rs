@@ -219,7 +219,17 @@ async fn session(
             }
             Frame::Databases { databases } if database == SYSTEM_DATABASE => {
                 for state in databases {
-                    reconcile_database(shared, &db, state).await?;
+                    let name = state.name.clone();
+                    match reconcile_database(shared, &db, state).await {
+                        // A state stamped ahead of our clock waits, as a held-back entry
+                        // does: the rest of the link goes on, and the peer's log (or the
+                        // next link) brings it again once our clock has caught up.
+                        Err(ClusterError::Store(StoreError::ClockAhead { ahead_ms, .. })) => {
+                            tracing::warn!(peer = %peer.name, database = %name, ahead_ms,
+                                "a peer's database state is stamped ahead of our clock; skipped");
+                        }
+                        other => other?,
+                    }
                 }
                 continue;
             }

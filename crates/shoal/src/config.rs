@@ -288,7 +288,7 @@ impl Default for StorageSection {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct TransactionLogSection {
-    /// Entries older than this are removed, in seconds.
+    /// Entries committed here longer ago than this are removed, in seconds.
     pub(crate) retention_seconds: u64,
     /// The oldest entries are removed while a database's log is larger than this.
     pub(crate) max_bytes: u64,
