@@ -185,17 +185,21 @@ fn substitute_ca(impostor_ca: Arc<OnceLock<String>>) -> shoal_testkit::Rewrite {
         let Some(impostor_ca) = impostor_ca.get() else {
             return payload;
         };
-        if direction != Direction::ToClient || payload.first() != Some(&1) {
+        // A frame is its format byte, then MessagePack.
+        let Some((&format, body)) = payload.split_first() else {
+            return payload;
+        };
+        if direction != Direction::ToClient {
             return payload;
         }
-        let Ok(mut frame) = rmp_serde::from_slice::<Value>(&payload[1..]) else {
+        let Ok(mut frame) = rmp_serde::from_slice::<Value>(body) else {
             return payload;
         };
         let Some(challenge) = frame.get_mut("JoinChallenge") else {
             return payload;
         };
         challenge["ca_pem"] = Value::from(impostor_ca.as_str());
-        let mut out = vec![1];
+        let mut out = vec![format];
         out.extend(rmp_serde::to_vec_named(&frame).expect("re-encodes"));
         out
     })
