@@ -34,6 +34,7 @@ use serde_json::json;
 use shoal_auth::{Auth, User};
 use shoal_store::Store;
 
+pub use body::BodyBudget;
 pub use components::Components;
 pub use error::ApiError;
 pub use serve::{Port, ServeOptions, serve};
@@ -156,6 +157,8 @@ pub struct AppState {
     pub query: Arc<QueryOptions>,
     /// Longest a request body may go without sending bytes (408 beyond it).
     pub body_read_timeout: Duration,
+    /// Bytes of request bodies held at once, across all requests.
+    pub body_budget: Arc<BodyBudget>,
     /// Connections and subscriptions, for operators.
     pub stats: Arc<ServerStats>,
 }

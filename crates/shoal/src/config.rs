@@ -210,6 +210,9 @@ pub(crate) struct NetworkSection {
     pub(crate) http_port: u16,
     /// Largest request body accepted, in bytes.
     pub(crate) max_body_bytes: usize,
+    /// Bytes of request bodies held at once across all requests (never below
+    /// `max_body_bytes`); a body waits for its share, or gets 503.
+    pub(crate) max_body_bytes_in_flight: usize,
     /// A request body that sends nothing for this long is answered 408 and its
     /// connection closed, in milliseconds.
     pub(crate) body_read_timeout_ms: u64,
@@ -233,6 +236,7 @@ impl Default for NetworkSection {
             ops_port: 9925,
             http_port: 9926,
             max_body_bytes: 100 << 20,
+            max_body_bytes_in_flight: 64 << 20,
             body_read_timeout_ms: 30_000,
             ops_max_connections: 128,
             http_max_connections: 768,
@@ -404,6 +408,9 @@ pub(crate) struct Overrides {
     /// Bytes of changes waiting for a subscriber before it is disconnected.
     #[arg(long, env = "SHOAL_SUBSCRIPTION_MAX_BUFFER_BYTES")]
     pub(crate) subscription_max_buffer_bytes: Option<usize>,
+    /// Bytes of request bodies held at once across all requests.
+    #[arg(long, env = "SHOAL_MAX_BODY_BYTES_IN_FLIGHT")]
+    pub(crate) max_body_bytes_in_flight: Option<usize>,
     /// A request body silent this long gets a 408, in milliseconds.
     #[arg(long, env = "SHOAL_BODY_READ_TIMEOUT_MS")]
     pub(crate) body_read_timeout_ms: Option<u64>,
@@ -508,6 +515,9 @@ impl Config {
             .unwrap_or(self.rest.subscription_max_buffer_bytes);
         let net = &mut self.network;
         net.body_read_timeout_ms = o.body_read_timeout_ms.unwrap_or(net.body_read_timeout_ms);
+        net.max_body_bytes_in_flight = o
+            .max_body_bytes_in_flight
+            .unwrap_or(net.max_body_bytes_in_flight);
         net.ops_max_connections = o.ops_max_connections.unwrap_or(net.ops_max_connections);
         net.http_max_connections = o.http_max_connections.unwrap_or(net.http_max_connections);
         net.header_read_timeout_ms = o

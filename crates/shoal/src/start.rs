@@ -9,7 +9,8 @@ use anyhow::{Context, bail};
 use shoal_auth::Auth;
 use shoal_cluster::{Cluster, ClusterOptions};
 use shoal_server::{
-    AppState, Components, NodeInfo, Port, QueryOptions, RestOptions, ServeOptions, ServerStats,
+    AppState, BodyBudget, Components, NodeInfo, Port, QueryOptions, RestOptions, ServeOptions,
+    ServerStats,
 };
 use shoal_store::{Retention, Store, StoreOptions};
 use tokio::net::TcpListener;
@@ -168,6 +169,13 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
             stall_timeout: millis(config.query.stream_stall_timeout_ms),
         }),
         body_read_timeout: millis(config.network.body_read_timeout_ms),
+        // Never below one whole body of the largest size.
+        body_budget: Arc::new(BodyBudget::new(
+            config
+                .network
+                .max_body_bytes_in_flight
+                .max(config.network.max_body_bytes),
+        )),
         stats: stats.clone(),
     };
     let host = config.network.host.as_str();

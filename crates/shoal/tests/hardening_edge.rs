@@ -1107,3 +1107,113 @@ async fn a_record_stamped_after_the_year_9999_is_served() -> anyhow::Result<()> 
     assert_eq!(status, 200, "the node still answers");
     Ok(())
 }
+
+/// `body` as one chunk of a chunked body, then the end.
+fn chunk(body: &[u8]) -> Vec<u8> {
+    let mut out = format!("{:x}\r\n", body.len()).into_bytes();
+    out.extend_from_slice(body);
+    out.extend_from_slice(b"\r\n0\r\n\r\n");
+    out
+}
+
+/// Request bodies held at once are bounded across all requests: while one request holds
+/// the whole budget, a body of declared length waits its turn (503 once the body timeout
+/// passes), one of unknown length is refused at once, and bodies go through again once
+/// the first request is done.
+#[tokio::test]
+async fn bodies_in_flight_share_one_budget() -> anyhow::Result<()> {
+    let limits = [
+        "--max-body-bytes",
+        "65536",
+        // One whole body, and 1 KiB for the requests that watch it.
+        "--max-body-bytes-in-flight",
+        "66560",
+        "--body-read-timeout-ms",
+        "1500",
+    ];
+    let node = start_with("edge-budget", &limits).await?;
+    create_table(&node, "dev", "dog").await?;
+    let auth = basic(&node);
+    // Exactly the budget.
+    let record = format!(r#"{{"pad":"{}"}}"#, "x".repeat(65_536 - 10));
+    let length = record.len().to_string();
+    let json = ("content-type", "application/json");
+
+    // The holder declares its whole body and sends it a byte at a time.
+    let mut holder = Raw::connect(node.http_addr()).await?;
+    let head = request(
+        &auth,
+        "PUT",
+        "/dev/dog/1",
+        &[json, ("content-length", &length)],
+        b"",
+    );
+    holder.send(&head).await?;
+    holder.send(&record.as_bytes()[..1]).await?;
+    wait_until(DEADLINE, "the holder takes the budget", || async {
+        // The request that asks holds its own 1 KiB share.
+        let in_flight = connections(&node).await?["body_bytes_in_flight"].as_u64();
+        Ok(in_flight == Some(65_536 + 1024))
+    })
+    .await?;
+    let (trickle_stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let bytes = record.clone().into_bytes();
+    let trickle = tokio::spawn(async move {
+        let mut sent = 1;
+        loop {
+            tokio::select! {
+                _ = &mut stopped => return anyhow::Ok((holder, sent)),
+                () = tokio::time::sleep(Duration::from_millis(200)) => {
+                    holder.send(&bytes[sent..=sent]).await?;
+                    sent += 1;
+                }
+            }
+        }
+    });
+
+    // Each needs 2 KiB, more than is left.
+    let small = format!(r#"{{"pad":"{}"}}"#, "y".repeat(2000));
+    let small = small.as_bytes();
+    let mut waiting = Raw::connect(node.http_addr()).await?;
+    let started = Instant::now();
+    waiting
+        .send(&request(&auth, "PUT", "/dev/dog/2", &[json], small))
+        .await?;
+    let message = waiting.answer().await?.error(503);
+    assert!(message.contains("max_body_bytes_in_flight"), "{message}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1400),
+        "it waited its turn"
+    );
+
+    let mut chunked = Raw::connect(node.http_addr()).await?;
+    let started = Instant::now();
+    let framing = [json, ("transfer-encoding", "chunked")];
+    chunked
+        .send(&request(
+            &auth,
+            "PUT",
+            "/dev/dog/3",
+            &framing,
+            &chunk(small),
+        ))
+        .await?;
+    chunked.answer().await?.error(503);
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "refused at once"
+    );
+
+    let _ = trickle_stop.send(());
+    let (mut holder, sent) = trickle.await??;
+    holder.send(&record.as_bytes()[sent..]).await?;
+    assert_eq!(holder.answer().await?.status, 204);
+    let mut after = Raw::connect(node.http_addr()).await?;
+    after
+        .send(&request(&auth, "PUT", "/dev/dog/2", &[json], small))
+        .await?;
+    assert_eq!(after.answer().await?.status, 204);
+    // Only the asking request's own share is left.
+    assert_eq!(connections(&node).await?["body_bytes_in_flight"], 1024);
+    Ok(())
+}

@@ -10,7 +10,9 @@
 
 mod decode;
 
+use std::ops::Deref;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -21,7 +23,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use http_body_util::BodyExt;
 use hyper::body::{Frame, SizeHint};
-use tokio::sync::oneshot;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -32,18 +34,103 @@ pub(crate) use decode::{cbor, json, msgpack};
 /// declare a large body and never send it.
 const PREALLOCATE_MAX: usize = 1 << 20;
 
+/// Bytes of request bodies held in memory at once, across every request of both ports:
+/// bounds what concurrent large bodies (and what is parsed from them) take from the node.
+/// A body larger than the whole budget takes all of it, and so waits to run alone.
+#[derive(Debug)]
+pub struct BodyBudget {
+    /// One permit per KiB.
+    kib: Arc<Semaphore>,
+    total_kib: u32,
+}
+
+impl BodyBudget {
+    /// A budget of `bytes`.
+    pub fn new(bytes: usize) -> Self {
+        let total_kib = u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .max(1);
+        BodyBudget {
+            kib: Arc::new(Semaphore::new(total_kib as usize)),
+            total_kib,
+        }
+    }
+
+    /// Bytes of bodies held now (in whole KiB).
+    pub fn in_use(&self) -> usize {
+        (self.total_kib as usize).saturating_sub(self.kib.available_permits()) * 1024
+    }
+
+    /// The KiB a body of `bytes` takes, at most the whole budget.
+    fn kib(&self, bytes: usize) -> u32 {
+        u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .min(self.total_kib)
+    }
+}
+
+/// A body read whole, holding its share of the [`BodyBudget`] until dropped (the end of
+/// the request that read it).
+#[derive(Default)]
+pub(crate) struct Held {
+    bytes: Bytes,
+    _share: Option<OwnedSemaphorePermit>,
+}
+
+impl Deref for Held {
+    type Target = Bytes;
+
+    fn deref(&self) -> &Bytes {
+        &self.bytes
+    }
+}
+
 /// The whole body, or 413 as soon as it is known to pass the node's body limit (a
 /// `Content-Length` over it is refused before reading anything), or 408 when no bytes
-/// arrive for the body-read timeout.
+/// arrive for the body-read timeout. It first takes its share of the body budget: a
+/// declared length all at once, waiting its turn (503 if the budget stays taken for the
+/// body-read timeout); a body of unknown length as it arrives (503 at once when the
+/// budget is spent, since waiting while holding a part could deadlock with another).
 pub(crate) async fn bytes(
     state: &AppState,
     body: Body,
     headers: &HeaderMap,
-) -> Result<Bytes, ApiError> {
+) -> Result<Held, ApiError> {
     let declared = declared(state, headers)?;
+    let budget = &state.body_budget;
+    let mut share = match declared {
+        Some(n) => {
+            let wait = budget.kib.clone().acquire_many_owned(budget.kib(n));
+            let permit = tokio::time::timeout(state.body_read_timeout, wait)
+                .await
+                .map_err(|_| busy())?
+                .map_err(|_| busy())?;
+            Some(permit)
+        }
+        None => None,
+    };
     let mut out = Vec::with_capacity(declared.map_or(0, |n| n.min(PREALLOCATE_MAX)));
-    read(state, body, |data| out.extend_from_slice(&data)).await?;
-    Ok(out.into())
+    read(state, body, |data| {
+        out.extend_from_slice(&data);
+        if declared.is_none() {
+            let held = share.as_ref().map_or(0, |p| p.num_permits() as u32);
+            let more = budget.kib(out.len()).saturating_sub(held);
+            if more > 0 {
+                let permit = budget.kib.clone().try_acquire_many_owned(more);
+                let permit = permit.map_err(|_| busy())?;
+                match &mut share {
+                    Some(held) => held.merge(permit),
+                    None => share = Some(permit),
+                }
+            }
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(Held {
+        bytes: out.into(),
+        _share: share,
+    })
 }
 
 /// Middleware for both routers: no answer goes out before the request's body has
@@ -78,7 +165,7 @@ pub(crate) async fn read_before_answering(
     {
         // The answer stands whatever the body does; past the limits hyper closes the
         // connection after it.
-        let _ = read(&state, body, drop).await;
+        let _ = read(&state, body, |_| Ok(())).await;
     }
     response
 }
@@ -133,11 +220,11 @@ fn declared(state: &AppState, headers: &HeaderMap) -> Result<Option<usize>, ApiE
 }
 
 /// Hands the body's bytes to `take` as they arrive: 413 once they pass the node's body
-/// limit, 408 when none arrive for the body-read timeout.
+/// limit, 408 when none arrive for the body-read timeout, or `take`'s own refusal.
 async fn read(
     state: &AppState,
     mut body: Body,
-    mut take: impl FnMut(Bytes),
+    mut take: impl FnMut(Bytes) -> Result<(), ApiError>,
 ) -> Result<(), ApiError> {
     let (max, timeout) = (state.max_body, state.body_read_timeout);
     let mut total = 0usize;
@@ -154,7 +241,7 @@ async fn read(
             if total > max {
                 return Err(too_large(max));
             }
-            take(data);
+            take(data)?;
         }
     }
 }
@@ -163,6 +250,15 @@ fn too_large(max: usize) -> ApiError {
     ApiError {
         status: StatusCode::PAYLOAD_TOO_LARGE,
         message: format!("request body is larger than the limit of {max} bytes"),
+    }
+}
+
+fn busy() -> ApiError {
+    ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        message: "too many large request bodies at once (network.max_body_bytes_in_flight); \
+                  retry shortly"
+            .into(),
     }
 }
 

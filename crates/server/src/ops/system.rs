@@ -61,6 +61,7 @@ pub(super) fn system_information(state: &AppState, req: OpRequest) -> Result<Rep
             "operations_api": port(&stats.ops),
             "http": port(&stats.http),
             "subscriptions": stats.subscriptions(),
+            "body_bytes_in_flight": state.body_budget.in_use(),
         }),
     );
     if let Some(wanted) = wanted {

@@ -23,7 +23,7 @@ mod format;
 mod record;
 mod target;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{Method, StatusCode, header};
@@ -99,7 +99,7 @@ async fn route(state: AppState, request: Request) -> Result<Response, ApiError> 
         Method::PUT | Method::PATCH | Method::POST => {
             crate::body::bytes(&state, body, headers).await?
         }
-        _ => Bytes::new(),
+        _ => Default::default(),
     };
     match (method, target.id.is_some(), target.is_describe()) {
         (Method::GET | Method::HEAD, _, true) => collection::describe(&target, headers),
