@@ -242,6 +242,12 @@ pub fn for_each(
             page.push(json, record)
         });
     }
+    if first.next.is_none() && fixed_by_equality(query.condition.as_ref(), &first.attribute) {
+        // Every match sits under the same entry of the sorted attribute's index (an
+        // array under the element that matched), so index order is primary-key order:
+        // the order Harper's search_by_value answers in, with no record parsed to sort.
+        return source.each(false, false, |json, record| page.push(json, record));
+    }
     let indexed = table.is_indexed(&first.attribute);
     let few = query.limit.is_some()
         || candidates.is_some()
@@ -260,6 +266,12 @@ pub fn for_each(
         }
     }
     walk_index(&source, &keys, limits, &mut page)
+}
+
+/// Whether `condition` is an equality on `attribute` with a scalar value.
+fn fixed_by_equality(condition: Option<&Condition>, attribute: &str) -> bool {
+    matches!(condition, Some(Condition::Compare { attribute: a, comparator: Comparator::Equals, value })
+        if a == attribute && !matches!(value, Value::Array(_) | Value::Object(_)))
 }
 
 /// Where the records a query considers come from: the candidates the indexes found, or

@@ -156,13 +156,20 @@ fn model_order(sort: &Sort, a: &Map<String, Value>, b: &Map<String, Value>) -> O
 }
 
 /// The model's answer: every record (in primary key order) that matches, stably sorted,
-/// paged and projected.
+/// paged and projected. A sort on nothing but the attribute an equality fixes leaves
+/// primary-key order: every match sits under the matched value in that attribute's
+/// index, an array under the element that matched (Harper's index order).
 fn model(records: &[(Vec<u8>, Map<String, Value>)], query: &Query) -> Vec<Vec<u8>> {
     let mut matched: Vec<&(Vec<u8>, Map<String, Value>)> = records
         .iter()
         .filter(|(_, r)| query.condition.as_ref().is_none_or(|c| c.matches(r)))
         .collect();
-    if let Some(sort) = &query.sort {
+    let fixed = |sort: &Sort| {
+        sort.next.is_none()
+            && matches!(&query.condition, Some(Condition::Compare { attribute, comparator: Comparator::Equals, value })
+                if *attribute == sort.attribute && !matches!(value, Value::Array(_) | Value::Object(_)))
+    };
+    if let Some(sort) = query.sort.as_ref().filter(|s| !fixed(s)) {
         matched.sort_by(|x, y| model_order(sort, &x.1, &y.1));
     }
     matched
