@@ -24,7 +24,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tower_service::Service;
 
 /// Longest a refused connection is kept to deliver its 503.
@@ -207,8 +207,9 @@ async fn connection(
     tokio::pin!(conn);
     let mut closing = false;
     loop {
-        let idle_since = activity.idle_since();
-        let idle_deadline = idle_since.map(|t| t + options.keep_alive_timeout);
+        // Checked when a keep-alive period could have run out, not on every request:
+        // requests only count themselves in and out, which costs a hot path nothing.
+        let wake = activity.idle_since().unwrap_or_else(Instant::now) + options.keep_alive_timeout;
         tokio::select! {
             result = conn.as_mut() => {
                 if let Err(e) = result {
@@ -220,22 +221,15 @@ async fn connection(
                 conn.as_mut().graceful_shutdown();
                 closing = true;
             }
-            () = sleep_until(idle_deadline), if idle_deadline.is_some() && !closing => {
-                if activity.idle_since() == idle_since {
+            () = tokio::time::sleep_until(wake.into()), if !closing => {
+                let idle_for = activity.idle_since().map(|since| since.elapsed());
+                if idle_for.is_some_and(|idle| idle >= options.keep_alive_timeout) {
                     // With no request in progress hyper closes the connection at once.
                     conn.as_mut().graceful_shutdown();
                     closing = true;
                 }
             }
-            () = activity.changed.notified() => {}
         }
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
     }
 }
 
@@ -245,7 +239,6 @@ struct Activity {
     in_flight: AtomicUsize,
     /// Milliseconds after `born` when the last request finished.
     idle_ms: AtomicU64,
-    changed: Notify,
 }
 
 impl Activity {
@@ -254,14 +247,12 @@ impl Activity {
             born: Instant::now(),
             in_flight: AtomicUsize::new(0),
             idle_ms: AtomicU64::new(0),
-            changed: Notify::new(),
         }
     }
 
     /// Marks a request in progress until the returned guard is dropped.
     fn begin(self: &Arc<Self>) -> Busy {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        self.changed.notify_one();
         Busy(self.clone())
     }
 
@@ -283,7 +274,6 @@ impl Drop for Busy {
         let ms = u64::try_from(self.0.born.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.0.idle_ms.store(ms, Ordering::Release);
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.0.changed.notify_one();
     }
 }
 
