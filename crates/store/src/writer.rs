@@ -198,7 +198,9 @@ impl Writer {
         })();
         match committed {
             Ok(()) => {
-                self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                // Release: whoever sees the new count sees the commit (auth relies on an
+                // unchanged count meaning an unchanged user table).
+                self.stats.commits.fetch_add(1, Ordering::Release);
                 self.stats
                     .requests
                     .fetch_add(results.len() as u64, Ordering::Relaxed);
