@@ -136,9 +136,28 @@ impl ServerStats {
     }
 }
 
-/// What every handler needs.
+/// What every handler needs, shared: handlers and middleware take a copy per request,
+/// which costs one reference count however many parts the node has.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<App>);
+
+impl AppState {
+    /// Shares `app` among the handlers.
+    pub fn new(app: App) -> Self {
+        AppState(Arc::new(app))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+/// The node's parts the handlers use.
+pub struct App {
     /// The node's databases.
     pub store: Arc<Store>,
     /// Users and credentials.

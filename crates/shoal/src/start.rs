@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use shoal_auth::Auth;
 use shoal_cluster::{Cluster, ClusterOptions};
 use shoal_server::{
-    AppState, BodyBudget, Components, NodeInfo, Port, QueryOptions, RestOptions, ServeOptions,
+    App, AppState, BodyBudget, Components, NodeInfo, Port, QueryOptions, RestOptions, ServeOptions,
     ServerStats,
 };
 use shoal_store::{Retention, Store, StoreOptions};
@@ -146,7 +146,7 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
         header_read_timeout: millis(net.header_read_timeout_ms),
         keep_alive_timeout: millis(net.keep_alive_timeout_ms),
     };
-    let state = AppState {
+    let state = AppState::new(App {
         store: store.clone(),
         auth,
         components,
@@ -177,7 +177,7 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
                 .max(config.network.max_body_bytes),
         )),
         stats: stats.clone(),
-    };
+    });
     let host = config.network.host.as_str();
     let ops = bind(host, config.network.ops_port, "operations API").await?;
     let http = bind(host, config.network.http_port, "HTTP").await?;
