@@ -443,6 +443,8 @@ async fn random_requests_never_get_a_server_error_or_take_the_node_down() -> any
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1200);
+    // Printed first, so that even a panic in the run shows which seed to replay.
+    eprintln!("hardening_fuzz: SHOAL_TEST_SEED={seed} SHOAL_FUZZ_REQUESTS={count}");
     let result = run(seed, count).await;
     if result.is_err() {
         eprintln!(
@@ -508,7 +510,7 @@ async fn run(seed: u64, count: usize) -> anyhow::Result<()> {
             ]
             .choose(&mut fuzz.rng)
             .expect("accepts");
-            let what = format!("{method} {}", &path[..path.len().min(300)]);
+            let what = format!("{method} {}", path.chars().take(300).collect::<String>());
             let request = client
                 .request(method, node.http_url(&path))
                 .basic_auth(DEFAULT_ADMIN_USER, Some(DEFAULT_ADMIN_PASSWORD))
