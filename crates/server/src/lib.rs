@@ -167,17 +167,17 @@ pub struct App {
     /// Cluster membership and replication, when enabled.
     pub cluster: Option<Arc<shoal_cluster::Cluster>>,
     /// Node facts.
-    pub info: Arc<NodeInfo>,
+    pub info: NodeInfo,
     /// REST and subscription settings.
-    pub rest: Arc<RestOptions>,
+    pub rest: RestOptions,
     /// Largest request body accepted, in bytes (413 beyond it).
     pub max_body: usize,
     /// Limits on query answers.
-    pub query: Arc<QueryOptions>,
+    pub query: QueryOptions,
     /// Longest a request body may go without sending bytes (408 beyond it).
     pub body_read_timeout: Duration,
     /// Bytes of request bodies held at once, across all requests.
-    pub body_budget: Arc<BodyBudget>,
+    pub body_budget: BodyBudget,
     /// Connections and subscriptions, for operators.
     pub stats: Arc<ServerStats>,
 }

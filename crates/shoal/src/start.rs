@@ -151,31 +151,31 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
         auth,
         components,
         cluster: Some(cluster.clone()),
-        rest: Arc::new(RestOptions {
+        rest: RestOptions {
             expose_all_tables: config.rest.expose_all_tables,
             subscription_max_lag: config.rest.subscription_max_lag,
             subscription_max_buffer_bytes: config.rest.subscription_max_buffer_bytes,
-        }),
-        info: Arc::new(NodeInfo {
+        },
+        info: NodeInfo {
             hostname: crate::config::hostname(),
             version: env!("CARGO_PKG_VERSION").into(),
             started: Instant::now(),
-        }),
+        },
         max_body: config.network.max_body_bytes,
-        query: Arc::new(QueryOptions {
+        query: QueryOptions {
             sort_buffer_bytes: config.query.sort_buffer_bytes,
             max_candidates: config.query.max_candidates,
             msgpack_buffer_bytes: config.query.msgpack_buffer_bytes,
             stall_timeout: millis(config.query.stream_stall_timeout_ms),
-        }),
+        },
         body_read_timeout: millis(config.network.body_read_timeout_ms),
         // Never below one whole body of the largest size.
-        body_budget: Arc::new(BodyBudget::new(
+        body_budget: BodyBudget::new(
             config
                 .network
                 .max_body_bytes_in_flight
                 .max(config.network.max_body_bytes),
-        )),
+        ),
         stats: stats.clone(),
     });
     let host = config.network.host.as_str();
