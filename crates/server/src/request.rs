@@ -4,6 +4,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
+use crate::ops::{Operation, UnknownOperation};
 
 /// The database an operation names when it names none.
 pub(crate) const DEFAULT_DATABASE: &str = "data";
@@ -14,13 +15,17 @@ pub(crate) struct OpRequest {
 }
 
 impl OpRequest {
-    /// Wraps a parsed body; it must be an object with a string `operation`.
-    pub(crate) fn new(body: Value) -> Result<(String, Self), ApiError> {
+    /// Wraps a parsed body; it must be an object with a string `operation`, which is
+    /// returned parsed (or, if no operation has that name, the error that says so: it is
+    /// answered only after the permission check).
+    pub(crate) fn new(
+        body: Value,
+    ) -> Result<(Result<Operation, UnknownOperation>, Self), ApiError> {
         let Value::Object(fields) = body else {
             return Err(ApiError::bad_request("Invalid JSON."));
         };
         let operation = match fields.get("operation") {
-            Some(Value::String(op)) => op.clone(),
+            Some(Value::String(op)) => op.parse(),
             Some(_) => return Err(ApiError::bad_request("'operation' must be a string")),
             None => {
                 return Err(ApiError::bad_request(

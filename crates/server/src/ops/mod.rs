@@ -1,9 +1,10 @@
-//! The Operations API: `POST /` with `{"operation": ...}`, dispatched by name.
+//! The Operations API: `POST /` with `{"operation": ...}`, dispatched by [`Operation`].
 
 mod cluster;
 mod components;
 mod crud;
 mod logs;
+mod operation;
 mod schema;
 mod search;
 mod system;
@@ -15,10 +16,13 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use shoal_auth::{Access, Action, User, Via};
+use shoal_store::Mode;
 
 use crate::error::ApiError;
 use crate::request::OpRequest;
 use crate::{AppState, Peer};
+
+pub(crate) use operation::{Operation, UnknownOperation};
 
 /// What an operation answers.
 pub(crate) enum Reply {
@@ -58,79 +62,63 @@ pub(crate) async fn handle(
     }
     let body = crate::body::json(&body).map_err(|e| e.bad_request("Invalid JSON"))?;
     let (operation, request) = OpRequest::new(body)?;
-    dispatch(&state, &user, &operation, request).await
+    dispatch(&state, &user, operation, request).await
 }
 
 async fn dispatch(
     state: &AppState,
     user: &User,
-    operation: &str,
+    operation: Result<Operation, UnknownOperation>,
     req: OpRequest,
 ) -> Result<Reply, ApiError> {
     let database = req.database().ok();
+    // A name no operation has is asked about as an administrative one, so only super users
+    // learn that it does not exist.
+    let (name, action) = match &operation {
+        Ok(op) => (op.name(), op.action()),
+        Err(UnknownOperation(name)) => (name.as_str(), Action::Admin),
+    };
     let access = Access {
         via: Via::Operations,
-        operation,
-        action: action(operation),
+        operation: name,
+        action,
         database: database.as_deref(),
         table: req.get(&["table"]).and_then(Value::as_str),
     };
     state.auth.check(user, &access)?;
+    let operation = operation.map_err(|unknown| ApiError::bad_request(unknown.to_string()))?;
     match operation {
-        "create_database" | "create_schema" => schema::create_database(state, req).await,
-        "drop_database" | "drop_schema" => schema::drop_database(state, req).await,
-        "create_table" => schema::create_table(state, req).await,
-        "drop_table" => schema::drop_table(state, req).await,
-        "create_attribute" => schema::create_attribute(state, req).await,
-        "drop_attribute" => schema::drop_attribute(state, req).await,
-        "describe_all" => schema::describe_all(state),
-        "describe_database" | "describe_schema" => schema::describe_database(state, req),
-        "describe_table" => schema::describe_table(state, req),
-        "insert" => crud::write(state, user, req, shoal_store::Mode::Insert).await,
-        "update" => crud::write(state, user, req, shoal_store::Mode::Update).await,
-        "upsert" => crud::write(state, user, req, shoal_store::Mode::Upsert).await,
-        "delete" => crud::delete(state, user, req).await,
-        "search_by_id" | "search_by_hash" => search::by_id(state, req).await,
-        "search_by_value" => search::by_value(state, req).await,
-        "search_by_conditions" => search::by_conditions(state, req).await,
-        "read_transaction_log" => logs::read_transaction_log(state, req).await,
-        "read_audit_log" => logs::read_audit_log(state, req).await,
-        "system_information" => system::system_information(state, req),
-        "add_node" | "set_node" => cluster::add_node(state, req).await,
-        "update_node" => cluster::update_node(state, req).await,
-        "remove_node" => cluster::remove_node(state, req).await,
-        "cluster_status" => cluster::cluster_status(state),
-        "configure_cluster" => cluster::configure_cluster(state, req).await,
-        "add_component" => components::add_component(state, req).await,
-        "set_component_file" => components::set_component_file(state, req).await,
-        "get_component_file" => components::get_component_file(state, req),
-        "get_components" => components::get_components(state),
-        "drop_component" => components::drop_component(state, req).await,
-        "add_user" => users::add_user(state, req).await,
-        "alter_user" => users::alter_user(state, req).await,
-        "drop_user" => users::drop_user(state, req).await,
-        other => Err(ApiError::bad_request(format!(
-            "Operation '{other}' not found"
-        ))),
-    }
-}
-
-/// What an operation does, for the permission check. Anything not about data is `Admin`,
-/// unknown operations included (they are answered after the check).
-fn action(operation: &str) -> Action {
-    match operation {
-        "search_by_id" | "search_by_hash" | "search_by_value" | "search_by_conditions" => {
-            Action::Read
-        }
-        "describe_all" | "describe_database" | "describe_schema" | "describe_table" => {
-            Action::Describe
-        }
-        "insert" => Action::Insert,
-        "update" => Action::Update,
-        "upsert" => Action::Upsert,
-        "delete" => Action::Delete,
-        "create_database" | "create_schema" | "drop_database" | "drop_schema" | "create_table"
-        | "drop_table" | "create_attribute" | "drop_attribute" => Action::Structure,
-        _ => Action::Admin,
+        Operation::CreateDatabase => schema::create_database(state, req).await,
+        Operation::DropDatabase => schema::drop_database(state, req).await,
+        Operation::CreateTable => schema::create_table(state, req).await,
+        Operation::DropTable => schema::drop_table(state, req).await,
+        Operation::CreateAttribute => schema::create_attribute(state, req).await,
+        Operation::DropAttribute => schema::drop_attribute(state, req).await,
+        Operation::DescribeAll => schema::describe_all(state),
+        Operation::DescribeDatabase => schema::describe_database(state, req),
+        Operation::DescribeTable => schema::describe_table(state, req),
+        Operation::Insert => crud::write(state, user, req, Mode::Insert).await,
+        Operation::Update => crud::write(state, user, req, Mode::Update).await,
+        Operation::Upsert => crud::write(state, user, req, Mode::Upsert).await,
+        Operation::Delete => crud::delete(state, user, req).await,
+        Operation::SearchById => search::by_id(state, req).await,
+        Operation::SearchByValue => search::by_value(state, req).await,
+        Operation::SearchByConditions => search::by_conditions(state, req).await,
+        Operation::ReadTransactionLog => logs::read_transaction_log(state, req).await,
+        Operation::ReadAuditLog => logs::read_audit_log(state, req).await,
+        Operation::SystemInformation => system::system_information(state, req),
+        Operation::AddNode => cluster::add_node(state, req).await,
+        Operation::UpdateNode => cluster::update_node(state, req).await,
+        Operation::RemoveNode => cluster::remove_node(state, req).await,
+        Operation::ClusterStatus => cluster::cluster_status(state),
+        Operation::ConfigureCluster => cluster::configure_cluster(state, req).await,
+        Operation::AddComponent => components::add_component(state, req).await,
+        Operation::SetComponentFile => components::set_component_file(state, req).await,
+        Operation::GetComponentFile => components::get_component_file(state, req),
+        Operation::GetComponents => components::get_components(state),
+        Operation::DropComponent => components::drop_component(state, req).await,
+        Operation::AddUser => users::add_user(state, req).await,
+        Operation::AlterUser => users::alter_user(state, req).await,
+        Operation::DropUser => users::drop_user(state, req).await,
     }
 }
