@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use shoal_auth::SYSTEM_DATABASE;
+use shoal_components::Tables;
 use shoal_store::{Database, SchemaChange, Store, StoreError, TableSpec, Write};
 
 /// How often [`create_table`] re-creates a database dropped under it before giving up.
@@ -50,6 +51,26 @@ pub(crate) async fn create_table(
         match created {
             Err(StoreError::DatabaseNotFound(_)) if attempts < RECREATE_ATTEMPTS => attempts += 1,
             result => return result.map(|_| ()),
+        }
+    }
+}
+
+/// The store, as components see it: the tables they declare are created like any other,
+/// announced to the cluster.
+pub struct StoreTables<'a>(pub &'a Store);
+
+impl Tables for StoreTables<'_> {
+    async fn ensure(&self, database: &str, spec: TableSpec) -> Result<(), StoreError> {
+        let exists = self
+            .0
+            .database(database)
+            .is_ok_and(|db| db.catalog().tables.contains_key(&spec.name));
+        if exists {
+            return Ok(());
+        }
+        match create_table(self.0, database, spec).await {
+            Ok(()) | Err(StoreError::TableExists { .. }) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 }

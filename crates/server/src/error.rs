@@ -3,6 +3,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use shoal_auth::AuthError;
+use shoal_components::ComponentError;
 use shoal_query::QueryError;
 use shoal_store::StoreError;
 
@@ -100,6 +101,24 @@ impl From<AuthError> for ApiError {
             AuthError::Store(e) => return ApiError::from(&**e),
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
+        ApiError {
+            status,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<ComponentError> for ApiError {
+    fn from(e: ComponentError) -> Self {
+        let status = match &e {
+            ComponentError::Store(e) => return ApiError::from(e),
+            ComponentError::FileNotFound(_) | ComponentError::NotFound(_) => StatusCode::NOT_FOUND,
+            e if e.is_node_fault() => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        if status.is_server_error() {
+            tracing::error!(error = %e, "component files");
+        }
         ApiError {
             status,
             message: e.to_string(),

@@ -8,7 +8,6 @@
 //! status; nothing here knows storage formats.
 
 mod body;
-mod components;
 mod databases;
 mod describe;
 mod error;
@@ -32,10 +31,11 @@ use axum::routing::{get, post};
 use axum::{Router, middleware};
 use serde_json::json;
 use shoal_auth::{Auth, User};
+use shoal_components::Components;
 use shoal_store::Store;
 
 pub use body::BodyBudget;
-pub use components::Components;
+pub use databases::StoreTables;
 pub use error::ApiError;
 pub use serve::{Port, ServeOptions, serve};
 

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use shoal_auth::Auth;
 use shoal_cluster::{Cluster, ClusterOptions};
+use shoal_components::Components;
 use shoal_server::{
-    App, AppState, BodyBudget, Components, NodeInfo, Port, QueryOptions, RestOptions, ServeOptions,
-    ServerStats,
+    App, AppState, BodyBudget, NodeInfo, Port, QueryOptions, RestOptions, ServeOptions,
+    ServerStats, StoreTables,
 };
 use shoal_store::{Retention, Store, StoreOptions};
 use tokio::net::TcpListener;
@@ -105,7 +106,7 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
 
     let components = Arc::new(Components::new(root.join("components")));
     // A component that fails to load is logged and skipped, never fatal.
-    components.load(&store).await;
+    components.load(&StoreTables(&store)).await;
 
     let replication_listen = format!("{}:{}", config.network.host, config.replication.port)
         .parse()

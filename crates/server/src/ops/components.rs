@@ -1,13 +1,18 @@
 //! add_component, set_component_file, get_component_file, get_components, drop_component.
 
+use axum::http::StatusCode;
+
 use super::Reply;
-use crate::AppState;
 use crate::error::ApiError;
 use crate::request::OpRequest;
+use crate::{AppState, StoreTables};
 
 pub(super) async fn add_component(state: &AppState, req: OpRequest) -> Result<Reply, ApiError> {
     let project = req.string(&["project"])?;
-    state.components.add(&state.store, &project).await?;
+    state
+        .components
+        .add(&StoreTables(&state.store), &project)
+        .await?;
     Ok(Reply::message(format!(
         "Successfully added project: {project}"
     )))
@@ -23,7 +28,12 @@ pub(super) async fn set_component_file(
     let payload = req.optional::<String>(&["payload"])?;
     state
         .components
-        .set_file(&state.store, &project, &file, payload.as_deref())
+        .set_file(
+            &StoreTables(&state.store),
+            &project,
+            &file,
+            payload.as_deref(),
+        )
         .await?;
     Ok(Reply::message(format!(
         "Successfully set component: {file}"
@@ -37,7 +47,12 @@ pub(super) fn get_component_file(state: &AppState, req: OpRequest) -> Result<Rep
 }
 
 pub(super) fn get_components(state: &AppState) -> Result<Reply, ApiError> {
-    Ok(Reply::Json(state.components.tree()?))
+    // Names, numbers and strings only: serialising cannot fail.
+    let tree = serde_json::to_value(state.components.tree()?).map_err(|e| ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        message: format!("components tree: {e}"),
+    })?;
+    Ok(Reply::Json(tree))
 }
 
 pub(super) async fn drop_component(state: &AppState, req: OpRequest) -> Result<Reply, ApiError> {
@@ -45,7 +60,7 @@ pub(super) async fn drop_component(state: &AppState, req: OpRequest) -> Result<R
     let file = req.optional::<String>(&["file"])?;
     state
         .components
-        .remove(&state.store, &project, file.as_deref())
+        .remove(&StoreTables(&state.store), &project, file.as_deref())
         .await?;
     Ok(Reply::message(format!("Successfully dropped: {project}")))
 }
