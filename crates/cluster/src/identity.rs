@@ -518,4 +518,156 @@ mod tests {
         assert_eq!(cert_node_name(b"\x30\x03\x30\x01"), None);
         assert_eq!(cert_node_name(&[]), None);
     }
+
+    /// A certificate signed by a fresh key, with `sans` and a subject of `subject`.
+    fn cert_with(sans: Vec<rcgen::SanType>, subject: &[(DnType, rcgen::DnValue)]) -> Vec<u8> {
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = sans;
+        let mut dn = DistinguishedName::new();
+        for (kind, value) in subject {
+            dn.push(kind.clone(), value.clone());
+        }
+        params.distinguished_name = dn;
+        let key = KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    /// The names recorded from the hand-written DER walk that `cert_node_name` once was,
+    /// for the certificates nodes make and the shapes around them: whatever parses the
+    /// certificate, the same certificates must name the same nodes (or none).
+    #[test]
+    fn certificate_node_names_match_the_recorded_results() {
+        use rcgen::{DnValue, SanType};
+        let dns = |name: &str| SanType::DnsName(name.try_into().unwrap());
+        let cn = |name: &str| (DnType::CommonName, DnValue::Utf8String(name.into()));
+
+        let dir = tempfile::tempdir().unwrap();
+        let identity = Identity::load_or_create(dir.path(), "node-a").unwrap();
+        let node = identity.cert_chain()[0].to_vec();
+        let mut trailing = node.clone();
+        trailing.extend_from_slice(b"\x05\x00");
+
+        let cases: Vec<(&str, Vec<u8>, Option<&str>)> = vec![
+            ("node certificate", node.clone(), Some("node-a")),
+            ("node CA", identity.ca_der().to_vec(), None),
+            (
+                "node certificate with trailing bytes",
+                trailing,
+                Some("node-a"),
+            ),
+            (
+                "truncated node certificate",
+                node[..node.len() - 1].to_vec(),
+                None,
+            ),
+            (
+                "CN only",
+                cert_with(vec![], &[cn("cn-only")]),
+                Some("cn-only"),
+            ),
+            (
+                "PrintableString CN",
+                cert_with(
+                    vec![],
+                    &[(
+                        DnType::CommonName,
+                        DnValue::PrintableString("printable".try_into().unwrap()),
+                    )],
+                ),
+                Some("printable"),
+            ),
+            (
+                "IA5String CN",
+                cert_with(
+                    vec![],
+                    &[(
+                        DnType::CommonName,
+                        DnValue::Ia5String("ia5-cn".try_into().unwrap()),
+                    )],
+                ),
+                Some("ia5-cn"),
+            ),
+            (
+                "CN after other attributes",
+                cert_with(
+                    vec![],
+                    &[
+                        (
+                            DnType::CountryName,
+                            DnValue::PrintableString("NL".try_into().unwrap()),
+                        ),
+                        (DnType::OrganizationName, DnValue::Utf8String("Org".into())),
+                        cn("n5"),
+                    ],
+                ),
+                Some("n5"),
+            ),
+            (
+                "CN with a space",
+                cert_with(vec![], &[cn("Shoal CA n1")]),
+                None,
+            ),
+            ("numeric CN", cert_with(vec![], &[cn("12")]), None),
+            ("no names at all", cert_with(vec![], &[]), None),
+            (
+                "several DNS SANs",
+                cert_with(vec![dns("first"), dns("second")], &[cn("cn")]),
+                Some("first"),
+            ),
+            (
+                "IP SAN before a DNS SAN",
+                cert_with(
+                    vec![SanType::IpAddress([127, 0, 0, 1].into()), dns("n2")],
+                    &[cn("cn")],
+                ),
+                Some("n2"),
+            ),
+            (
+                "only an IP SAN: the CN",
+                cert_with(
+                    vec![SanType::IpAddress(std::net::Ipv6Addr::LOCALHOST.into())],
+                    &[cn("n3")],
+                ),
+                Some("n3"),
+            ),
+            (
+                "e-mail and URI SANs: the CN",
+                cert_with(
+                    vec![
+                        SanType::Rfc822Name("a@b.example".try_into().unwrap()),
+                        SanType::URI("https://b.example/".try_into().unwrap()),
+                    ],
+                    &[cn("n4")],
+                ),
+                Some("n4"),
+            ),
+            (
+                "invalid DNS SAN wins over the CN",
+                cert_with(vec![dns("a_b")], &[cn("n1")]),
+                None,
+            ),
+            (
+                "numeric DNS SAN",
+                cert_with(vec![dns("12")], &[cn("n1")]),
+                None,
+            ),
+            (
+                "dotted DNS SAN",
+                cert_with(vec![dns("not.a.node")], &[cn("n1")]),
+                None,
+            ),
+            // An empty subject makes the SAN extension critical.
+            (
+                "critical SAN",
+                cert_with(vec![dns("critical-san")], &[]),
+                Some("critical-san"),
+            ),
+            ("empty input", Vec::new(), None),
+            ("empty sequences", b"\x30\x03\x30\x01\x00".to_vec(), None),
+            ("not DER", b"-----BEGIN CERTIFICATE-----".to_vec(), None),
+        ];
+        for (what, der, expected) in cases {
+            assert_eq!(cert_node_name(&der).as_deref(), expected, "{what}");
+        }
+    }
 }
