@@ -12,6 +12,9 @@ use rcgen::{
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, DnsName, PrivateKeyDer};
+use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::FromDer;
 
 use crate::ClusterError;
 
@@ -261,138 +264,24 @@ fn io_at(path: &Path) -> impl Fn(io::Error) -> ClusterError + '_ {
     move |e| ClusterError::Io(io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
-/// The node name in a certificate: its first DNS SAN, else its CN; `None` unless that is a valid node name.
-///
-/// A minimal DER walk instead of a full X.509 parser: rustls does not expose
-/// the names in a certificate, and no parser crate is a dependency. It only
-/// has to locate two well-known fields, and everything it returns is checked
-/// by `validate_node_name`; anything unexpected yields `None`. Callers rely
-/// on it only for certificates that rustls has already verified.
+/// The node name in a certificate: its first DNS SAN, else its CN; `None` unless that is
+/// a valid node name, or if the certificate does not parse or holds more than one SAN
+/// extension. Callers rely on it only for certificates that rustls has already verified.
 pub(crate) fn cert_node_name(der: &[u8]) -> Option<String> {
-    const SEQUENCE: u8 = 0x30;
-    let (SEQUENCE, cert, _) = tlv(der)? else {
-        return None;
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let san = cert.subject_alternative_name().ok()?;
+    let dns = san
+        .into_iter()
+        .flat_map(|ext| &ext.value.general_names)
+        .find_map(|name| match name {
+            GeneralName::DNSName(dns) => Some(*dns),
+            _ => None,
+        });
+    let name = match dns {
+        Some(dns) => dns,
+        None => cert.subject().iter_common_name().next()?.as_str().ok()?,
     };
-    let (SEQUENCE, tbs, _) = tlv(cert)? else {
-        return None;
-    };
-    let mut rest = tbs;
-    // version [0] EXPLICIT is optional; serialNumber, signature, issuer and validity precede the subject.
-    if let (0xa0, _, after) = tlv(rest)? {
-        rest = after;
-    }
-    for _ in 0..4 {
-        rest = tlv(rest)?.2;
-    }
-    let (SEQUENCE, subject, after) = tlv(rest)? else {
-        return None;
-    };
-    rest = tlv(after)?.2; // subjectPublicKeyInfo
-
-    let mut name = None;
-    while !rest.is_empty() {
-        let (tag, content, after) = tlv(rest)?;
-        rest = after;
-        if tag == 0xa3 {
-            name = san_dns_name(content)?;
-        }
-    }
-    let name = match name {
-        Some(n) => n,
-        None => subject_cn(subject)?,
-    };
-    validate_node_name(&name).ok().map(|()| name)
-}
-
-/// First dNSName of the subjectAltName extension in the `[3]` extensions field; `Some(None)` if there is none.
-fn san_dns_name(extensions: &[u8]) -> Option<Option<String>> {
-    const OID_SAN: &[u8] = &[0x55, 0x1d, 0x11];
-    let (0x30, mut list, _) = tlv(extensions)? else {
-        return None;
-    };
-    while !list.is_empty() {
-        let (0x30, ext, after) = tlv(list)? else {
-            return None;
-        };
-        list = after;
-        let (0x06, oid, mut fields) = tlv(ext)? else {
-            return None;
-        };
-        if oid != OID_SAN {
-            continue;
-        }
-        if let (0x01, _, after) = tlv(fields)? {
-            fields = after; // critical
-        }
-        let (0x04, value, _) = tlv(fields)? else {
-            return None;
-        };
-        let (0x30, mut names, _) = tlv(value)? else {
-            return None;
-        };
-        while !names.is_empty() {
-            let (tag, content, after) = tlv(names)?;
-            names = after;
-            if tag == 0x82 {
-                return Some(Some(String::from_utf8(content.to_vec()).ok()?));
-            }
-        }
-    }
-    Some(None)
-}
-
-/// The commonName in a subject Name.
-fn subject_cn(mut rdns: &[u8]) -> Option<String> {
-    const OID_CN: &[u8] = &[0x55, 0x04, 0x03];
-    while !rdns.is_empty() {
-        let (0x31, mut set, after) = tlv(rdns)? else {
-            return None;
-        };
-        rdns = after;
-        while !set.is_empty() {
-            let (0x30, attr, after) = tlv(set)? else {
-                return None;
-            };
-            set = after;
-            let (0x06, oid, value) = tlv(attr)? else {
-                return None;
-            };
-            // UTF8String, PrintableString or IA5String.
-            if let (0x0c | 0x13 | 0x16, text, _) = tlv(value)?
-                && oid == OID_CN
-            {
-                return String::from_utf8(text.to_vec()).ok();
-            }
-        }
-    }
-    None
-}
-
-/// Splits one DER element off `input`: (tag, contents, remainder).
-fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    if tag & 0x1f == 0x1f {
-        return None; // multi-byte tags never occur in the fields read here
-    }
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let (bytes, rest) = rest.split_at(n);
-        let len = bytes
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-        (len, rest)
-    };
-    if rest.len() < len {
-        return None;
-    }
-    let (content, rest) = rest.split_at(len);
-    Some((tag, content, rest))
+    validate_node_name(name).ok().map(|()| name.to_owned())
 }
 
 #[cfg(test)]
