@@ -4,7 +4,14 @@
 //! Parsing works on the raw, still percent-encoded text, so an encoded `%26`, `%7C`, `%28`
 //! or `%3D` is always part of a name or value and never syntax.
 
+use std::borrow::Cow;
+
+use percent_encoding::percent_decode_str;
 use serde_json::{Number, Value};
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
+use time::parsing::Parsed;
+use time::{Date, PrimitiveDateTime, Time, UtcOffset};
 
 use crate::condition::{Comparator, Condition, MAX_DEPTH, Operator};
 use crate::error::QueryError;
@@ -115,9 +122,9 @@ pub fn parse_rest_query(raw: &str) -> Result<RestQuery, QueryError> {
 }
 
 /// `%3C` / `%3E` (either case) as `<` / `>`.
-fn decode_angle_brackets(text: &str) -> std::borrow::Cow<'_, str> {
+fn decode_angle_brackets(text: &str) -> Cow<'_, str> {
     if !text.contains('%') {
-        return std::borrow::Cow::Borrowed(text);
+        return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -136,7 +143,7 @@ fn decode_angle_brackets(text: &str) -> std::borrow::Cow<'_, str> {
         rest = &rest[i + 3..];
     }
     out.push_str(rest);
-    std::borrow::Cow::Owned(out)
+    Cow::Owned(out)
 }
 
 fn invalid(message: impl Into<String>) -> QueryError {
@@ -702,33 +709,22 @@ fn fiql_operator(name: &str) -> Option<(Comparator, Decode)> {
 
 /// Percent-decodes `raw` (`+` stays a plus) into UTF-8 text.
 fn decode(raw: &str) -> Result<String, QueryError> {
-    if !raw.contains('%') {
-        return Ok(raw.to_owned());
+    // The decoder passes a '%' without two hex digits through as it is; here that is a
+    // mistake worth naming.
+    let malformed = raw.match_indices('%').map(|(i, _)| &raw[i..]).find(|at| {
+        !at.as_bytes()
+            .get(1..3)
+            .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if let Some(at) = malformed {
+        let shown: String = at.chars().take(3).collect();
+        return Err(invalid(format!(
+            "bad percent-encoding '{shown}' in '{raw}': '%' must be followed by two hex digits"
+        )));
     }
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok());
-            let Some(byte) = hex else {
-                let end = (i + 3).min(bytes.len());
-                return Err(invalid(format!(
-                    "bad percent-encoding '{}' in '{raw}': '%' must be followed by two hex digits",
-                    String::from_utf8_lossy(&bytes[i..end])
-                )));
-            };
-            out.push(byte);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out)
+    percent_decode_str(raw)
+        .decode_utf8()
+        .map(Cow::into_owned)
         .map_err(|_| invalid(format!("'{raw}' does not percent-decode to valid UTF-8")))
 }
 
@@ -793,6 +789,18 @@ fn parse_number(text: &str) -> Option<Number> {
     json_number(text).or_else(|| text.parse::<f64>().ok().and_then(Number::from_f64))
 }
 
+/// What `date:` accepts besides plain milliseconds.
+const DATE_SHAPE: &str = "expected YYYY-MM-DD[THH:MM[:SS[.fff]]][Z|±HH:MM]";
+
+/// [`DATE_SHAPE`], also with a lower-case `t` or a space before the time, a `,` before
+/// the fraction, a lower-case `z`, and offsets written `±HH`, `±HHMM` or `±HH:MM`.
+const DATE_FORMAT: &[BorrowedFormatItem<'static>] = format_description!(
+    version = 2,
+    "[year]-[month]-[day][optional [[first [T][t][ ]][hour]:[minute]\
+     [optional [:[second][optional [[first [.][,]][subsecond digits:1+]]]]]\
+     [optional [[first [Z][z][[offset_hour sign:mandatory][optional [[optional [:]][offset_minute]]]]]]]]]"
+);
+
 /// Milliseconds since the Unix epoch for an ISO-8601 / RFC 3339 date, or for a string of
 /// digits that already is milliseconds.
 fn parse_date(text: &str) -> Result<i64, String> {
@@ -802,127 +810,38 @@ fn parse_date(text: &str) -> Result<i64, String> {
             .parse::<i64>()
             .map_err(|_| "milliseconds out of range".to_owned());
     }
-    let mut cursor = Cursor {
-        bytes: text.as_bytes(),
-        at: 0,
+    // The year parser would also take a sign, which no date here starts with.
+    if !text.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err(DATE_SHAPE.to_owned());
+    }
+    let mut parsed = Parsed::new();
+    let rest = parsed
+        .parse_items(text.as_bytes(), DATE_FORMAT)
+        .map_err(|e| format!("{e} ({DATE_SHAPE})"))?;
+    if !rest.is_empty() {
+        return Err(format!(
+            "unexpected '{}' ({DATE_SHAPE})",
+            String::from_utf8_lossy(rest)
+        ));
+    }
+    let date = Date::try_from(parsed).map_err(|e| e.to_string())?;
+    let time = match parsed.hour_24() {
+        Some(_) => Time::try_from(parsed).map_err(|e| e.to_string())?,
+        None => Time::MIDNIGHT,
     };
-    let shape = "expected YYYY-MM-DD[THH:MM[:SS[.fff]]][Z|±HH:MM]";
-    let year = cursor.number(4).ok_or(shape)?;
-    let month = cursor.after(b'-').ok_or(shape)?;
-    let day = cursor.after(b'-').ok_or(shape)?;
-    if !(1..=12).contains(&month) {
-        return Err(format!("month {month} is out of range"));
-    }
-    if day < 1 || day > days_in_month(year, month) {
-        return Err(format!(
-            "day {day} is out of range for {year:04}-{month:02}"
-        ));
-    }
-    let mut millis = days_from_civil(year, month, day) * 86_400_000;
-    if cursor.eat(b'T') || cursor.eat(b't') || cursor.eat(b' ') {
-        let hour = cursor.number(2).ok_or(shape)?;
-        let minute = cursor.after(b':').ok_or(shape)?;
-        let mut second = 0;
-        let mut fraction = 0;
-        if cursor.eat(b':') {
-            second = cursor.number(2).ok_or(shape)?;
-            if cursor.eat(b'.') || cursor.eat(b',') {
-                let digits = cursor.digits();
-                if digits.is_empty() {
-                    return Err("expected digits after the decimal point".to_owned());
-                }
-                // Milliseconds: the first three digits, padded; finer digits are dropped.
-                fraction = digits
-                    .bytes()
-                    .chain(std::iter::repeat(b'0'))
-                    .take(3)
-                    .fold(0, |n, b| n * 10 + i64::from(b - b'0'));
-            }
+    let offset = match parsed.offset_hour() {
+        // Real offsets stay within a day; `time` allows a little more.
+        Some(hours) if hours.abs() > 23 => {
+            return Err(format!("offset of {hours} hours is out of range"));
         }
-        if hour > 23 || minute > 59 || second > 59 {
-            return Err(format!(
-                "time {hour:02}:{minute:02}:{second:02} is out of range"
-            ));
-        }
-        millis += ((hour * 60 + minute) * 60 + second) * 1000 + fraction;
-        let utc = cursor.eat(b'Z') || cursor.eat(b'z');
-        if !utc && let Some(sign) = [b'+', b'-'].into_iter().find(|s| cursor.eat(*s)) {
-            let hours = cursor.number(2).ok_or(shape)?;
-            let minutes = if cursor.eat(b':') {
-                cursor.number(2).ok_or(shape)?
-            } else {
-                cursor.number(2).unwrap_or(0)
-            };
-            if hours > 23 || minutes > 59 {
-                return Err(format!("offset {hours:02}:{minutes:02} is out of range"));
-            }
-            let offset = (hours * 60 + minutes) * 60_000;
-            millis -= if sign == b'+' { offset } else { -offset };
-        }
-    }
-    if cursor.at != text.len() {
-        return Err(format!(
-            "unexpected '{}' ({shape})",
-            &text[cursor.at.min(text.len())..]
-        ));
-    }
-    Ok(millis)
-}
-
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl Cursor<'_> {
-    fn eat(&mut self, b: u8) -> bool {
-        let hit = self.bytes.get(self.at) == Some(&b);
-        self.at += usize::from(hit);
-        hit
-    }
-
-    /// `sep` and then two ASCII digits.
-    fn after(&mut self, sep: u8) -> Option<i64> {
-        if self.eat(sep) { self.number(2) } else { None }
-    }
-
-    /// Exactly `n` ASCII digits.
-    fn number(&mut self, n: usize) -> Option<i64> {
-        let digits = self.bytes.get(self.at..self.at + n)?;
-        if !digits.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        self.at += n;
-        Some(digits.iter().fold(0, |v, b| v * 10 + i64::from(b - b'0')))
-    }
-
-    /// All the ASCII digits from here on.
-    fn digits(&mut self) -> &str {
-        let start = self.at;
-        while self.bytes.get(self.at).is_some_and(u8::is_ascii_digit) {
-            self.at += 1;
-        }
-        std::str::from_utf8(&self.bytes[start..self.at]).expect("ASCII digits")
-    }
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year.rem_euclid(400);
-    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
+        Some(_) => UtcOffset::try_from(parsed).map_err(|e| e.to_string())?,
+        None => UtcOffset::UTC,
+    };
+    let nanos = PrimitiveDateTime::new(date, time)
+        .assume_offset(offset)
+        .unix_timestamp_nanos();
+    // Finer digits than milliseconds are dropped, towards the past.
+    i64::try_from(nanos.div_euclid(1_000_000)).map_err(|_| "out of range".to_owned())
 }
 
 #[cfg(test)]
