@@ -118,16 +118,20 @@ impl fmt::Debug for Identity {
     }
 }
 
-/// Checks that `name` can be a node name: 1-63 of `[A-Za-z0-9-]`, not starting or ending with '-', not a number.
+/// Checks that `name` can be a node name: a DNS host name (`n1`, `db1.eu-west.example.com`),
+/// that is dot-separated labels of 1-63 `[A-Za-z0-9-]` not starting or ending with '-',
+/// at most 253 characters, not ending in a number.
 pub fn validate_node_name(name: &str) -> Result<(), ClusterError> {
-    let valid = (1..=63).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
-        // Certificate name checks refuse numeric names (e.g. "12", "0x1f") as IP-address
-        // look-alikes, so a node with such a name could never be verified by its peers.
-        && DnsName::try_from(name).is_ok();
-    if valid {
+    let label = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    // Certificate name checks refuse names whose last label is a number (`12`, `10.0.0.1`,
+    // `0x1f`) as IP-address look-alikes, so a node with such a name could never be
+    // verified by its peers.
+    if name.len() <= 253 && name.split('.').all(label) && DnsName::try_from(name).is_ok() {
         Ok(())
     } else {
         Err(ClusterError::InvalidNodeName(name.to_owned()))
@@ -362,21 +366,62 @@ mod tests {
 
     #[test]
     fn node_names_are_validated() {
-        for good in ["n1", "node-a", "A", "a-b-c", "x1y", &"a".repeat(63)] {
+        let longest = [
+            "a".repeat(63),
+            "b".repeat(63),
+            "c".repeat(63),
+            "d".repeat(61),
+        ]
+        .join(".");
+        assert_eq!(longest.len(), 253);
+        for good in [
+            "n1",
+            "node-a",
+            "A",
+            "a-b-c",
+            "x1y",
+            &"a".repeat(63),
+            "a.b",
+            "db1.eu-west.example.com",
+            "DB1.Example.COM",
+            "12.example",
+            "node-1.12a",
+            "xn--bcher-kva.example",
+            &longest,
+        ] {
             validate_node_name(good).unwrap_or_else(|e| panic!("{good}: {e}"));
         }
         for bad in [
             "",
             "-a",
             "a-",
-            "a.b",
             "a_b",
             "a b",
             "é",
+            "bücher.example",
             "12",
             "0",
             "0x1f",
             &"a".repeat(64),
+            // Host names, but not node names.
+            ".",
+            ".a",
+            "a.",
+            "a..b",
+            "db1.-eu.example",
+            "db1.eu-.example",
+            "a.b_c.example",
+            &format!("{}.b", "a".repeat(64)),
+            &format!("{longest}e"),
+            &format!("{longest}.e"),
+            // IP addresses and their look-alikes.
+            "10.0.0.1",
+            "127.0.0.1",
+            "a.12",
+            "a.0x1f",
+            "::1",
+            "[::1]",
+            "*.example.com",
         ] {
             assert!(
                 matches!(
@@ -399,7 +444,7 @@ mod tests {
         let cert = params.self_signed(&key).unwrap();
         assert_eq!(cert_node_name(cert.der()).as_deref(), Some("cn-only"));
 
-        let mut params = CertificateParams::new(vec!["not.a.node".to_owned()]).unwrap();
+        let mut params = CertificateParams::new(vec!["not_a_node".to_owned()]).unwrap();
         params.distinguished_name = common_name("n1");
         let cert = params.self_signed(&key).unwrap();
         assert_eq!(cert_node_name(cert.der()), None, "SAN wins over CN");
@@ -540,9 +585,20 @@ mod tests {
                 cert_with(vec![dns("12")], &[cn("n1")]),
                 None,
             ),
+            // Refused by the walk, whose node names had no dots.
             (
                 "dotted DNS SAN",
-                cert_with(vec![dns("not.a.node")], &[cn("n1")]),
+                cert_with(vec![dns("db1.eu-west.example.com")], &[cn("n1")]),
+                Some("db1.eu-west.example.com"),
+            ),
+            (
+                "dotted CN",
+                cert_with(vec![], &[cn("db2.eu-west.example.com")]),
+                Some("db2.eu-west.example.com"),
+            ),
+            (
+                "IP address as a DNS SAN",
+                cert_with(vec![dns("10.0.0.1")], &[cn("n1")]),
                 None,
             ),
             // An empty subject makes the SAN extension critical.
