@@ -3,9 +3,11 @@
 /// What went wrong in cluster identity, trust or transport handling.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    /// A node name is not a valid DNS label (1-63 of `[A-Za-z0-9-]`, no leading/trailing `-`, not a number such as `12` or `0x1f`).
+    /// A node name is not a DNS host name: dot-separated labels of 1-63 `[A-Za-z0-9-]`
+    /// without a leading or trailing `-`, at most 253 characters, not ending in a number
+    /// such as `12`, `10.0.0.1` or `0x1f`.
     #[error(
-        "invalid node name {0:?}: use 1-63 letters, digits or '-', not starting or ending with '-', and not a number"
+        "invalid node name {0:?}: use a host name, labels of 1-63 letters, digits or '-' separated by dots, no label starting or ending with '-', at most 253 characters, and not ending in a number"
     )]
     InvalidNodeName(String),
     /// The stored identity is unusable or belongs to another node; needs operator attention.

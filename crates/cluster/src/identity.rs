@@ -12,6 +12,9 @@ use rcgen::{
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, DnsName, PrivateKeyDer};
+use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::FromDer;
 
 use crate::ClusterError;
 
@@ -115,16 +118,20 @@ impl fmt::Debug for Identity {
     }
 }
 
-/// Checks that `name` can be a node name: 1-63 of `[A-Za-z0-9-]`, not starting or ending with '-', not a number.
+/// Checks that `name` can be a node name: a DNS host name (`n1`, `db1.eu-west.example.com`),
+/// that is dot-separated labels of 1-63 `[A-Za-z0-9-]` not starting or ending with '-',
+/// at most 253 characters, not ending in a number.
 pub fn validate_node_name(name: &str) -> Result<(), ClusterError> {
-    let valid = (1..=63).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
-        // Certificate name checks refuse numeric names (e.g. "12", "0x1f") as IP-address
-        // look-alikes, so a node with such a name could never be verified by its peers.
-        && DnsName::try_from(name).is_ok();
-    if valid {
+    let label = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    // Certificate name checks refuse names whose last label is a number (`12`, `10.0.0.1`,
+    // `0x1f`) as IP-address look-alikes, so a node with such a name could never be
+    // verified by its peers.
+    if name.len() <= 253 && name.split('.').all(label) && DnsName::try_from(name).is_ok() {
         Ok(())
     } else {
         Err(ClusterError::InvalidNodeName(name.to_owned()))
@@ -261,138 +268,24 @@ fn io_at(path: &Path) -> impl Fn(io::Error) -> ClusterError + '_ {
     move |e| ClusterError::Io(io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
-/// The node name in a certificate: its first DNS SAN, else its CN; `None` unless that is a valid node name.
-///
-/// A minimal DER walk instead of a full X.509 parser: rustls does not expose
-/// the names in a certificate, and no parser crate is a dependency. It only
-/// has to locate two well-known fields, and everything it returns is checked
-/// by `validate_node_name`; anything unexpected yields `None`. Callers rely
-/// on it only for certificates that rustls has already verified.
+/// The node name in a certificate: its first DNS SAN, else its CN; `None` unless that is
+/// a valid node name, or if the certificate does not parse or holds more than one SAN
+/// extension. Callers rely on it only for certificates that rustls has already verified.
 pub(crate) fn cert_node_name(der: &[u8]) -> Option<String> {
-    const SEQUENCE: u8 = 0x30;
-    let (SEQUENCE, cert, _) = tlv(der)? else {
-        return None;
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let san = cert.subject_alternative_name().ok()?;
+    let dns = san
+        .into_iter()
+        .flat_map(|ext| &ext.value.general_names)
+        .find_map(|name| match name {
+            GeneralName::DNSName(dns) => Some(*dns),
+            _ => None,
+        });
+    let name = match dns {
+        Some(dns) => dns,
+        None => cert.subject().iter_common_name().next()?.as_str().ok()?,
     };
-    let (SEQUENCE, tbs, _) = tlv(cert)? else {
-        return None;
-    };
-    let mut rest = tbs;
-    // version [0] EXPLICIT is optional; serialNumber, signature, issuer and validity precede the subject.
-    if let (0xa0, _, after) = tlv(rest)? {
-        rest = after;
-    }
-    for _ in 0..4 {
-        rest = tlv(rest)?.2;
-    }
-    let (SEQUENCE, subject, after) = tlv(rest)? else {
-        return None;
-    };
-    rest = tlv(after)?.2; // subjectPublicKeyInfo
-
-    let mut name = None;
-    while !rest.is_empty() {
-        let (tag, content, after) = tlv(rest)?;
-        rest = after;
-        if tag == 0xa3 {
-            name = san_dns_name(content)?;
-        }
-    }
-    let name = match name {
-        Some(n) => n,
-        None => subject_cn(subject)?,
-    };
-    validate_node_name(&name).ok().map(|()| name)
-}
-
-/// First dNSName of the subjectAltName extension in the `[3]` extensions field; `Some(None)` if there is none.
-fn san_dns_name(extensions: &[u8]) -> Option<Option<String>> {
-    const OID_SAN: &[u8] = &[0x55, 0x1d, 0x11];
-    let (0x30, mut list, _) = tlv(extensions)? else {
-        return None;
-    };
-    while !list.is_empty() {
-        let (0x30, ext, after) = tlv(list)? else {
-            return None;
-        };
-        list = after;
-        let (0x06, oid, mut fields) = tlv(ext)? else {
-            return None;
-        };
-        if oid != OID_SAN {
-            continue;
-        }
-        if let (0x01, _, after) = tlv(fields)? {
-            fields = after; // critical
-        }
-        let (0x04, value, _) = tlv(fields)? else {
-            return None;
-        };
-        let (0x30, mut names, _) = tlv(value)? else {
-            return None;
-        };
-        while !names.is_empty() {
-            let (tag, content, after) = tlv(names)?;
-            names = after;
-            if tag == 0x82 {
-                return Some(Some(String::from_utf8(content.to_vec()).ok()?));
-            }
-        }
-    }
-    Some(None)
-}
-
-/// The commonName in a subject Name.
-fn subject_cn(mut rdns: &[u8]) -> Option<String> {
-    const OID_CN: &[u8] = &[0x55, 0x04, 0x03];
-    while !rdns.is_empty() {
-        let (0x31, mut set, after) = tlv(rdns)? else {
-            return None;
-        };
-        rdns = after;
-        while !set.is_empty() {
-            let (0x30, attr, after) = tlv(set)? else {
-                return None;
-            };
-            set = after;
-            let (0x06, oid, value) = tlv(attr)? else {
-                return None;
-            };
-            // UTF8String, PrintableString or IA5String.
-            if let (0x0c | 0x13 | 0x16, text, _) = tlv(value)?
-                && oid == OID_CN
-            {
-                return String::from_utf8(text.to_vec()).ok();
-            }
-        }
-    }
-    None
-}
-
-/// Splits one DER element off `input`: (tag, contents, remainder).
-fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    if tag & 0x1f == 0x1f {
-        return None; // multi-byte tags never occur in the fields read here
-    }
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let (bytes, rest) = rest.split_at(n);
-        let len = bytes
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-        (len, rest)
-    };
-    if rest.len() < len {
-        return None;
-    }
-    let (content, rest) = rest.split_at(len);
-    Some((tag, content, rest))
+    validate_node_name(name).ok().map(|()| name.to_owned())
 }
 
 #[cfg(test)]
@@ -473,21 +366,62 @@ mod tests {
 
     #[test]
     fn node_names_are_validated() {
-        for good in ["n1", "node-a", "A", "a-b-c", "x1y", &"a".repeat(63)] {
+        let longest = [
+            "a".repeat(63),
+            "b".repeat(63),
+            "c".repeat(63),
+            "d".repeat(61),
+        ]
+        .join(".");
+        assert_eq!(longest.len(), 253);
+        for good in [
+            "n1",
+            "node-a",
+            "A",
+            "a-b-c",
+            "x1y",
+            &"a".repeat(63),
+            "a.b",
+            "db1.eu-west.example.com",
+            "DB1.Example.COM",
+            "12.example",
+            "node-1.12a",
+            "xn--bcher-kva.example",
+            &longest,
+        ] {
             validate_node_name(good).unwrap_or_else(|e| panic!("{good}: {e}"));
         }
         for bad in [
             "",
             "-a",
             "a-",
-            "a.b",
             "a_b",
             "a b",
             "é",
+            "bücher.example",
             "12",
             "0",
             "0x1f",
             &"a".repeat(64),
+            // Host names, but not node names.
+            ".",
+            ".a",
+            "a.",
+            "a..b",
+            "db1.-eu.example",
+            "db1.eu-.example",
+            "a.b_c.example",
+            &format!("{}.b", "a".repeat(64)),
+            &format!("{longest}e"),
+            &format!("{longest}.e"),
+            // IP addresses and their look-alikes.
+            "10.0.0.1",
+            "127.0.0.1",
+            "a.12",
+            "a.0x1f",
+            "::1",
+            "[::1]",
+            "*.example.com",
         ] {
             assert!(
                 matches!(
@@ -510,12 +444,175 @@ mod tests {
         let cert = params.self_signed(&key).unwrap();
         assert_eq!(cert_node_name(cert.der()).as_deref(), Some("cn-only"));
 
-        let mut params = CertificateParams::new(vec!["not.a.node".to_owned()]).unwrap();
+        let mut params = CertificateParams::new(vec!["not_a_node".to_owned()]).unwrap();
         params.distinguished_name = common_name("n1");
         let cert = params.self_signed(&key).unwrap();
         assert_eq!(cert_node_name(cert.der()), None, "SAN wins over CN");
 
         assert_eq!(cert_node_name(b"\x30\x03\x30\x01"), None);
         assert_eq!(cert_node_name(&[]), None);
+    }
+
+    /// A certificate signed by a fresh key, with `sans` and a subject of `subject`.
+    fn cert_with(sans: Vec<rcgen::SanType>, subject: &[(DnType, rcgen::DnValue)]) -> Vec<u8> {
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = sans;
+        let mut dn = DistinguishedName::new();
+        for (kind, value) in subject {
+            dn.push(kind.clone(), value.clone());
+        }
+        params.distinguished_name = dn;
+        let key = KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    /// The names recorded from the hand-written DER walk that `cert_node_name` once was,
+    /// for the certificates nodes make and the shapes around them: whatever parses the
+    /// certificate, the same certificates must name the same nodes (or none).
+    #[test]
+    fn certificate_node_names_match_the_recorded_results() {
+        use rcgen::{DnValue, SanType};
+        let dns = |name: &str| SanType::DnsName(name.try_into().unwrap());
+        let cn = |name: &str| (DnType::CommonName, DnValue::Utf8String(name.into()));
+
+        let dir = tempfile::tempdir().unwrap();
+        let identity = Identity::load_or_create(dir.path(), "node-a").unwrap();
+        let node = identity.cert_chain()[0].to_vec();
+        let mut trailing = node.clone();
+        trailing.extend_from_slice(b"\x05\x00");
+
+        let cases: Vec<(&str, Vec<u8>, Option<&str>)> = vec![
+            ("node certificate", node.clone(), Some("node-a")),
+            ("node CA", identity.ca_der().to_vec(), None),
+            (
+                "node certificate with trailing bytes",
+                trailing,
+                Some("node-a"),
+            ),
+            (
+                "truncated node certificate",
+                node[..node.len() - 1].to_vec(),
+                None,
+            ),
+            (
+                "CN only",
+                cert_with(vec![], &[cn("cn-only")]),
+                Some("cn-only"),
+            ),
+            (
+                "PrintableString CN",
+                cert_with(
+                    vec![],
+                    &[(
+                        DnType::CommonName,
+                        DnValue::PrintableString("printable".try_into().unwrap()),
+                    )],
+                ),
+                Some("printable"),
+            ),
+            (
+                "IA5String CN",
+                cert_with(
+                    vec![],
+                    &[(
+                        DnType::CommonName,
+                        DnValue::Ia5String("ia5-cn".try_into().unwrap()),
+                    )],
+                ),
+                Some("ia5-cn"),
+            ),
+            (
+                "CN after other attributes",
+                cert_with(
+                    vec![],
+                    &[
+                        (
+                            DnType::CountryName,
+                            DnValue::PrintableString("NL".try_into().unwrap()),
+                        ),
+                        (DnType::OrganizationName, DnValue::Utf8String("Org".into())),
+                        cn("n5"),
+                    ],
+                ),
+                Some("n5"),
+            ),
+            (
+                "CN with a space",
+                cert_with(vec![], &[cn("Shoal CA n1")]),
+                None,
+            ),
+            ("numeric CN", cert_with(vec![], &[cn("12")]), None),
+            ("no names at all", cert_with(vec![], &[]), None),
+            (
+                "several DNS SANs",
+                cert_with(vec![dns("first"), dns("second")], &[cn("cn")]),
+                Some("first"),
+            ),
+            (
+                "IP SAN before a DNS SAN",
+                cert_with(
+                    vec![SanType::IpAddress([127, 0, 0, 1].into()), dns("n2")],
+                    &[cn("cn")],
+                ),
+                Some("n2"),
+            ),
+            (
+                "only an IP SAN: the CN",
+                cert_with(
+                    vec![SanType::IpAddress(std::net::Ipv6Addr::LOCALHOST.into())],
+                    &[cn("n3")],
+                ),
+                Some("n3"),
+            ),
+            (
+                "e-mail and URI SANs: the CN",
+                cert_with(
+                    vec![
+                        SanType::Rfc822Name("a@b.example".try_into().unwrap()),
+                        SanType::URI("https://b.example/".try_into().unwrap()),
+                    ],
+                    &[cn("n4")],
+                ),
+                Some("n4"),
+            ),
+            (
+                "invalid DNS SAN wins over the CN",
+                cert_with(vec![dns("a_b")], &[cn("n1")]),
+                None,
+            ),
+            (
+                "numeric DNS SAN",
+                cert_with(vec![dns("12")], &[cn("n1")]),
+                None,
+            ),
+            // Refused by the walk, whose node names had no dots.
+            (
+                "dotted DNS SAN",
+                cert_with(vec![dns("db1.eu-west.example.com")], &[cn("n1")]),
+                Some("db1.eu-west.example.com"),
+            ),
+            (
+                "dotted CN",
+                cert_with(vec![], &[cn("db2.eu-west.example.com")]),
+                Some("db2.eu-west.example.com"),
+            ),
+            (
+                "IP address as a DNS SAN",
+                cert_with(vec![dns("10.0.0.1")], &[cn("n1")]),
+                None,
+            ),
+            // An empty subject makes the SAN extension critical.
+            (
+                "critical SAN",
+                cert_with(vec![dns("critical-san")], &[]),
+                Some("critical-san"),
+            ),
+            ("empty input", Vec::new(), None),
+            ("empty sequences", b"\x30\x03\x30\x01\x00".to_vec(), None),
+            ("not DER", b"-----BEGIN CERTIFICATE-----".to_vec(), None),
+        ];
+        for (what, der, expected) in cases {
+            assert_eq!(cert_node_name(&der).as_deref(), expected, "{what}");
+        }
     }
 }

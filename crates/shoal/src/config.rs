@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
+use shoal_cluster::identity::validate_node_name;
 
 /// File name of the configuration inside the root folder.
 pub(crate) const CONFIG_FILE: &str = "shoal-config.yaml";
@@ -177,7 +178,8 @@ impl Default for RestSection {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct NodeSection {
-    /// Unique node name; defaults to the host name.
+    /// Unique node name, a host name (dots allowed, e.g. `db1.eu-west.example.com`);
+    /// defaults to the machine's host name.
     pub(crate) name: String,
     /// Milliseconds added to the system clock for this node's timestamps. For tests of a
     /// node whose clock is wrong; leave at 0 (it is not written to new config files).
@@ -545,27 +547,62 @@ pub(crate) fn hostname() -> String {
         .unwrap_or_else(|| "shoal".into())
 }
 
-/// A default node name from the host name: its first label, with anything a node name
-/// may not hold (node names are DNS labels) turned into `-`.
+/// The default node name: the host name, as Harper's is.
 fn default_node_name() -> String {
-    let host = hostname();
-    let label = host.split('.').next().unwrap_or_default();
-    let name: String = label
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .take(63)
+    node_name_from_host(&hostname())
+}
+
+/// `host` as a node name, with anything a node name may not hold turned into `-`; its
+/// first label if the whole still is no node name, else `shoal`.
+fn node_name_from_host(host: &str) -> String {
+    let labels: Vec<String> = host
+        .split('.')
+        .map(|label| {
+            let label: String = label
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                .take(63)
+                .collect();
+            label.trim_matches('-').to_owned()
+        })
+        .filter(|label| !label.is_empty())
         .collect();
-    let name = name.trim_matches('-');
-    if name.is_empty() || name.chars().all(|c| c.is_ascii_digit()) {
-        "shoal".into()
-    } else {
-        name.to_owned()
-    }
+    [
+        labels.join("."),
+        labels.first().cloned().unwrap_or_default(),
+    ]
+    .into_iter()
+    .find(|name| validate_node_name(name).is_ok())
+    .unwrap_or_else(|| "shoal".into())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_names_from_host_names() {
+        for (host, name) in [
+            ("db1", "db1"),
+            ("db1.eu-west.example.com", "db1.eu-west.example.com"),
+            ("db1.eu-west.example.com.", "db1.eu-west.example.com"),
+            ("db_1.my_zone", "db-1.my-zone"),
+            ("host.10", "host"),
+            ("10.0.0.1", "shoal"),
+            ("12", "shoal"),
+            ("", "shoal"),
+            ("-.-", "shoal"),
+        ] {
+            assert_eq!(node_name_from_host(host), name, "{host:?}");
+        }
+        let long = format!("{}.example", "a".repeat(300));
+        assert_eq!(
+            node_name_from_host(&long),
+            format!("{}.example", "a".repeat(63))
+        );
+        let long = vec!["a".repeat(63); 5].join(".");
+        assert_eq!(node_name_from_host(&long), "a".repeat(63));
+    }
 
     #[test]
     fn file_then_overrides() {

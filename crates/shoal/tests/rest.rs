@@ -11,6 +11,7 @@
 
 use std::cmp::Ordering;
 use std::path::Path;
+use std::time::{Duration, UNIX_EPOCH};
 
 use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder};
@@ -185,42 +186,18 @@ fn keys(value: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Parses CSV text (RFC 4180: quoted fields, doubled quotes, CRLF rows).
+/// The rows of CSV text, header row included.
 fn parse_csv(text: &str) -> Vec<Vec<String>> {
-    let mut rows = Vec::new();
-    let mut row = Vec::new();
-    let mut field = String::new();
-    let mut quoted = false;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if quoted {
-            match c {
-                '"' if chars.peek() == Some(&'"') => {
-                    chars.next();
-                    field.push('"');
-                }
-                '"' => quoted = false,
-                other => field.push(other),
-            }
-            continue;
-        }
-        match c {
-            '"' => quoted = true,
-            ',' => row.push(std::mem::take(&mut field)),
-            '\r' => {}
-            '\n' => {
-                row.push(std::mem::take(&mut field));
-                rows.push(std::mem::take(&mut row));
-            }
-            other => field.push(other),
-        }
-    }
-    assert!(!quoted, "unterminated quoted CSV field in {text:?}");
-    if !field.is_empty() || !row.is_empty() {
-        row.push(field);
-        rows.push(row);
-    }
-    rows
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text.as_bytes())
+        .records()
+        .map(|row| {
+            let row = row.unwrap_or_else(|e| panic!("bad CSV ({e}) in {text:?}"));
+            row.iter().map(str::to_owned).collect()
+        })
+        .collect()
 }
 
 /// A JSON value as the server's CSV shows it: strings as is, null/absent empty, anything
@@ -231,34 +208,6 @@ fn csv_text(value: Option<&Value>) -> String {
         Some(Value::String(s)) => s.clone(),
         Some(other) => other.to_string(),
     }
-}
-
-/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) for seconds since the epoch.
-fn http_date(secs: u64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
-        DAYS[(days % 7) as usize],
-        MONTHS[month as usize - 1],
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 fn cbor<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> T {
@@ -1656,7 +1605,7 @@ async fn etag_and_conditional_get() -> anyhow::Result<()> {
     );
     assert_eq!(
         modified,
-        http_date((hlc >> 16) / 1000),
+        httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_millis(hlc >> 16)),
         "Last-Modified is the version's time"
     );
 

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use shoal_cluster::{Cluster, ClusterError};
+use url::Url;
 
 use super::Reply;
 use crate::AppState;
@@ -33,25 +34,36 @@ fn cluster_error(e: ClusterError) -> ApiError {
     }
 }
 
-/// The peer's replication address from `url` (`wss://host:port`, `host:port`) or
-/// `hostname` (with the default port).
+/// The peer's replication address, `host:port`, from Harper's `url` (`wss://host:port`,
+/// `host:port`, `host`; IPv6 literals in brackets) or `hostname` (`host` or `host:port`);
+/// without a port, the default replication port.
 fn target(value: &Value) -> Result<String, ApiError> {
-    if let Some(url) = value.get("url").and_then(Value::as_str) {
-        let bare = url
-            .split_once("://")
-            .map_or(url, |(_, rest)| rest)
-            .trim_end_matches('/');
-        return Ok(if bare.contains(':') {
-            bare.to_owned()
-        } else {
-            format!("{bare}:{DEFAULT_REPLICATION_PORT}")
-        });
+    let (field, text) = match (value.get("url"), value.get("hostname")) {
+        (Some(Value::String(url)), _) => ("url", url),
+        (_, Some(Value::String(host))) => ("hostname", host),
+        _ => return Err(ApiError::bad_request("'hostname' or 'url' is required")),
+    };
+    let bad = |why: &str| ApiError::bad_request(format!("invalid '{field}' {text:?}: {why}"));
+    // Replication is Shoal's own protocol on its own port whatever scheme the URL names,
+    // so the authority is read under a scheme with no default port of its own.
+    let authority = text
+        .split_once("://")
+        .map_or(text.as_str(), |(_, rest)| rest);
+    let url = Url::parse(&format!("shoal://{authority}")).map_err(|e| bad(&e.to_string()))?;
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| bad("no host"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("credentials go in 'authorization'"));
     }
-    match value.get("hostname").and_then(Value::as_str) {
-        Some(host) if host.contains(':') => Ok(host.to_owned()),
-        Some(host) => Ok(format!("{host}:{DEFAULT_REPLICATION_PORT}")),
-        None => Err(ApiError::bad_request("'hostname' or 'url' is required")),
+    if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("only a host and a port are allowed"));
     }
+    Ok(format!(
+        "{host}:{}",
+        url.port().unwrap_or(DEFAULT_REPLICATION_PORT)
+    ))
 }
 
 async fn add(state: &AppState, spec: &Value) -> Result<String, ApiError> {
@@ -172,4 +184,64 @@ pub(super) fn cluster_status(state: &AppState) -> Result<Reply, ApiError> {
     Ok(Reply::Json(
         cluster(state)?.status().map_err(cluster_error)?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn node_addresses_from_urls_and_host_names() {
+        for (request, address) in [
+            (json!({"url": "wss://node-2:9933"}), "node-2:9933"),
+            (json!({"url": "wss://node-2:9933/"}), "node-2:9933"),
+            (json!({"url": "wss://node-2"}), "node-2:9933"),
+            // The scheme's own default port is not the replication port.
+            (json!({"url": "wss://node-2:443"}), "node-2:443"),
+            (json!({"url": "ws://node-2:80"}), "node-2:80"),
+            (json!({"url": "node-2:1234"}), "node-2:1234"),
+            (json!({"url": "127.0.0.1:1"}), "127.0.0.1:1"),
+            (
+                json!({"url": "wss://db1.eu-west.example.com:9933"}),
+                "db1.eu-west.example.com:9933",
+            ),
+            (json!({"url": "wss://[::1]:9934"}), "[::1]:9934"),
+            (json!({"url": "wss://[::1]"}), "[::1]:9933"),
+            (json!({"url": "[::1]:9934"}), "[::1]:9934"),
+            (json!({"hostname": "node-2"}), "node-2:9933"),
+            (json!({"hostname": "node-2:1234"}), "node-2:1234"),
+            (json!({"hostname": "[::1]"}), "[::1]:9933"),
+            (json!({"hostname": "10.0.0.1"}), "10.0.0.1:9933"),
+            (json!({"url": "wss://a:1", "hostname": "b"}), "a:1"),
+        ] {
+            assert_eq!(target(&request).unwrap(), address, "{request}");
+        }
+    }
+
+    #[test]
+    fn malformed_node_addresses_are_bad_requests() {
+        for (request, needle) in [
+            (json!({}), "'hostname' or 'url' is required"),
+            (json!({"url": 5}), "'hostname' or 'url' is required"),
+            (json!({"url": "wss://"}), "invalid 'url' \"wss://\""),
+            (json!({"url": ""}), "invalid 'url'"),
+            (json!({"url": "wss://node-2:99999"}), "invalid port"),
+            (json!({"url": "wss://node-2:port"}), "invalid port"),
+            (json!({"url": "wss://[::1:9933"}), "invalid IPv6"),
+            (json!({"url": "wss://node 2:9933"}), "invalid 'url'"),
+            (json!({"url": "wss://admin:pw@node-2"}), "credentials"),
+            (
+                json!({"url": "wss://node-2/replication"}),
+                "only a host and a port",
+            ),
+            (json!({"url": "wss://node-2?x=1"}), "only a host and a port"),
+            (json!({"hostname": "node-2:1:2"}), "invalid 'hostname'"),
+        ] {
+            let err = target(&request).unwrap_err();
+            assert_eq!(err.status, axum::http::StatusCode::BAD_REQUEST, "{request}");
+            assert!(err.message.contains(needle), "{request}: {}", err.message);
+        }
+    }
 }
