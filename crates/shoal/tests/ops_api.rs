@@ -2,39 +2,18 @@
 //! and talks to it over HTTP only, checking the answers against HarperDB's Operations
 //! API as described by the compatibility spec.
 
-#[allow(dead_code)]
-mod common;
-
 use std::cmp::Ordering;
 
 use serde_json::{Value, json};
-use shoal_testkit::{DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER, Node};
-
-use common::{
-    assert_error, assert_error_prefix, assert_error_shape, ids, message, nums, rows, start,
-    start_with, strip_timestamps,
+use shoal_testkit::{
+    DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER, Node, assert_error, assert_error_prefix,
+    assert_error_shape, create_table, ids, insert, message, nums, rows, start, start_with,
+    strip_timestamps,
 };
 
 // ---------------------------------------------------------------------------------------
 // Small helpers
 // ---------------------------------------------------------------------------------------
-
-/// Creates `dev.<table>` with primary key `id`.
-async fn create_table(node: &Node, table: &str) -> anyhow::Result<()> {
-    node.op_ok(json!({
-        "operation": "create_table", "database": "dev", "table": table, "primary_key": "id"
-    }))
-    .await?;
-    Ok(())
-}
-
-/// Inserts `records` into `dev.<table>` and returns the answer.
-async fn insert(node: &Node, table: &str, records: Value) -> anyhow::Result<Value> {
-    node.op_ok(json!({
-        "operation": "insert", "database": "dev", "table": table, "records": records
-    }))
-    .await
-}
 
 /// `search_by_id` on `dev.<table>` returning whole records.
 async fn by_ids(node: &Node, table: &str, ids: Value) -> anyhow::Result<Value> {

@@ -10,61 +10,18 @@
 //! on a table with no indexes (so both the index and the full-scan paths are covered).
 
 use std::cmp::Ordering;
-use std::path::Path;
 
 use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder};
 use serde_json::{Map, Value, json};
-use shoal_testkit::{DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER, Node, NodeOptions};
+use shoal_testkit::{
+    DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER, Node, admin, anon, create_table, insert, start,
+    start_with, strip_timestamps,
+};
 
 // ---------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------
-
-/// Options for a node named `name`; the replication port is picked freely (through the
-/// environment, which a node without replication ignores) so nodes can run side by side.
-fn options(name: &str) -> NodeOptions {
-    NodeOptions {
-        env: vec![("SHOAL_REPLICATION_PORT".into(), "0".into())],
-        ..NodeOptions::new(name)
-    }
-}
-
-/// Starts a fresh node named `name`.
-async fn start(name: &str) -> anyhow::Result<Node> {
-    Node::start(Path::new(env!("CARGO_BIN_EXE_shoal")), options(name)).await
-}
-
-/// Creates `dev.<table>` with primary key `id` (and optionally declared attributes).
-async fn create_table(node: &Node, table: &str, attributes: Option<Value>) -> anyhow::Result<()> {
-    let mut op = json!({
-        "operation": "create_table", "database": "dev", "table": table, "primary_key": "id"
-    });
-    if let Some(attributes) = attributes {
-        op["attributes"] = attributes;
-    }
-    node.op_ok(op).await?;
-    Ok(())
-}
-
-/// Inserts `records` into `dev.<table>` through the Operations API.
-async fn insert(node: &Node, table: &str, records: Value) -> anyhow::Result<()> {
-    node.op_ok(json!({
-        "operation": "insert", "database": "dev", "table": table, "records": records
-    }))
-    .await?;
-    Ok(())
-}
-
-/// A request on the HTTP port with the admin's credentials.
-fn admin(node: &Node, method: Method, path: &str) -> RequestBuilder {
-    anon(node, method, path).basic_auth(DEFAULT_ADMIN_USER, Some(DEFAULT_ADMIN_PASSWORD))
-}
-
-/// A request on the HTTP port without credentials.
-fn anon(node: &Node, method: Method, path: &str) -> RequestBuilder {
-    node.client().request(method, node.http_url(path))
-}
 
 /// A whole HTTP answer.
 #[derive(Debug)]
@@ -165,16 +122,6 @@ fn ids_of(rows: &[Value]) -> Vec<u64> {
                 .unwrap_or_else(|| panic!("record without a numeric id: {r}"))
         })
         .collect()
-}
-
-/// A record without the server-maintained timestamps.
-fn strip_timestamps(record: &Value) -> Value {
-    let mut record = record.clone();
-    if let Some(map) = record.as_object_mut() {
-        map.remove("__createdtime__");
-        map.remove("__updatedtime__");
-    }
-    record
 }
 
 /// The keys of an object, in order.
@@ -416,7 +363,7 @@ fn by_text(a: &Value, b: &Value, attr: &str) -> Ordering {
 /// through index scans and once through a full scan.
 async fn load_dataset(node: &Node) -> anyhow::Result<Vec<Value>> {
     let data = dataset();
-    create_table(node, "dog", None).await?;
+    create_table(node, "dog").await?;
     let plain: Vec<Value> = [
         "name", "age", "weight", "adopted", "code", "birthday", "breed", "owner", "tags",
         "nickname", "long",
@@ -424,7 +371,11 @@ async fn load_dataset(node: &Node) -> anyhow::Result<Vec<Value>> {
     .iter()
     .map(|a| json!({"name": a, "indexed": false}))
     .collect();
-    create_table(node, "dog_plain", Some(Value::Array(plain))).await?;
+    node.op_ok(json!({
+        "operation": "create_table", "database": "dev", "table": "dog_plain",
+        "primary_key": "id", "attributes": plain
+    }))
+    .await?;
     for table in ["dog", "dog_plain"] {
         insert(node, table, Value::Array(data.clone())).await?;
     }
@@ -440,7 +391,7 @@ const TABLES: [&str; 2] = ["dog", "dog_plain"];
 #[tokio::test]
 async fn record_methods_and_status_codes() -> anyhow::Result<()> {
     let node = start("rest-methods").await?;
-    create_table(&node, "dog", None).await?;
+    create_table(&node, "dog").await?;
 
     // PUT creates (204, no body) and replaces.
     let put = send(admin(&node, Method::PUT, "/dev/dog/1").json(&json!({"name": "Rex", "age": 3})))
@@ -656,7 +607,7 @@ async fn record_methods_and_status_codes() -> anyhow::Result<()> {
 #[tokio::test]
 async fn describe_collection_and_delete_by_query() -> anyhow::Result<()> {
     let node = start("rest-collection").await?;
-    create_table(&node, "dog", None).await?;
+    create_table(&node, "dog").await?;
     let records: Vec<Value> = (1..=10)
         .map(|i| json!({"id": i, "kind": if i % 2 == 0 { "even" } else { "odd" }, "n": i}))
         .collect();
@@ -1181,7 +1132,7 @@ async fn select_sort_and_limit_shape_the_results() -> anyhow::Result<()> {
 #[tokio::test]
 async fn malformed_queries_are_400() -> anyhow::Result<()> {
     let node = start("rest-malformed").await?;
-    create_table(&node, "dog", None).await?;
+    create_table(&node, "dog").await?;
     insert(&node, "dog", json!([{"id": 1, "name": "Rex", "age": 3}])).await?;
     let malformed = [
         "name=(Rex",
@@ -1252,7 +1203,7 @@ async fn malformed_queries_are_400() -> anyhow::Result<()> {
 #[tokio::test]
 async fn content_types_round_trip() -> anyhow::Result<()> {
     let node = start("rest-formats").await?;
-    create_table(&node, "dog", None).await?;
+    create_table(&node, "dog").await?;
     let body = json!({
         "name": "Format", "age": 3, "weight": 4.5, "tags": ["a", "b"],
         "nested": {"k": [1, 2, {"deep": "x"}]}, "flag": true, "nothing": null,
@@ -1436,7 +1387,7 @@ async fn content_types_round_trip() -> anyhow::Result<()> {
 #[tokio::test]
 async fn large_results_stream_whole_in_every_format() -> anyhow::Result<()> {
     let node = start("rest-large").await?;
-    create_table(&node, "big", None).await?;
+    create_table(&node, "big").await?;
     const N: u64 = 400;
     let records: Vec<Value> = (1..=N)
         .map(|i| json!({"id": i, "blob": format!("{i}:{}", "b".repeat(1000)), "odd": i % 2 == 1}))
@@ -1625,7 +1576,7 @@ async fn csv_responses() -> anyhow::Result<()> {
 #[tokio::test]
 async fn etag_and_conditional_get() -> anyhow::Result<()> {
     let node = start("rest-etag").await?;
-    create_table(&node, "dog", None).await?;
+    create_table(&node, "dog").await?;
     let put = send(admin(&node, Method::PUT, "/dev/dog/1").json(&json!({"name": "Rex"}))).await?;
     assert_eq!(put.status, 204);
 
@@ -1738,7 +1689,7 @@ async fn etag_and_conditional_get() -> anyhow::Result<()> {
 #[tokio::test]
 async fn post_location_resolves() -> anyhow::Result<()> {
     let node = start("rest-post").await?;
-    create_table(&node, "dog", None).await?;
+    create_table(&node, "dog").await?;
 
     // A generated id.
     let post = send(admin(&node, Method::POST, "/dev/dog/").json(&json!({"name": "Gen"}))).await?;
@@ -1789,7 +1740,7 @@ async fn post_location_resolves() -> anyhow::Result<()> {
 #[tokio::test]
 async fn body_id_agreeing_with_the_url_addresses_the_same_record() -> anyhow::Result<()> {
     let node = start("rest-body-id").await?;
-    create_table(&node, "dog", None).await?;
+    create_table(&node, "dog").await?;
     for id in [1, 2, 3] {
         let put =
             send(admin(&node, Method::PUT, &format!("/dev/dog/{id}")).json(&json!({"name": "a"})))
@@ -1853,7 +1804,7 @@ async fn body_id_agreeing_with_the_url_addresses_the_same_record() -> anyhow::Re
 #[tokio::test]
 async fn post_location_resolves_for_ids_ending_in_a_format_suffix() -> anyhow::Result<()> {
     let node = start("rest-post-suffix").await?;
-    create_table(&node, "dog", None).await?;
+    create_table(&node, "dog").await?;
     let mut failures = Vec::new();
     for id in ["report.csv", "data.json", "blob.cbor", "pack.msgpack"] {
         let post =
@@ -1878,12 +1829,8 @@ async fn post_location_resolves_for_ids_ending_in_a_format_suffix() -> anyhow::R
 
 #[tokio::test]
 async fn oversized_body_is_413() -> anyhow::Result<()> {
-    let opts = NodeOptions {
-        args: vec!["--max-body-bytes".into(), "1000".into()],
-        ..options("rest-413")
-    };
-    let node = Node::start(Path::new(env!("CARGO_BIN_EXE_shoal")), opts).await?;
-    create_table(&node, "dog", None).await?;
+    let node = start_with("rest-413", &["--max-body-bytes", "1000"]).await?;
+    create_table(&node, "dog").await?;
     let big = json!({"blob": "x".repeat(2000)});
     for (method, path) in [
         (Method::PUT, "/dev/dog/1"),
@@ -2003,7 +1950,7 @@ async fn component_export_and_drop() -> anyhow::Result<()> {
 #[tokio::test]
 async fn rest_requires_authentication() -> anyhow::Result<()> {
     let node = start("rest-auth").await?;
-    create_table(&node, "dog", None).await?;
+    create_table(&node, "dog").await?;
     let put = send(admin(&node, Method::PUT, "/dev/dog/1").json(&json!({"name": "Rex"}))).await?;
     assert_eq!(put.status, 204);
 
