@@ -6,10 +6,10 @@ use std::process::Output;
 use std::time::Duration;
 
 use serde_json::Value;
-use shoal_testkit::{DEFAULT_ADMIN_PASSWORD, Node, NodeOptions};
+use shoal_testkit::{DEFAULT_ADMIN_PASSWORD, shoal_bin, start};
 
 fn shoal(args: &[&str], root: &Path) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+    std::process::Command::new(shoal_bin())
         .args(args)
         .arg("--root")
         .arg(root)
@@ -24,12 +24,7 @@ fn text(bytes: &[u8]) -> String {
 
 #[tokio::test]
 async fn status_op_and_stop_drive_a_running_node() {
-    let mut node = Node::start(
-        Path::new(env!("CARGO_BIN_EXE_shoal")),
-        NodeOptions::new("cli"),
-    )
-    .await
-    .unwrap();
+    let mut node = start("cli").await.unwrap();
     let root = node.root().to_owned();
 
     let status = shoal(&["status"], &root);
@@ -90,7 +85,7 @@ async fn status_op_and_stop_drive_a_running_node() {
 
 #[test]
 fn version_prints_the_version() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+    let out = std::process::Command::new(shoal_bin())
         .arg("version")
         .output()
         .unwrap();

@@ -11,10 +11,6 @@
 //! assertion message names it. Nothing waits by sleeping: every wait polls with a
 //! deadline (sleeps only let time pass while writes go on, or pace writers).
 
-// The shared harness; this file uses only part of it.
-#[allow(dead_code)]
-mod cluster_support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -23,11 +19,12 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
+use shoal_testkit::{OrPanic, seed};
 use tokio::sync::Notify;
 
-use cluster_support::{
-    DB, DBS, Handle, Ledger, Member, Op, OrPanic, Outcome, TABLE, assert_no_problems, by_key,
-    converge_and_check, dump, join, links_up, log_times, logs, prepare, refs, seed, socket,
+use shoal_testkit::cluster::{
+    DB, DBS, Handle, Ledger, Member, Op, Outcome, TABLE, assert_no_problems, by_key,
+    converge_and_check, dump, join, link_counter, links_up, log_times, logs, prepare, refs, socket,
     sockets, start_cluster, status, wait_converged, wait_links, wait_table,
 };
 
@@ -178,15 +175,6 @@ async fn conflicting_writes_pick_the_greatest_hlc_then_node() {
             "seed {seed}: {key} must hold the write with the greatest (txn_time, node)"
         );
     }
-}
-
-/// Sums a counter over the links of `node_status` for `database`, from every peer.
-fn link_counter(node_status: &Value, peers: &[&str], database: &str, counter: &str) -> u64 {
-    peers
-        .iter()
-        .filter_map(|p| socket(node_status, p, database))
-        .map(|s| s[counter].as_u64().unwrap_or(0))
-        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

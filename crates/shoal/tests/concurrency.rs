@@ -5,12 +5,11 @@
 //! Seeded: set `SHOAL_TEST_SEED` to replay a run; the seed is printed on failure.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use shoal_testkit::{DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER, Node, NodeOptions};
+use shoal_testkit::{DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER, seed, start};
 
 const CLIENTS: usize = 16;
 const WRITES_PER_CLIENT: usize = 60;
@@ -18,17 +17,8 @@ const SHARED_KEYS: u64 = 8;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn last_acknowledged_write_wins_per_key() {
-    let seed: u64 = std::env::var("SHOAL_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random);
-    eprintln!("concurrency test seed: {seed} (SHOAL_TEST_SEED={seed} to replay)");
-    let node = Node::start(
-        Path::new(env!("CARGO_BIN_EXE_shoal")),
-        NodeOptions::new("conc"),
-    )
-    .await
-    .unwrap();
+    let seed = seed("last_acknowledged_write_wins_per_key");
+    let node = start("conc").await.unwrap();
     node.op_ok(
         json!({"operation": "create_table", "database": "dev", "table": "kv", "primary_key": "id"}),
     )

@@ -4,24 +4,16 @@
 //! Seeded: set `SHOAL_TEST_SEED` to replay a run; the seed is printed on failure.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use shoal_testkit::{DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER, Node, NodeOptions};
+use shoal_testkit::{DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER, seed, start};
 
 const CLIENTS: usize = 8;
 const ROUNDS: usize = 3;
-
-fn seed() -> u64 {
-    std::env::var("SHOAL_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random)
-}
 
 /// What one client knows about its own keys: the last acknowledged value and the value
 /// of a write that was in flight when the node died (which may or may not have landed).
@@ -90,15 +82,9 @@ async fn client_loop(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_sigkill() {
-    let seed = seed();
-    eprintln!("crash test seed: {seed} (SHOAL_TEST_SEED={seed} to replay)");
+    let seed = seed("acknowledged_writes_survive_sigkill");
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut node = Node::start(
-        Path::new(env!("CARGO_BIN_EXE_shoal")),
-        NodeOptions::new("crash"),
-    )
-    .await
-    .unwrap();
+    let mut node = start("crash").await.unwrap();
     node.op_ok(
         json!({"operation": "create_table", "database": "dev", "table": "kv", "primary_key": "id"}),
     )

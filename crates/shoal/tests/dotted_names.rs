@@ -3,14 +3,10 @@
 //! reports them. The names need not resolve: nodes dial each other's loopback addresses
 //! (127.0.117.x), and a name only has to match the peer's certificate.
 
-// The shared harness; this file uses only part of it.
-#[allow(dead_code)]
-mod cluster_support;
-
 use anyhow::Context;
 use serde_json::json;
 
-use cluster_support::{
+use shoal_testkit::cluster::{
     DBS, Member, Op, Outcome, add_node_request, links_up, logs, prepare, refs, status,
     wait_converged,
 };

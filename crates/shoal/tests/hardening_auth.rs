@@ -14,11 +14,6 @@
 //! follow the user's record (changes made here or replicated), and failed logins are
 //! limited per username and per client address (429).
 
-#[allow(dead_code)]
-mod cluster_support;
-#[allow(dead_code)]
-mod common;
-
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,11 +22,12 @@ use anyhow::Context;
 use reqwest::header::ACCEPT;
 use reqwest::{Client, Method};
 use serde_json::{Value, json};
-use shoal_testkit::{DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER, Node, wait_until};
+use shoal_testkit::{
+    DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER, Node, assert_error, assert_error_prefix, cluster,
+    start, start_with, wait_until,
+};
 use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-use common::{assert_error, assert_error_prefix};
 
 /// Harper's answer to a change of `system` through a data path (with our product name).
 const SYSTEM_IS_INTERNAL: &str = "The 'system' database, tables and records are used internally by Shoal and cannot be updated or removed.";
@@ -238,7 +234,7 @@ async fn assert_http_hides_system(node: &Node, creds: (&str, &str)) {
 /// the tables, their rows and every login are as they were afterwards.
 #[tokio::test]
 async fn no_one_changes_system_through_data_paths() {
-    let node = common::start("guarded").await.unwrap();
+    let node = start("guarded").await.unwrap();
     add_user(&node, READER, "reader").await;
     add_user(&node, LATE, "super_user").await;
     let client = client_from([127, 0, 0, 1]);
@@ -278,7 +274,7 @@ async fn no_one_changes_system_through_data_paths() {
 /// the role gets Harper's 403s, and its super-user-only operations are refused.
 #[tokio::test]
 async fn only_a_super_user_reads_system() {
-    let node = common::start("readers").await.unwrap();
+    let node = start("readers").await.unwrap();
     add_user(&node, READER, "reader").await;
     let client = client_from([127, 0, 0, 1]);
     for (table, key) in SYSTEM_TABLES {
@@ -347,7 +343,7 @@ async fn only_a_super_user_reads_system() {
 /// login, remembered or not, keeps working.
 #[tokio::test]
 async fn dropping_the_user_table_is_refused_and_logins_keep_working() {
-    let node = common::start("cleanup").await.unwrap();
+    let node = start("cleanup").await.unwrap();
     add_user(&node, LATE, "reader").await;
     for table in ["hdb_user", "hdb_nodes", "hdb_certificate"] {
         let answer = node
@@ -370,7 +366,7 @@ async fn dropping_the_user_table_is_refused_and_logins_keep_working() {
 /// request, although the old credentials were verified (and remembered) just before.
 #[tokio::test]
 async fn password_change_and_user_delete_take_effect_at_once() {
-    let node = common::start("logins").await.unwrap();
+    let node = start("logins").await.unwrap();
     add_user(&node, ("bob", "one"), "reader").await;
     let describe = || json!({"operation": "describe_all"});
     let as_bob = async |password: &str| node.ops_as("bob", password, describe()).await.unwrap();
@@ -450,13 +446,11 @@ async fn password_change_and_user_delete_take_effect_at_once() {
 /// credentials B verified before stop working there at once.
 #[tokio::test]
 async fn replicated_user_changes_take_effect_at_once() {
-    let members = cluster_support::start_cluster(&["ua", "ub"], 91, false, &[])
+    let members = cluster::start_cluster(&["ua", "ub"], 91, false, &[])
         .await
         .unwrap();
-    let refs: Vec<&cluster_support::Member> = members.iter().collect();
-    cluster_support::wait_links(&refs, &["system"])
-        .await
-        .unwrap();
+    let refs: Vec<&cluster::Member> = members.iter().collect();
+    cluster::wait_links(&refs, &["system"]).await.unwrap();
     let (a, b) = (&members[0].node, &members[1].node);
     add_user(a, ("bob", "one"), "reader").await;
     let describe = || json!({"operation": "describe_all"});
@@ -519,7 +513,7 @@ async fn a_wrong_password_flood_is_bounded_and_a_session_keeps_its_latency() {
     const FLOOD: usize = 500;
     const PER_USER: usize = 10;
     const SAMPLES: usize = 100;
-    let node = common::start_with(
+    let node = start_with(
         "flood",
         &[
             "--auth-hash-concurrency",
@@ -622,7 +616,7 @@ async fn a_wrong_password_flood_is_bounded_and_a_session_keeps_its_latency() {
 /// repeating the same refused password is told so again without counting.
 #[tokio::test]
 async fn failed_logins_are_limited_per_address_and_per_user() {
-    let node = common::start_with(
+    let node = start_with(
         "limits",
         &[
             "--auth-failed-logins-per-user",
@@ -670,7 +664,7 @@ async fn failed_logins_are_limited_per_address_and_per_user() {
 /// A username at its limit logs in again once its window has passed.
 #[tokio::test]
 async fn a_limited_username_logs_in_after_its_window() {
-    let node = common::start_with(
+    let node = start_with(
         "window",
         &[
             "--auth-failed-logins-per-user",

@@ -16,9 +16,6 @@
 //! dumps (timestamps included) and each key holding its acknowledged winner. Seeded like
 //! the other cluster tests (`SHOAL_TEST_SEED`); nothing waits by sleeping.
 
-#[allow(dead_code)]
-mod cluster_support;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -27,12 +24,12 @@ use nix::unistd::Pid;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use shoal_testkit::{DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER, Node};
+use shoal_testkit::{DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER, Node, OrPanic, seed};
 
-use cluster_support::{
-    CONVERGE_DEADLINE, DB, DBS, LINKS_DEADLINE, Ledger, Member, Op, OrPanic, Outcome, TABLE,
-    assert_no_problems, converge_and_check, exists, join, join_with, log_times, logs, prepare,
-    refs, seed, socket, start_cluster, status, wait_converged, wait_links, wait_table,
+use shoal_testkit::cluster::{
+    CONVERGE_DEADLINE, DB, DBS, Handle, LINKS_DEADLINE, Ledger, Member, Op, Outcome, TABLE,
+    assert_no_problems, converge_and_check, exists, join, join_with, link_counter, log_times, logs,
+    prepare, refs, socket, start_cluster, status, wait_converged, wait_links, wait_table,
 };
 
 const MIB: usize = 1 << 20;
@@ -155,15 +152,6 @@ async fn keys(node: &Node, database: &str, table: &str) -> anyhow::Result<Vec<Va
         .collect();
     keys.sort_by_key(Value::to_string);
     Ok(keys)
-}
-
-/// A link counter (`full_copies`, ...) summed over `peers`' links for `database`.
-fn link_counter(status: &Value, peers: &[&str], database: &str, field: &str) -> u64 {
-    peers
-        .iter()
-        .filter_map(|p| socket(status, p, database))
-        .map(|s| s[field].as_u64().unwrap_or(0))
-        .sum()
 }
 
 /// The file holding `database` on `node`.
@@ -650,13 +638,7 @@ async fn drops_stay_dropped_for_a_node_away_past_the_log_and_a_late_joiner() {
 }
 
 /// Upserts a padded record of `key` through `h` and notes it; returns its `txn_time`.
-async fn put(
-    h: &cluster_support::Handle,
-    ledger: &mut Ledger,
-    key: &str,
-    tag: &str,
-    seed: u64,
-) -> f64 {
+async fn put(h: &Handle, ledger: &mut Ledger, key: &str, tag: &str, seed: u64) -> f64 {
     let value = json!({"id": key, "tag": tag, "pad": "p".repeat(200)});
     let outcome = h.write(Op::Upsert, key, &value).await.or_panic(seed);
     ledger.note(&h.name, key, Some(value), &outcome);

@@ -8,18 +8,14 @@
 //! membership check interval (500 ms) after a control write made at the same time has
 //! arrived elsewhere.
 
-// The shared harness; this file uses only part of it.
-#[allow(dead_code)]
-mod cluster_support;
-
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use shoal_testkit::{DEFAULT_ADMIN_PASSWORD, Direction, TlsMitm, wait_until};
+use shoal_testkit::{DEFAULT_ADMIN_PASSWORD, Direction, TlsMitm, now_ms, wait_until};
 
-use cluster_support::{
+use shoal_testkit::cluster::{
     DB, DBS, LINKS_DEADLINE, Member, TABLE, add_node_request, exists, join, logs, prepare, refs,
     socket, start_cluster, status, wait_links, wait_table,
 };
@@ -391,11 +387,4 @@ async fn a_peer_a_day_ahead_neither_wins_nor_drags_the_other_clocks() {
     }
     never_arrives(&a, &["b-only"], &all).await;
     never_arrives(&c, &["b-only"], &all).await;
-}
-
-fn now_ms() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as f64
 }

@@ -12,16 +12,15 @@
 //! left a folder behind and kept the node from starting again; `create_table` racing
 //! `drop_database` answered 503 "the store is shutting down".
 
-#[allow(dead_code)]
-mod common;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, anyhow, bail, ensure};
-use common::{assert_error_shape, basic, start_with};
 use serde_json::{Value, json};
-use shoal_testkit::{DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER, Node, wait_until};
+use shoal_testkit::{
+    DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER, Node, assert_error_shape, basic, create_table,
+    start_with, wait_until,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -31,14 +30,6 @@ const DEADLINE: Duration = Duration::from_secs(20);
 // ---------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------
-
-async fn create_table(node: &Node, database: &str, table: &str) -> anyhow::Result<()> {
-    node.op_ok(json!({
-        "operation": "create_table", "database": database, "table": table, "primary_key": "id"
-    }))
-    .await?;
-    Ok(())
-}
 
 /// The `connections` section of system_information.
 async fn connections(node: &Node) -> anyhow::Result<Value> {
@@ -461,7 +452,7 @@ async fn connections_past_the_cap_are_refused_at_once() -> anyhow::Result<()> {
 async fn idle_keep_alive_connections_close() -> anyhow::Result<()> {
     let idle = Duration::from_millis(300);
     let node = start_with("edge-idle", &["--keep-alive-timeout-ms", "300"]).await?;
-    create_table(&node, "dev", "dog").await?;
+    create_table(&node, "dog").await?;
     let auth = basic(&node);
     let mut sse = raw_sse(&node, "/dev/dog/", false).await?;
     for addr in [node.http_addr(), node.ops_addr()] {
@@ -509,7 +500,7 @@ async fn idle_keep_alive_connections_close() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_drains_requests_in_flight() -> anyhow::Result<()> {
     let mut node = start_with("edge-drain", &[]).await?;
-    create_table(&node, "dev", "dog").await?;
+    create_table(&node, "dog").await?;
     let auth = basic(&node);
     let addr = node.http_addr();
     let head = [
@@ -560,7 +551,7 @@ async fn endless_chunk_is_refused_at_the_limit_or_timed_out() -> anyhow::Result<
         &["--max-body-bytes", "65536", "--body-read-timeout-ms", "500"],
     )
     .await?;
-    create_table(&node, "dev", "dog").await?;
+    create_table(&node, "dog").await?;
     let auth = basic(&node);
     let chunked = [
         ("content-type", "application/json"),
@@ -638,7 +629,7 @@ async fn endless_chunk_is_refused_at_the_limit_or_timed_out() -> anyhow::Result<
 #[tokio::test]
 async fn declared_length_over_the_limit_is_refused_before_the_body() -> anyhow::Result<()> {
     let node = start_with("edge-length", &["--max-body-bytes", "65536"]).await?;
-    create_table(&node, "dev", "dog").await?;
+    create_table(&node, "dog").await?;
     let auth = basic(&node);
     let headers = [
         ("content-type", "application/json"),
@@ -675,7 +666,7 @@ async fn answers_that_need_no_body_still_wait_for_it() -> anyhow::Result<()> {
     // More than the socket buffers of both ends hold, so that unread bytes are left.
     const BODY: usize = 32 << 20;
     let node = start_with("edge-early", &[]).await?;
-    create_table(&node, "dev", "dog").await?;
+    create_table(&node, "dog").await?;
     let auth = basic(&node);
     // nobody:wrong
     let stranger = "Basic bm9ib2R5Ondyb25n";
@@ -747,7 +738,7 @@ async fn a_big_record_subscriber_that_does_not_read_is_cut_off() -> anyhow::Resu
         &["--subscription-max-buffer-bytes", "1048576"],
     )
     .await?;
-    create_table(&node, "dev", "dog").await?;
+    create_table(&node, "dog").await?;
     let mut sse = raw_sse(&node, "/dev/dog/", true).await?;
     // 24 MiB of changes: far past the 1 MiB bound and what socket buffers hold, far
     // below 256 events or the lag bound of 10,000.
@@ -778,7 +769,7 @@ async fn a_big_record_subscriber_that_does_not_read_is_cut_off() -> anyhow::Resu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_that_disconnects_frees_its_task_on_a_quiet_table() -> anyhow::Result<()> {
     let node = start_with("edge-sub-gone", &[]).await?;
-    create_table(&node, "dev", "dog").await?;
+    create_table(&node, "dog").await?;
     assert_eq!(connections(&node).await?["subscriptions"], json!(0));
     let sse = raw_sse(&node, "/dev/dog/", false).await?;
     let ws = raw_ws(&node, "/dev/dog/").await?;
@@ -1022,7 +1013,7 @@ async fn create_table_racing_drop_database_never_answers_503() -> anyhow::Result
 #[tokio::test]
 async fn last_modified_is_a_date_no_later_than_now() -> anyhow::Result<()> {
     let node = start_with("edge-last-modified", &[]).await?;
-    create_table(&node, "dev", "dog").await?;
+    create_table(&node, "dog").await?;
     let url = node.http_url("/dev/dog/1");
     let put = node
         .client()
@@ -1077,7 +1068,7 @@ async fn a_record_stamped_after_the_year_9999_is_served() -> anyhow::Result<()> 
         &["--clock-offset-ms", &offset.to_string()],
     )
     .await?;
-    create_table(&node, "dev", "dog").await?;
+    create_table(&node, "dog").await?;
     let url = node.http_url("/dev/dog/1");
     let auth =
         |r: reqwest::RequestBuilder| r.basic_auth(DEFAULT_ADMIN_USER, Some(DEFAULT_ADMIN_PASSWORD));
@@ -1132,7 +1123,7 @@ async fn bodies_in_flight_share_one_budget() -> anyhow::Result<()> {
         "1500",
     ];
     let node = start_with("edge-budget", &limits).await?;
-    create_table(&node, "dev", "dog").await?;
+    create_table(&node, "dog").await?;
     let auth = basic(&node);
     // Exactly the budget.
     let record = format!(r#"{{"pad":"{}"}}"#, "x".repeat(65_536 - 10));

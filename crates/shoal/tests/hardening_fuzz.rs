@@ -7,15 +7,12 @@
 //! `SHOAL_TEST_SEED` replays a run, as for the other randomised tests (the seed is printed
 //! on failure); `SHOAL_FUZZ_REQUESTS` sets how many requests are sent (default 1200).
 
-#[allow(dead_code)]
-mod common;
-
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use reqwest::Method;
 use serde_json::{Map, Value, json};
-use shoal_testkit::{DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER};
+use shoal_testkit::{DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER, seed, start_with};
 
 const OPERATIONS: &[&str] = &[
     "create_database",
@@ -435,16 +432,12 @@ fn acceptable(status: u16) -> bool {
 
 #[tokio::test]
 async fn random_requests_never_get_a_server_error_or_take_the_node_down() -> anyhow::Result<()> {
-    let seed = std::env::var("SHOAL_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random::<u64>);
+    let seed = seed("hardening_fuzz");
     let count: usize = std::env::var("SHOAL_FUZZ_REQUESTS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1200);
-    // Printed first, so that even a panic in the run shows which seed to replay.
-    eprintln!("hardening_fuzz: SHOAL_TEST_SEED={seed} SHOAL_FUZZ_REQUESTS={count}");
+    eprintln!("hardening_fuzz: SHOAL_FUZZ_REQUESTS={count}");
     let result = run(seed, count).await;
     if result.is_err() {
         eprintln!(
@@ -456,7 +449,7 @@ async fn random_requests_never_get_a_server_error_or_take_the_node_down() -> any
 
 async fn run(seed: u64, count: usize) -> anyhow::Result<()> {
     // Small bodies keep the run fast; the limit itself is exercised too.
-    let mut node = common::start_with("fuzz", &["--max-body-bytes", "262144"]).await?;
+    let mut node = start_with("fuzz", &["--max-body-bytes", "262144"]).await?;
     let mut fuzz = Fuzzer {
         rng: StdRng::seed_from_u64(seed),
     };

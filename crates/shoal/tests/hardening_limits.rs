@@ -13,41 +13,17 @@
 //! Each test starts real `shoal` processes and talks to them over the wire, with limits
 //! set small so that crossing them is quick.
 
-// Shared helpers; this file uses only some of them.
-#[allow(dead_code)]
-mod cluster_support;
-#[allow(dead_code)]
-mod common;
-
 use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use shoal_testkit::{DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER, Node, wait_until};
+use shoal_testkit::{
+    Node, admin, assert_error, basic, cluster, create_table, ids, nums, rows, seed, start,
+    start_with, strip_timestamps, wait_until,
+};
 
 /// Deepest nesting of condition groups (`shoal_query::MAX_DEPTH`).
 const GROUP_DEPTH: usize = 16;
-
-/// Starts a node with extra arguments.
-async fn start(name: &str, args: &[&str]) -> Node {
-    common::start_with(name, args).await.expect("node starts")
-}
-
-/// Creates `dev.<table>` with primary key `id`.
-async fn create_table(node: &Node, table: &str) {
-    node.op_ok(json!({
-        "operation": "create_table", "database": "dev", "table": table, "primary_key": "id"
-    }))
-    .await
-    .expect("create_table");
-}
-
-/// A request on the HTTP port as the admin.
-fn rest(node: &Node, method: Method, path: &str) -> reqwest::RequestBuilder {
-    node.client()
-        .request(method, node.http_url(path))
-        .basic_auth(DEFAULT_ADMIN_USER, Some(DEFAULT_ADMIN_PASSWORD))
-}
 
 /// Status and body of a REST request.
 async fn send(request: reqwest::RequestBuilder) -> (u16, Vec<u8>) {
@@ -83,7 +59,7 @@ async fn still_up(node: &Node) {
 /// the limit, and the node keeps answering; the deepest allowed nesting still works.
 #[tokio::test]
 async fn a_deeply_nested_rest_query_is_refused_and_the_node_stays_up() {
-    let node = start("deep-query", &[]).await;
+    let node = start("deep-query").await.expect("node starts");
     node.op_ok(json!({"operation": "create_database", "database": "data"}))
         .await
         .unwrap();
@@ -99,7 +75,7 @@ async fn a_deeply_nested_rest_query_is_refused_and_the_node_stays_up() {
     .await
     .unwrap();
     let deep = format!("{}a=1{}", "(".repeat(20_000), ")".repeat(20_000));
-    let (status, body) = send(rest(&node, Method::GET, &format!("/data/t/?{deep}"))).await;
+    let (status, body) = send(admin(&node, Method::GET, &format!("/data/t/?{deep}"))).await;
     assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
     assert_eq!(
         error_text(&body),
@@ -116,7 +92,7 @@ async fn a_deeply_nested_rest_query_is_refused_and_the_node_stays_up() {
         raw.push_str(&")".repeat(depth));
         raw
     };
-    let (status, body) = send(rest(
+    let (status, body) = send(admin(
         &node,
         Method::GET,
         &format!("/data/t/?{}", nested(GROUP_DEPTH)),
@@ -124,8 +100,8 @@ async fn a_deeply_nested_rest_query_is_refused_and_the_node_stays_up() {
     .await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let found: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(common::ids(&found), common::nums(&[1, 2]));
-    let (status, body) = send(rest(
+    assert_eq!(ids(&found), nums(&[1, 2]));
+    let (status, body) = send(admin(
         &node,
         Method::GET,
         &format!("/data/t/?{}", nested(GROUP_DEPTH + 1)),
@@ -138,8 +114,8 @@ async fn a_deeply_nested_rest_query_is_refused_and_the_node_stays_up() {
 /// `search_by_conditions` groups nest as deep as REST groups, and no deeper.
 #[tokio::test]
 async fn deeply_nested_search_conditions_are_refused() {
-    let node = start("deep-conditions", &[]).await;
-    create_table(&node, "t").await;
+    let node = start("deep-conditions").await.expect("node starts");
+    create_table(&node, "t").await.expect("create_table");
     node.op_ok(json!({
         "operation": "insert", "database": "dev", "table": "t",
         "records": [{"id": 1, "a": 1}, {"id": 2, "a": 2}]
@@ -161,8 +137,8 @@ async fn deeply_nested_search_conditions_are_refused() {
         })
     };
     let found = node.op_ok(search(GROUP_DEPTH)).await.unwrap();
-    assert_eq!(common::ids(&found), common::nums(&[1, 2]));
-    common::assert_error(
+    assert_eq!(ids(&found), nums(&[1, 2]));
+    assert_error(
         &node.ops(search(GROUP_DEPTH + 1)).await.unwrap(),
         400,
         &format!("conditions are nested more than {GROUP_DEPTH} groups deep"),
@@ -228,14 +204,14 @@ fn short(mime: &str) -> &str {
 /// GETs `/dev/deep/<id>` in `mime` and returns the record without its timestamps.
 async fn get_as(node: &Node, id: &str, mime: &str) -> Value {
     let (status, body) =
-        send(rest(node, Method::GET, &format!("/dev/deep/{id}")).header("accept", mime)).await;
+        send(admin(node, Method::GET, &format!("/dev/deep/{id}")).header("accept", mime)).await;
     assert_eq!(
         status,
         200,
         "GET {id} as {mime}: {}",
         String::from_utf8_lossy(&body)
     );
-    common::strip_timestamps(&decode(mime, &body))
+    strip_timestamps(&decode(mime, &body))
 }
 
 /// Records at exactly the depth limit go in through JSON, CBOR and MessagePack; one level
@@ -245,17 +221,17 @@ async fn get_as(node: &Node, id: &str, mime: &str) -> Value {
 async fn records_at_the_depth_limit_stay_readable_updatable_deletable_and_copyable() {
     // A tiny log: by the time b joins, a must send it a full copy.
     let args = ["--log-max-bytes", "4000"];
-    let a = cluster_support::Member::start("deep-a", "127.0.61.1", false, &args)
+    let a = cluster::Member::start("deep-a", "127.0.61.1", false, &args)
         .await
         .unwrap();
-    create_table(&a.node, "deep").await;
+    create_table(&a.node, "deep").await.expect("create_table");
 
     let mut stored = Vec::new();
     for mime in FORMATS {
         let id = format!("{}-max", short(mime));
         let record = deep_record(&id, BODY_DEPTH);
         let (status, body) = send(
-            rest(&a.node, Method::PUT, &format!("/dev/deep/{id}"))
+            admin(&a.node, Method::PUT, &format!("/dev/deep/{id}"))
                 .header("content-type", mime)
                 .body(encode(mime, &record)),
         )
@@ -265,7 +241,7 @@ async fn records_at_the_depth_limit_stay_readable_updatable_deletable_and_copyab
 
         let over = format!("{}-over", short(mime));
         let (status, body) = send(
-            rest(&a.node, Method::PUT, &format!("/dev/deep/{over}"))
+            admin(&a.node, Method::PUT, &format!("/dev/deep/{over}"))
                 .header("content-type", mime)
                 .body(encode(mime, &deep_record(&over, BODY_DEPTH + 1))),
         )
@@ -286,7 +262,7 @@ async fn records_at_the_depth_limit_stay_readable_updatable_deletable_and_copyab
         .await
         .unwrap();
     stored.push(in_op);
-    common::assert_error(
+    assert_error(
         &a.node
             .ops(json!({
                 "operation": "insert", "database": "dev", "table": "deep",
@@ -305,7 +281,7 @@ async fn records_at_the_depth_limit_stay_readable_updatable_deletable_and_copyab
             assert_eq!(&get_as(&a.node, id, mime).await, record, "{id} as {mime}");
         }
         let (status, csv) = send(
-            rest(&a.node, Method::GET, &format!("/dev/deep/{id}")).header("accept", "text/csv"),
+            admin(&a.node, Method::GET, &format!("/dev/deep/{id}")).header("accept", "text/csv"),
         )
         .await;
         assert_eq!(status, 200);
@@ -314,9 +290,7 @@ async fn records_at_the_depth_limit_stay_readable_updatable_deletable_and_copyab
     }
     let sorted = |mut rows: Vec<Value>| {
         rows.sort_by_key(|r| r["id"].as_str().unwrap_or_default().to_owned());
-        rows.iter()
-            .map(common::strip_timestamps)
-            .collect::<Vec<_>>()
+        rows.iter().map(strip_timestamps).collect::<Vec<_>>()
     };
     let all = a
         .node
@@ -326,10 +300,10 @@ async fn records_at_the_depth_limit_stay_readable_updatable_deletable_and_copyab
         )
         .await
         .unwrap();
-    assert_eq!(sorted(common::rows(&all).clone()), sorted(stored.clone()));
+    assert_eq!(sorted(rows(&all).clone()), sorted(stored.clone()));
     for mime in FORMATS {
         let (status, body) =
-            send(rest(&a.node, Method::GET, "/dev/deep/?id=ne=x").header("accept", mime)).await;
+            send(admin(&a.node, Method::GET, "/dev/deep/?id=ne=x").header("accept", mime)).await;
         assert_eq!(status, 200);
         let rows = decode(mime, &body).as_array().unwrap().clone();
         assert_eq!(sorted(rows), sorted(stored.clone()), "collection as {mime}");
@@ -337,7 +311,7 @@ async fn records_at_the_depth_limit_stay_readable_updatable_deletable_and_copyab
 
     // Updatable (through both interfaces) and deletable.
     let (status, _) = send(
-        rest(&a.node, Method::PATCH, "/dev/deep/cbor-max")
+        admin(&a.node, Method::PATCH, "/dev/deep/cbor-max")
             .header("content-type", "application/cbor")
             .body(encode("application/cbor", &json!({"n": 1}))),
     )
@@ -350,14 +324,14 @@ async fn records_at_the_depth_limit_stay_readable_updatable_deletable_and_copyab
         )
         .await
         .unwrap();
-    let (status, _) = send(rest(&a.node, Method::DELETE, "/dev/deep/json-max")).await;
+    let (status, _) = send(admin(&a.node, Method::DELETE, "/dev/deep/json-max")).await;
     assert_eq!(status, 204);
     let mut expected: Vec<Value> = stored[1..].to_vec();
     expected[0]["n"] = json!(1);
     expected[1]["n"] = json!(2);
 
     // Enough other writes that the log no longer reaches back to the deep records.
-    create_table(&a.node, "filler").await;
+    create_table(&a.node, "filler").await.expect("create_table");
     let filler = "f".repeat(1000);
     wait_until(Duration::from_secs(30), "a trimmed its log", async || {
         a.node
@@ -370,17 +344,17 @@ async fn records_at_the_depth_limit_stay_readable_updatable_deletable_and_copyab
             .node
             .op_ok(json!({"operation": "read_transaction_log", "database": "dev", "table": "deep"}))
             .await?;
-        Ok(common::rows(&log).is_empty())
+        Ok(rows(&log).is_empty())
     })
     .await
     .unwrap();
 
     // A node joining now gets the deep records by full copy.
-    let b = cluster_support::Member::start("deep-b", "127.0.61.2", false, &args)
+    let b = cluster::Member::start("deep-b", "127.0.61.2", false, &args)
         .await
         .unwrap();
-    cluster_support::join(&a, &b).await.unwrap();
-    cluster_support::wait_links(&[&a, &b], &["system", "dev"])
+    cluster::join(&a, &b).await.unwrap();
+    cluster::wait_links(&[&a, &b], &["system", "dev"])
         .await
         .unwrap();
     wait_until(
@@ -394,7 +368,7 @@ async fn records_at_the_depth_limit_stay_readable_updatable_deletable_and_copyab
                 "search_attribute": "id", "search_value": "*"}),
                 )
                 .await?;
-            Ok(status == 200 && sorted(common::rows(&found).clone()) == sorted(expected.clone()))
+            Ok(status == 200 && sorted(rows(&found).clone()) == sorted(expected.clone()))
         },
     )
     .await
@@ -404,8 +378,8 @@ async fn records_at_the_depth_limit_stay_readable_updatable_deletable_and_copyab
         Duration::from_secs(30),
         "b counts a full copy from a",
         async || {
-            let status = cluster_support::status(&b.node).await?;
-            let link = cluster_support::socket(&status, "deep-a", "dev");
+            let status = cluster::status(&b.node).await?;
+            let link = cluster::socket(&status, "deep-a", "dev");
             Ok(link.is_some_and(|l| l["full_copies"].as_u64() >= Some(1)))
         },
     )
@@ -422,7 +396,7 @@ async fn records_at_the_depth_limit_stay_readable_updatable_deletable_and_copyab
 
 /// The first event of an SSE subscription on `path`, or `None` if none comes in `wait`.
 async fn first_sse_event(node: &Node, path: &str, wait: Duration) -> Option<(String, Value)> {
-    let mut response = rest(node, Method::GET, path)
+    let mut response = admin(node, Method::GET, path)
         .header("accept", "text/event-stream")
         .send()
         .await
@@ -455,26 +429,20 @@ async fn first_sse_event(node: &Node, path: &str, wait: Duration) -> Option<(Str
 /// its origin's timestamp, a resuming subscriber no longer skips it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_time_subscription_starts_at_the_first_change_committed_here_since() {
-    let mut members = cluster_support::start_cluster(&["seek-a", "seek-b"], 62, false, &[])
+    let mut members = cluster::start_cluster(&["seek-a", "seek-b"], 62, false, &[])
         .await
         .unwrap();
-    let all: Vec<&cluster_support::Member> = members.iter().collect();
-    cluster_support::wait_links(&all, &["system"])
-        .await
-        .unwrap();
-    cluster_support::create_table(all[0], &all).await.unwrap();
-    cluster_support::wait_links(&all, &cluster_support::DBS)
-        .await
-        .unwrap();
-    let path = format!("/{}/{}/", cluster_support::DB, cluster_support::TABLE);
+    let all: Vec<&cluster::Member> = members.iter().collect();
+    cluster::wait_links(&all, &["system"]).await.unwrap();
+    cluster::create_table(all[0], &all).await.unwrap();
+    cluster::wait_links(&all, &cluster::DBS).await.unwrap();
+    let path = format!("/{}/{}/", cluster::DB, cluster::TABLE);
 
     members[1].node.kill().await.unwrap();
     let written = members[0]
         .node
-        .op_ok(
-            json!({"operation": "insert", "database": cluster_support::DB,
-            "table": cluster_support::TABLE, "records": [{"id": "late", "n": 1}]}),
-        )
+        .op_ok(json!({"operation": "insert", "database": cluster::DB,
+            "table": cluster::TABLE, "records": [{"id": "late", "n": 1}]}))
         .await
         .unwrap();
     let since = written["txn_time"].as_f64().expect("txn_time") + 1.0;
@@ -496,7 +464,7 @@ async fn a_start_time_subscription_starts_at_the_first_change_committed_here_sin
         Duration::from_secs(30),
         "b received the write",
         async || {
-            let (status, _) = send(rest(b, Method::GET, &format!("{path}late"))).await;
+            let (status, _) = send(admin(b, Method::GET, &format!("{path}late"))).await;
             Ok(status == 200)
         },
     )
@@ -569,12 +537,13 @@ fn sorted_ids(records: &[Value], attribute: &str, descending: bool) -> Vec<Value
 /// `search_by_value`, which sorts by the searched attribute, keeps its order.
 #[tokio::test]
 async fn sorts_larger_than_the_sort_buffer_walk_the_index_or_are_refused() {
-    let seed = cluster_support::seed("sorts_larger_than_the_sort_buffer");
-    let node = start(
+    let seed = seed("sorts_larger_than_the_sort_buffer");
+    let node = start_with(
         "sort-buffer",
         &["--sort-buffer-bytes", "20000", "--max-candidates", "50"],
     )
-    .await;
+    .await
+    .expect("node starts");
     node.op_ok(
         json!({"operation": "create_table", "database": "dev", "table": "s",
         "primary_key": "id", "attributes": [
@@ -613,7 +582,7 @@ async fn sorts_larger_than_the_sort_buffer_walk_the_index_or_are_refused() {
         ("sort(-n)", "n", true),
         ("sort(-id)", "id", true),
     ] {
-        let (status, body) = send(rest(&node, Method::GET, &format!("/dev/s/?{query}"))).await;
+        let (status, body) = send(admin(&node, Method::GET, &format!("/dev/s/?{query}"))).await;
         assert_eq!(
             status,
             200,
@@ -622,12 +591,12 @@ async fn sorts_larger_than_the_sort_buffer_walk_the_index_or_are_refused() {
         );
         let got: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(
-            common::ids(&got),
+            ids(&got),
             sorted_ids(&records, attribute, descending),
             "seed {seed}: {query}"
         );
     }
-    let (status, body) = send(rest(&node, Method::GET, "/dev/s/?sort(u)")).await;
+    let (status, body) = send(admin(&node, Method::GET, "/dev/s/?sort(u)")).await;
     assert_eq!(
         status, 400,
         "seed {seed}: an unindexed sort past the buffer"
@@ -638,11 +607,11 @@ async fn sorts_larger_than_the_sort_buffer_walk_the_index_or_are_refused() {
         "{text}"
     );
     // A limit keeps only the best few, index or not.
-    let (status, body) = send(rest(&node, Method::GET, "/dev/s/?sort(-u)&limit(3,8)")).await;
+    let (status, body) = send(admin(&node, Method::GET, "/dev/s/?sort(-u)&limit(3,8)")).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let got: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(
-        common::ids(&got),
+        ids(&got),
         sorted_ids(&records, "u", true)[3..8].to_vec(),
         "seed {seed}"
     );
@@ -665,7 +634,7 @@ async fn sorts_larger_than_the_sort_buffer_walk_the_index_or_are_refused() {
             .cloned()
             .collect();
         assert_eq!(
-            common::ids(&found),
+            ids(&found),
             sorted_ids(&matching, "n", descending),
             "seed {seed}: {value}"
         );
@@ -733,7 +702,7 @@ async fn read_transactions(node: &Node, database: &str) -> u64 {
 /// connection and a stream's channel hold between a server and a client that reads
 /// nothing.
 async fn fill_big(node: &Node, count: usize) -> Vec<Value> {
-    create_table(node, "big").await;
+    create_table(node, "big").await.expect("create_table");
     let records: Vec<Value> = (0..count)
         .map(|i| json!({"id": i, "n": (i * 37) % count, "text": format!("{i:06}").repeat(10_000)}))
         .collect();
@@ -759,7 +728,7 @@ async fn assert_streamed_then_released(
     accept: &str,
     body: &str,
 ) {
-    let client = stall(addr, &common::basic(node), method, path, accept, body).await;
+    let client = stall(addr, &basic(node), method, path, accept, body).await;
     assert_eq!(
         read_transactions(node, "dev").await,
         1,
@@ -784,7 +753,7 @@ async fn assert_streamed_then_released(
 async fn streamed_answers_release_their_snapshot_when_the_client_stops_reading() {
     // Long enough that the first check, right after the first bytes, comes well within
     // it even on a loaded machine.
-    let node = start(
+    let node = start_with(
         "stall",
         &[
             "--stream-stall-timeout-ms",
@@ -793,7 +762,8 @@ async fn streamed_answers_release_their_snapshot_when_the_client_stops_reading()
             "1000000",
         ],
     )
-    .await;
+    .await
+    .expect("node starts");
     fill_big(&node, 320).await;
     // One of each way an answer is written: REST records in JSON (CBOR and CSV share its
     // writer), MessagePack counted then streamed, the searches, ids and the logs.
@@ -828,7 +798,9 @@ async fn streamed_answers_release_their_snapshot_when_the_client_stops_reading()
 /// streamed: it decodes to every record, in order; a small one is sent whole as before.
 #[tokio::test]
 async fn msgpack_collections_larger_than_the_budget_decode_to_every_record() {
-    let node = start("msgpack", &["--msgpack-buffer-bytes", "200000"]).await;
+    let node = start_with("msgpack", &["--msgpack-buffer-bytes", "200000"])
+        .await
+        .expect("node starts");
     let records = fill_big(&node, 60).await;
     for (query, expected) in [
         ("sort(-n)", {
@@ -840,13 +812,13 @@ async fn msgpack_collections_larger_than_the_budget_decode_to_every_record() {
         ("limit(5,50)", records[5..50].to_vec()),
     ] {
         let (status, body) = send(
-            rest(&node, Method::GET, &format!("/dev/big/?{query}"))
+            admin(&node, Method::GET, &format!("/dev/big/?{query}"))
                 .header("accept", "application/x-msgpack"),
         )
         .await;
         assert_eq!(status, 200, "{query}");
         let got: Vec<Value> = rmp_serde::from_slice(&body).unwrap();
-        let got: Vec<Value> = got.iter().map(common::strip_timestamps).collect();
+        let got: Vec<Value> = got.iter().map(strip_timestamps).collect();
         assert_eq!(got.len(), expected.len(), "{query}");
         assert!(got == expected, "{query}: the records differ");
     }
@@ -856,8 +828,8 @@ async fn msgpack_collections_larger_than_the_budget_decode_to_every_record() {
 /// first, reading no more of the log than it sends.
 #[tokio::test]
 async fn read_transaction_log_stops_at_its_limit() {
-    let node = start("log-limit", &[]).await;
-    create_table(&node, "t").await;
+    let node = start("log-limit").await.expect("node starts");
+    create_table(&node, "t").await.expect("create_table");
     let mut times = Vec::new();
     for i in 0..40 {
         let written = node
@@ -873,16 +845,16 @@ async fn read_transaction_log_stops_at_its_limit() {
         )
         .await
         .unwrap();
-    let keys: Vec<Value> = common::rows(&log)
+    let keys: Vec<Value> = rows(&log)
         .iter()
         .map(|e| e["hash_values"][0].clone())
         .collect();
-    assert_eq!(keys, common::nums(&[10, 11, 12, 13, 14]));
+    assert_eq!(keys, nums(&[10, 11, 12, 13, 14]));
     let all = node
         .op_ok(json!({"operation": "read_transaction_log", "database": "dev", "table": "t"}))
         .await
         .unwrap();
-    assert_eq!(common::rows(&all).len(), 40);
+    assert_eq!(rows(&all).len(), 40);
     let none = node
         .op_ok(json!({"operation": "read_transaction_log", "database": "dev", "table": "t", "limit": 0}))
         .await

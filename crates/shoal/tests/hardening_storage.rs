@@ -3,16 +3,12 @@
 //! consistent after a restart. (Before: the failing commit answered 500 "commit failed",
 //! and once the map was full even deletes failed, so no room could be made.)
 
-use std::path::Path;
-
 use serde_json::{Value, json};
-use shoal_testkit::{Node, NodeOptions};
+use shoal_testkit::start_with;
 
 #[tokio::test]
 async fn a_full_database_answers_507_and_deletes_make_room() -> anyhow::Result<()> {
-    let mut opts = NodeOptions::new("full");
-    opts.args = vec!["--map-size-mb".into(), "2".into()];
-    let mut node = Node::start(Path::new(env!("CARGO_BIN_EXE_shoal")), opts).await?;
+    let mut node = start_with("full", &["--map-size-mb", "2"]).await?;
     node.op_ok(json!({"operation": "create_table", "database": "dev", "table": "blob", "primary_key": "id"}))
         .await?;
     let pad = "x".repeat(8 * 1024);

@@ -11,14 +11,16 @@
 //! over a channel and are awaited with a deadline.
 
 use std::net::{Shutdown, TcpStream};
-use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
+use reqwest::Method;
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
-use reqwest::{Method, RequestBuilder};
 use serde_json::{Value, json};
-use shoal_testkit::{DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER, Node, NodeOptions, wait_until};
+use shoal_testkit::{
+    DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER, Node, admin, create_table, now_ms, start,
+    start_with, wait_until,
+};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::HandshakeError;
@@ -31,25 +33,6 @@ const EVENT_DEADLINE: Duration = Duration::from_secs(10);
 // Node and REST helpers
 // ---------------------------------------------------------------------------------------
 
-/// Starts a fresh node with extra arguments; the replication port is picked freely
-/// (through the environment, which a node without replication ignores).
-async fn start(name: &str, args: &[&str]) -> anyhow::Result<Node> {
-    let opts = NodeOptions {
-        args: args.iter().map(|a| (*a).to_owned()).collect(),
-        env: vec![("SHOAL_REPLICATION_PORT".into(), "0".into())],
-        ..NodeOptions::new(name)
-    };
-    Node::start(Path::new(env!("CARGO_BIN_EXE_shoal")), opts).await
-}
-
-async fn create_table(node: &Node, table: &str) -> anyhow::Result<()> {
-    node.op_ok(json!({
-        "operation": "create_table", "database": "dev", "table": table, "primary_key": "id"
-    }))
-    .await?;
-    Ok(())
-}
-
 /// An Operations API write on `dev.dog` (`insert`, `update`, `upsert`, `delete`).
 async fn op(node: &Node, operation: &str, body: Value) -> anyhow::Result<()> {
     let mut request = json!({"operation": operation, "database": "dev", "table": "dog"});
@@ -58,12 +41,6 @@ async fn op(node: &Node, operation: &str, body: Value) -> anyhow::Result<()> {
     }
     node.op_ok(request).await?;
     Ok(())
-}
-
-fn admin(node: &Node, method: Method, path: &str) -> RequestBuilder {
-    node.client()
-        .request(method, node.http_url(path))
-        .basic_auth(DEFAULT_ADMIN_USER, Some(DEFAULT_ADMIN_PASSWORD))
 }
 
 /// A REST write that must answer `status`.
@@ -123,14 +100,6 @@ fn authorization(node: &Node, creds: Creds) -> Option<HeaderValue> {
         .build()
         .expect("request builds");
     request.headers().get(AUTHORIZATION).cloned()
-}
-
-/// Wall-clock milliseconds since the epoch (the node runs on the same clock).
-fn now_ms() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as f64
 }
 
 /// A change as `(type, id)`, the shape the assertions compare.
@@ -504,7 +473,7 @@ async fn write_sequence(node: &Node) -> anyhow::Result<Vec<Vec<Change>>> {
 
 #[tokio::test]
 async fn ws_and_sse_see_table_changes_in_commit_order() -> anyhow::Result<()> {
-    let node = start("rt-order", &[]).await?;
+    let node = start("rt-order").await?;
     create_table(&node, "dog").await?;
     create_table(&node, "cat").await?;
     let mut ws = ws_subscribe(&node, "/dev/dog/").await?;
@@ -584,7 +553,7 @@ async fn ws_and_sse_see_table_changes_in_commit_order() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn record_subscription_sees_only_that_record() -> anyhow::Result<()> {
-    let node = start("rt-record", &[]).await?;
+    let node = start("rt-record").await?;
     create_table(&node, "dog").await?;
     let mut ws = ws_subscribe(&node, "/dev/dog/1").await?;
     let mut sse = sse_subscribe(&node, "/dev/dog/1", None).await?;
@@ -665,7 +634,7 @@ async fn missed_writes(node: &Node) -> anyhow::Result<Vec<Change>> {
 
 #[tokio::test]
 async fn sse_resumes_after_last_event_id() -> anyhow::Result<()> {
-    let node = start("rt-sse-resume", &[]).await?;
+    let node = start("rt-sse-resume").await?;
     create_table(&node, "dog").await?;
     let mut sse = sse_subscribe(&node, "/dev/dog/", None).await?;
     for id in 1..=5 {
@@ -720,7 +689,7 @@ async fn sse_resumes_after_last_event_id() -> anyhow::Result<()> {
 /// with that event's id and must still get the rest of the commit.
 #[tokio::test]
 async fn sse_resume_inside_a_multi_record_commit() -> anyhow::Result<()> {
-    let node = start("rt-sse-commit", &[]).await?;
+    let node = start("rt-sse-commit").await?;
     create_table(&node, "dog").await?;
     let mut sse = sse_subscribe(&node, "/dev/dog/", None).await?;
     op(
@@ -751,7 +720,7 @@ async fn sse_resume_inside_a_multi_record_commit() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn ws_and_sse_resume_from_start_time() -> anyhow::Result<()> {
-    let node = start("rt-ws-resume", &[]).await?;
+    let node = start("rt-ws-resume").await?;
     create_table(&node, "dog").await?;
     let mut ws = ws_subscribe(&node, "/dev/dog/").await?;
     for id in 1..=5 {
@@ -817,7 +786,7 @@ async fn ws_and_sse_resume_from_start_time() -> anyhow::Result<()> {
 /// right after a change (the HLC keeps a counter for commits within one millisecond).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commit_timestamps_are_distinct() -> anyhow::Result<()> {
-    let node = start("rt-stamps", &[]).await?;
+    let node = start("rt-stamps").await?;
     create_table(&node, "dog").await?;
     let mut ws = ws_subscribe(&node, "/dev/dog/").await?;
     const WRITES: u64 = 200;
@@ -867,7 +836,7 @@ async fn commit_timestamps_are_distinct() -> anyhow::Result<()> {
 async fn slow_subscriber_is_cut_off_without_slowing_writers() -> anyhow::Result<()> {
     const WRITES: u64 = 2000;
     const WORKERS: u64 = 8;
-    let node = start("rt-slow", &["--subscription-max-lag", "50"]).await?;
+    let node = start_with("rt-slow", &["--subscription-max-lag", "50"]).await?;
     create_table(&node, "dog").await?;
     // Never read until the writes are done; a small receive buffer and large records
     // make the server's socket back up quickly.
@@ -987,7 +956,7 @@ async fn slow_subscriber_is_cut_off_without_slowing_writers() -> anyhow::Result<
 /// A component's export path subscribes like the table's own path.
 #[tokio::test]
 async fn export_paths_subscribe_too() -> anyhow::Result<()> {
-    let node = start("rt-export", &[]).await?;
+    let node = start("rt-export").await?;
     let schema = "type Cat @table(database: \"dev\", table: \"cat\") @export(name: \"Cat\") {\n  id: ID @primaryKey\n  name: String @indexed\n}\n";
     for (file, payload) in [
         (
@@ -1035,7 +1004,7 @@ async fn export_paths_subscribe_too() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn subscriptions_require_credentials_and_valid_parameters() -> anyhow::Result<()> {
-    let node = start("rt-auth", &[]).await?;
+    let node = start("rt-auth").await?;
     create_table(&node, "dog").await?;
     for creds in [Creds::None, Creds::WrongPassword] {
         for path in ["/dev/dog/", "/dev/dog/1"] {

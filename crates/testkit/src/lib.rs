@@ -6,12 +6,30 @@
 //! It deliberately links no other workspace crate, so tests written with it
 //! exercise exactly what a client would see.
 //!
+//! What it offers:
+//!
+//! - one node: [`Node`] (spawn, ready line, kill, restart, operations API calls), and
+//!   [`start`] / [`start_with`] for a fresh node of the [`shoal_bin`] cargo built;
+//! - requests: [`admin`] and [`anon`] build requests on the HTTP port, [`basic`] is the
+//!   admin's `Authorization` header; [`create_table`], [`create_table_in`] and [`insert`]
+//!   set up tables through the operations API;
+//! - answers: [`assert_error`] and friends check Harper's `{"error": ...}` envelope;
+//!   [`rows`], [`ids`], [`message`] and [`strip_timestamps`] read what came back;
+//! - waiting and randomness: [`wait_until`] polls with a deadline instead of sleeping,
+//!   [`seed`] gives a replayable seed, [`now_ms`] the clock the nodes share;
+//! - the network between nodes: [`Proxy`] (a TCP proxy that can be cut) and [`TlsMitm`]
+//!   (a TLS man in the middle);
+//! - clusters: the [`cluster`] module starts members on their own loopback addresses,
+//!   joins them, waits for links and convergence, and keeps a [`cluster::Ledger`] of
+//!   acknowledged writes that knows which value must win.
+//!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
-//! use std::{path::Path, time::Duration};
-//! use shoal_testkit::{Node, NodeOptions, wait_until};
+//! use std::time::Duration;
+//! use shoal_testkit::{create_table, start, wait_until};
 //!
-//! let mut node = Node::start(Path::new("target/debug/shoal"), NodeOptions::new("n1")).await?;
+//! let mut node = start("n1").await?;
+//! create_table(&node, "dog").await?;
 //! let body = node.op_ok(serde_json::json!({"operation": "describe_all"})).await?;
 //! node.kill().await?;
 //! node.restart().await?;
@@ -29,14 +47,31 @@
 //! kept path is printed to stderr. Each root holds `stdout.log` and
 //! `stderr.log` with the output of every run of the node.
 
+pub mod cluster;
+
+mod answers;
+mod clock;
+mod http;
 mod mitm;
 mod node;
+mod ops;
 mod proxy;
+mod seed;
+mod start;
 mod wait;
 
+pub use answers::{
+    assert_error, assert_error_prefix, assert_error_shape, ids, message, nums, rows,
+    strip_timestamps,
+};
+pub use clock::now_ms;
+pub use http::{admin, anon, basic};
 pub use mitm::{Direction, Rewrite, TlsMitm};
 pub use node::{
     DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER, KEEP_DIRS_ENV, Node, NodeOptions, ReadyLine,
 };
+pub use ops::{create_table, create_table_in, insert};
 pub use proxy::Proxy;
+pub use seed::{OrPanic, seed};
+pub use start::{shoal_bin, start, start_with};
 pub use wait::{POLL_INTERVAL, wait_until};

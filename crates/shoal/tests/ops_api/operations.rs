@@ -1,13 +1,10 @@
-//! The typed operation list (issue #10, item 6), over the wire: legacy names answer as the
+//! The typed operation list, over the wire: legacy names answer as the
 //! operation they name, the permission check speaks of an operation by its name whichever
 //! alias asked for it, and a name no operation has is answered only after the check.
 
-#[allow(dead_code)]
-mod common;
-
 use serde_json::json;
 
-use common::{assert_error, start};
+use shoal_testkit::{assert_error, start};
 
 const READER: (&str, &str) = ("reader", "reader-password");
 

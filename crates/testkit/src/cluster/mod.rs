@@ -2,65 +2,50 @@
 //! proxy), meshing, waiting for links, full dumps, convergence, and a ledger of
 //! acknowledged writes that knows which value must win.
 
+mod ledger;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr, TcpListener};
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 use serde_json::{Value, json};
-use shoal_testkit::{DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER, Node, NodeOptions, Proxy};
 
-/// Database and table every test writes to.
-pub(crate) const DB: &str = "dev";
-pub(crate) const TABLE: &str = "kv";
+pub use ledger::{Acked, Handle, Ledger, Op, Outcome};
+
+use crate::{
+    DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER, Node, NodeOptions, Proxy, shoal_bin, wait_until,
+};
+
+/// Database every test writes to.
+pub const DB: &str = "dev";
+/// Table every test writes to.
+pub const TABLE: &str = "kv";
 /// Links the tests wait for: membership and the data.
-pub(crate) const DBS: [&str; 2] = ["system", DB];
+pub const DBS: [&str; 2] = ["system", DB];
 
-/// Generous deadlines: each is a bound on a poll, not a wait.
-pub(crate) const LINKS_DEADLINE: Duration = Duration::from_secs(30);
-pub(crate) const CONVERGE_DEADLINE: Duration = Duration::from_secs(30);
+// Generous deadlines: each is a bound on a poll, not a wait.
+/// How long links get to come up.
+pub const LINKS_DEADLINE: Duration = Duration::from_secs(30);
+/// How long the members' dumps get to become equal.
+pub const CONVERGE_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Replication debug lines (link failures, full copies) make failures readable.
 const LOG_LEVEL: &str = "info,shoal_cluster=debug";
 
-/// The test seed: `SHOAL_TEST_SEED` or random; printed so a failure can be replayed.
-pub(crate) fn seed(test: &str) -> u64 {
-    let seed = std::env::var("SHOAL_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random);
-    eprintln!("{test}: seed {seed} (SHOAL_TEST_SEED={seed} to replay)");
-    seed
-}
-
-/// Unwrapping that names the seed in the panic message.
-pub(crate) trait OrPanic<T> {
-    /// The value, or a panic naming `seed` and the error chain.
-    fn or_panic(self, seed: u64) -> T;
-}
-
-impl<T, E: Into<anyhow::Error>> OrPanic<T> for Result<T, E> {
-    #[track_caller]
-    fn or_panic(self, seed: u64) -> T {
-        match self {
-            Ok(v) => v,
-            Err(e) => panic!("seed {seed}: {:#}", e.into()),
-        }
-    }
-}
-
 /// One node, its replication address and, when proxied, the proxy peers dial instead.
-pub(crate) struct Member {
-    pub(crate) node: Node,
-    pub(crate) proxy: Option<Proxy>,
+pub struct Member {
+    /// The node itself.
+    pub node: Node,
+    /// The cuttable proxy in front of its replication port, if proxied.
+    pub proxy: Option<Proxy>,
 }
 
 impl Member {
     /// Starts a node on `host` with fixed ops and replication ports (so a restart keeps
     /// them), fast liveness settings and, if `proxied`, a proxy in front of its
     /// replication port that it advertises to its peers.
-    pub(crate) async fn start(
+    pub async fn start(
         name: &str,
         host: &str,
         proxied: bool,
@@ -103,7 +88,7 @@ impl Member {
             args,
             ..NodeOptions::new(name)
         };
-        let node = Node::start(Path::new(env!("CARGO_BIN_EXE_shoal")), opts).await?;
+        let node = Node::start(&shoal_bin(), opts).await?;
         let bound = node.ready_line().addr("replication")?;
         ensure!(
             bound == repl,
@@ -112,12 +97,13 @@ impl Member {
         Ok(Member { node, proxy })
     }
 
-    pub(crate) fn name(&self) -> &str {
+    /// The node's name.
+    pub fn name(&self) -> &str {
         self.node.name()
     }
 
     /// The address peers dial: the proxy's, or the replication port's.
-    pub(crate) fn url(&self) -> String {
+    pub fn url(&self) -> String {
         match &self.proxy {
             Some(proxy) => proxy.addr().to_string(),
             None => self
@@ -130,29 +116,22 @@ impl Member {
     }
 
     /// A cloneable client for this node's operations API (stable across restarts).
-    pub(crate) fn handle(&self) -> Handle {
-        Handle {
-            name: self.name().to_owned(),
-            url: self.node.ops_url(),
-            client: reqwest::Client::builder()
-                .no_proxy()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("HTTP client"),
-        }
+    pub fn handle(&self) -> Handle {
+        Handle::new(self.name(), self.node.ops_url())
     }
 
     /// Cuts the proxy in front of this node: nobody can pull from it.
-    pub(crate) fn cut(&self) {
+    pub fn cut(&self) {
         self.proxy.as_ref().expect("a proxied member").cut();
     }
 
-    pub(crate) fn heal(&self) {
+    /// Heals the proxy cut by [`Member::cut`].
+    pub fn heal(&self) {
         self.proxy.as_ref().expect("a proxied member").heal();
     }
 
     /// Warnings, errors and replication lines of every run, for failure reports.
-    pub(crate) fn log_excerpt(&self, lines: usize) -> String {
+    pub fn log_excerpt(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(self.node.stderr_log()).unwrap_or_default();
         let picked: Vec<&str> = text
             .lines()
@@ -170,7 +149,7 @@ impl Member {
 }
 
 /// Log excerpts of every member, for assertion messages.
-pub(crate) fn logs(members: &[&Member]) -> String {
+pub fn logs(members: &[&Member]) -> String {
     members
         .iter()
         .map(|m| m.log_excerpt(25))
@@ -179,13 +158,13 @@ pub(crate) fn logs(members: &[&Member]) -> String {
 }
 
 /// `members` as the slices of references the helpers take.
-pub(crate) fn refs(members: &[Member]) -> Vec<&Member> {
+pub fn refs(members: &[Member]) -> Vec<&Member> {
     members.iter().collect()
 }
 
 /// Waits for the membership links, creates the test table on the first member (and
 /// waits until every member has it), then waits for the data links.
-pub(crate) async fn prepare(members: &[Member]) -> anyhow::Result<()> {
+pub async fn prepare(members: &[Member]) -> anyhow::Result<()> {
     let all = refs(members);
     wait_links(&all, &["system"]).await?;
     create_table(&members[0], &all).await?;
@@ -193,7 +172,7 @@ pub(crate) async fn prepare(members: &[Member]) -> anyhow::Result<()> {
 }
 
 /// Starts `names` on 127.0.`subnet`.1, .2, ... and joins them all from the first one.
-pub(crate) async fn start_cluster(
+pub async fn start_cluster(
     names: &[&str],
     subnet: u8,
     proxied: bool,
@@ -212,7 +191,7 @@ pub(crate) async fn start_cluster(
 
 /// An `add_node` request for `url` with the default admin's credentials, plus the fields
 /// of `extra` (`subscriptions`, `ca_fingerprint`, ...).
-pub(crate) fn add_node_request(url: &str, extra: Value) -> Value {
+pub fn add_node_request(url: &str, extra: Value) -> Value {
     let mut request = json!({
         "operation": "add_node",
         "url": url,
@@ -225,12 +204,12 @@ pub(crate) fn add_node_request(url: &str, extra: Value) -> Value {
 }
 
 /// `add_node` on `on` for `other`.
-pub(crate) async fn join(on: &Member, other: &Member) -> anyhow::Result<()> {
+pub async fn join(on: &Member, other: &Member) -> anyhow::Result<()> {
     join_with(on, other, json!({})).await
 }
 
 /// `add_node` on `on` for `other`, with the request fields of `extra`.
-pub(crate) async fn join_with(on: &Member, other: &Member, extra: Value) -> anyhow::Result<()> {
+pub async fn join_with(on: &Member, other: &Member, extra: Value) -> anyhow::Result<()> {
     let answer = on.node.op_ok(add_node_request(&other.url(), extra)).await?;
     ensure!(
         answer["message"] == format!("Successfully added '{}' to the cluster", other.name()),
@@ -240,12 +219,12 @@ pub(crate) async fn join_with(on: &Member, other: &Member, extra: Value) -> anyh
 }
 
 /// The node's `cluster_status`.
-pub(crate) async fn status(node: &Node) -> anyhow::Result<Value> {
+pub async fn status(node: &Node) -> anyhow::Result<Value> {
     node.op_ok(json!({"operation": "cluster_status"})).await
 }
 
 /// The link statuses (`database_sockets` entries) this status reports for `peer`.
-pub(crate) fn sockets<'a>(status: &'a Value, peer: &str) -> Vec<&'a Value> {
+pub fn sockets<'a>(status: &'a Value, peer: &str) -> Vec<&'a Value> {
     status["connections"]
         .as_array()
         .into_iter()
@@ -256,25 +235,34 @@ pub(crate) fn sockets<'a>(status: &'a Value, peer: &str) -> Vec<&'a Value> {
 }
 
 /// The status of the link from `peer` for `database`, if there is one.
-pub(crate) fn socket<'a>(status: &'a Value, peer: &str, database: &str) -> Option<&'a Value> {
+pub fn socket<'a>(status: &'a Value, peer: &str, database: &str) -> Option<&'a Value> {
     sockets(status, peer)
         .into_iter()
         .find(|s| s["database"] == database)
 }
 
 /// Whether the status shows a connected link from every peer for every database.
-pub(crate) fn links_up(status: &Value, peers: &[&str], dbs: &[&str]) -> bool {
+pub fn links_up(status: &Value, peers: &[&str], dbs: &[&str]) -> bool {
     peers.iter().all(|peer| {
         dbs.iter()
             .all(|db| socket(status, peer, db).is_some_and(|s| s["connected"] == true))
     })
 }
 
+/// A link counter (`applied`, `full_copies`, ...) summed over `peers`' links for `database`.
+pub fn link_counter(status: &Value, peers: &[&str], database: &str, counter: &str) -> u64 {
+    peers
+        .iter()
+        .filter_map(|p| socket(status, p, database))
+        .map(|s| s[counter].as_u64().unwrap_or(0))
+        .sum()
+}
+
 /// Waits until every member shows connected links from every other member for `dbs`.
-pub(crate) async fn wait_links(members: &[&Member], dbs: &[&str]) -> anyhow::Result<()> {
+pub async fn wait_links(members: &[&Member], dbs: &[&str]) -> anyhow::Result<()> {
     let names: Vec<&str> = members.iter().map(|m| m.name()).collect();
     let mut last = BTreeMap::new();
-    let waited = shoal_testkit::wait_until(LINKS_DEADLINE, "every link is up", async || {
+    let waited = wait_until(LINKS_DEADLINE, "every link is up", async || {
         for m in members {
             let peers: Vec<&str> = names.iter().copied().filter(|n| *n != m.name()).collect();
             let Ok(status) = status(&m.node).await else {
@@ -293,7 +281,7 @@ pub(crate) async fn wait_links(members: &[&Member], dbs: &[&str]) -> anyhow::Res
 }
 
 /// Creates the test table on `on` and waits until every member has it.
-pub(crate) async fn create_table(on: &Member, members: &[&Member]) -> anyhow::Result<()> {
+pub async fn create_table(on: &Member, members: &[&Member]) -> anyhow::Result<()> {
     on.node
         .op_ok(json!({"operation": "create_table", "database": DB, "table": TABLE, "primary_key": "id"}))
         .await?;
@@ -301,8 +289,8 @@ pub(crate) async fn create_table(on: &Member, members: &[&Member]) -> anyhow::Re
 }
 
 /// Waits until every member can describe the test table.
-pub(crate) async fn wait_table(members: &[&Member]) -> anyhow::Result<()> {
-    shoal_testkit::wait_until(LINKS_DEADLINE, "the table exists everywhere", async || {
+pub async fn wait_table(members: &[&Member]) -> anyhow::Result<()> {
+    wait_until(LINKS_DEADLINE, "the table exists everywhere", async || {
         for m in members {
             let describe = json!({"operation": "describe_table", "database": DB, "table": TABLE});
             match m.node.ops(describe).await {
@@ -316,11 +304,7 @@ pub(crate) async fn wait_table(members: &[&Member]) -> anyhow::Result<()> {
 }
 
 /// Whether `node` has `database` (and, if given, its `table`).
-pub(crate) async fn exists(
-    node: &Node,
-    database: &str,
-    table: Option<&str>,
-) -> anyhow::Result<bool> {
+pub async fn exists(node: &Node, database: &str, table: Option<&str>) -> anyhow::Result<bool> {
     let op = match table {
         Some(t) => json!({"operation": "describe_table", "database": database, "table": t}),
         None => json!({"operation": "describe_database", "database": database}),
@@ -334,11 +318,7 @@ pub(crate) async fn exists(
 }
 
 /// Timestamps of the retained transaction-log entries of `database.table` on `node`.
-pub(crate) async fn log_times(
-    node: &Node,
-    database: &str,
-    table: &str,
-) -> anyhow::Result<Vec<f64>> {
+pub async fn log_times(node: &Node, database: &str, table: &str) -> anyhow::Result<Vec<f64>> {
     let log = node
         .op_ok(json!({"operation": "read_transaction_log", "database": database, "table": table}))
         .await?;
@@ -351,7 +331,7 @@ pub(crate) async fn log_times(
 }
 
 /// Every record of the test table, sorted by primary key, timestamps included.
-pub(crate) async fn dump(node: &Node) -> anyhow::Result<Vec<Value>> {
+pub async fn dump(node: &Node) -> anyhow::Result<Vec<Value>> {
     let body = node
         .op_ok(json!({
             "operation": "search_by_value", "database": DB, "table": TABLE,
@@ -365,7 +345,7 @@ pub(crate) async fn dump(node: &Node) -> anyhow::Result<Vec<Value>> {
 }
 
 /// The records of a dump by primary key.
-pub(crate) fn by_key(dump: &[Value]) -> BTreeMap<String, &Value> {
+pub fn by_key(dump: &[Value]) -> BTreeMap<String, &Value> {
     dump.iter().map(|r| (key_of(r), r)).collect()
 }
 
@@ -378,9 +358,9 @@ fn key_of(record: &Value) -> String {
 
 /// Polls until every member's full dump is identical; returns it. On timeout the error
 /// says which keys differ and how.
-pub(crate) async fn wait_converged(members: &[&Member]) -> anyhow::Result<Vec<Value>> {
+pub async fn wait_converged(members: &[&Member]) -> anyhow::Result<Vec<Value>> {
     let mut last: Vec<anyhow::Result<Vec<Value>>> = Vec::new();
-    let waited = shoal_testkit::wait_until(CONVERGE_DEADLINE, "all dumps are equal", async || {
+    let waited = wait_until(CONVERGE_DEADLINE, "all dumps are equal", async || {
         // Built aside: a poll cancelled at the deadline must not leave `last` half-filled.
         let mut current = Vec::with_capacity(members.len());
         for m in members {
@@ -459,7 +439,7 @@ fn describe_divergence(members: &[&Member], dumps: &[anyhow::Result<Vec<Value>>]
 /// If the dumps never become equal, panics with what differs and, for each node, how
 /// its own dump fares against the acknowledged writes (so a divergence report also
 /// says whether the winners are right).
-pub(crate) async fn converge_and_check(
+pub async fn converge_and_check(
     members: &[&Member],
     ledger: &Ledger,
     seed: u64,
@@ -497,222 +477,9 @@ pub(crate) async fn converge_and_check(
     }
 }
 
-/// A client for one node's operations API that tasks can own.
-#[derive(Clone)]
-pub(crate) struct Handle {
-    pub(crate) name: String,
-    url: String,
-    client: reqwest::Client,
-}
-
-/// A single-record write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Op {
-    Insert,
-    Update,
-    Upsert,
-    Delete,
-}
-
-/// What became of a write request.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Outcome {
-    /// Committed at this `txn_time`.
-    Written(f64),
-    /// Acknowledged, but nothing was written (insert of an existing key, update or
-    /// delete of a missing one).
-    Skipped,
-    /// The request never reached the node (connection refused): it had no effect.
-    NotSent,
-    /// No answer: it may or may not have been committed.
-    Uncertain(String),
-}
-
-impl Handle {
-    /// One write of `key`; `record` is the whole record (ignored for a delete).
-    /// Errors only on an error answer from the node (a bug to report).
-    pub(crate) async fn write(&self, op: Op, key: &str, record: &Value) -> anyhow::Result<Outcome> {
-        let (operation, field) = match op {
-            Op::Insert => ("insert", "inserted_hashes"),
-            Op::Update => ("update", "update_hashes"),
-            Op::Upsert => ("upsert", "upserted_hashes"),
-            Op::Delete => ("delete", "deleted_hashes"),
-        };
-        let body = if op == Op::Delete {
-            json!({"operation": operation, "database": DB, "table": TABLE, "ids": [key]})
-        } else {
-            json!({"operation": operation, "database": DB, "table": TABLE, "records": [record]})
-        };
-        let sent = self
-            .client
-            .post(&self.url)
-            .basic_auth(DEFAULT_ADMIN_USER, Some(DEFAULT_ADMIN_PASSWORD))
-            .json(&body)
-            .send()
-            .await;
-        let response = match sent {
-            Ok(r) => r,
-            Err(e) if e.is_connect() => return Ok(Outcome::NotSent),
-            Err(e) => return Ok(Outcome::Uncertain(e.to_string())),
-        };
-        let status = response.status().as_u16();
-        let answer: Value = match response.json().await {
-            Ok(v) => v,
-            Err(e) => return Ok(Outcome::Uncertain(format!("reading the answer: {e}"))),
-        };
-        ensure!(
-            status == 200,
-            "{}: {operation} of {key} answered {status}: {answer}",
-            self.name
-        );
-        let written = answer[field]
-            .as_array()
-            .is_some_and(|ks| ks.iter().any(|k| k == key));
-        if !written {
-            return Ok(Outcome::Skipped);
-        }
-        let txn = answer["txn_time"]
-            .as_f64()
-            .with_context(|| format!("{}: no txn_time in {answer}", self.name))?;
-        Ok(Outcome::Written(txn))
-    }
-}
-
-/// An acknowledged write: when, where, and the record written (`None`: a delete).
-#[derive(Debug, Clone)]
-pub(crate) struct Acked {
-    pub(crate) txn: f64,
-    pub(crate) node: String,
-    pub(crate) value: Option<Value>,
-}
-
-impl Acked {
-    /// Last-writer-wins order: (txn_time, node name).
-    fn beats(&self, other: &Acked) -> bool {
-        self.txn
-            .total_cmp(&other.txn)
-            .then_with(|| self.node.cmp(&other.node))
-            .is_gt()
-    }
-}
-
-/// Every write the tests made, by key: acknowledged ones, and unanswered ones that may
-/// or may not have been committed.
-#[derive(Debug, Default)]
-pub(crate) struct Ledger {
-    pub(crate) acked: BTreeMap<String, Vec<Acked>>,
-    pub(crate) maybe: BTreeMap<String, Vec<(String, Option<Value>)>>,
-}
-
-impl Ledger {
-    /// Records what became of a write of `value` (`None` for a delete) to `key` on `node`.
-    pub(crate) fn note(&mut self, node: &str, key: &str, value: Option<Value>, outcome: &Outcome) {
-        match outcome {
-            Outcome::Written(txn) => self.acked.entry(key.to_owned()).or_default().push(Acked {
-                txn: *txn,
-                node: node.to_owned(),
-                value,
-            }),
-            Outcome::Uncertain(_) => self
-                .maybe
-                .entry(key.to_owned())
-                .or_default()
-                .push((node.to_owned(), value)),
-            Outcome::Skipped | Outcome::NotSent => {}
-        }
-    }
-
-    pub(crate) fn extend(&mut self, other: Ledger) {
-        for (k, v) in other.acked {
-            self.acked.entry(k).or_default().extend(v);
-        }
-        for (k, v) in other.maybe {
-            self.maybe.entry(k).or_default().extend(v);
-        }
-    }
-
-    /// The acknowledged write that must win for `key`.
-    pub(crate) fn winner(&self, key: &str) -> Option<&Acked> {
-        self.acked
-            .get(key)?
-            .iter()
-            .fold(None, |best: Option<&Acked>, w| match best {
-                Some(b) if !w.beats(b) => Some(b),
-                _ => Some(w),
-            })
-    }
-
-    /// Checks a converged dump against the ledger; returns every problem found.
-    ///
-    /// A key whose winning acknowledged write is a record must hold exactly that
-    /// record's attributes with `__updatedtime__` equal to its `txn_time`; a key whose
-    /// winner is a delete must be absent. A write that was never answered may have
-    /// won instead (then its timestamp must be above the acknowledged winner's). Keys
-    /// nobody wrote must not exist.
-    pub(crate) fn check(&self, dump: &[Value]) -> Vec<String> {
-        let found = by_key(dump);
-        let keys: BTreeSet<&String> = self
-            .acked
-            .keys()
-            .chain(self.maybe.keys())
-            .chain(found.keys())
-            .collect();
-        let mut problems = Vec::new();
-        for key in keys {
-            let winner = self.winner(key);
-            let maybes = self.maybe.get(key.as_str()).map_or(&[][..], Vec::as_slice);
-            let got = found.get(key.as_str()).copied();
-            let floor = winner.map_or(f64::MIN, |w| w.txn);
-            let ok = match got {
-                None => {
-                    winner.is_none_or(|w| w.value.is_none())
-                        || maybes.iter().any(|(_, v)| v.is_none())
-                }
-                Some(record) => {
-                    let updated = record["__updatedtime__"].as_f64().unwrap_or(f64::NAN);
-                    let attrs = strip(record);
-                    winner.is_some_and(|w| w.value.as_ref() == Some(&attrs) && updated == w.txn)
-                        || maybes
-                            .iter()
-                            .any(|(_, v)| v.as_ref() == Some(&attrs) && updated >= floor)
-                }
-            };
-            if !ok {
-                problems.push(format!(
-                    "key {key}: found {}, expected {} (acknowledged writes: {:?}; unanswered: {:?})",
-                    got.map_or("<absent>".to_owned(), Value::to_string),
-                    match winner {
-                        Some(Acked { value: Some(v), txn, node }) =>
-                            format!("{v} written by {node} at {txn}"),
-                        Some(Acked { value: None, txn, node }) =>
-                            format!("absent (deleted by {node} at {txn})"),
-                        None => "absent (never written)".to_owned(),
-                    },
-                    self.acked.get(key.as_str()).map(|ws| ws
-                        .iter()
-                        .map(|w| (w.txn, w.node.as_str(), w.value.is_some()))
-                        .collect::<Vec<_>>()),
-                    maybes,
-                ));
-            }
-        }
-        problems
-    }
-}
-
-/// A record without the server-maintained timestamps.
-pub(crate) fn strip(record: &Value) -> Value {
-    let mut record = record.clone();
-    if let Some(map) = record.as_object_mut() {
-        map.remove("__createdtime__");
-        map.remove("__updatedtime__");
-    }
-    record
-}
-
 /// Panics with the seed, the problems and the nodes' log excerpts unless `problems` is empty.
 #[track_caller]
-pub(crate) fn assert_no_problems(seed: u64, what: &str, problems: &[String], members: &[&Member]) {
+pub fn assert_no_problems(seed: u64, what: &str, problems: &[String], members: &[&Member]) {
     assert!(
         problems.is_empty(),
         "seed {seed}: {what}: {} problems:\n{}\n{}",

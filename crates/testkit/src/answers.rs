@@ -1,38 +1,10 @@
-//! Helpers shared by the end-to-end tests: starting nodes and reading answers.
+//! Reading and asserting answers: Harper's error envelope, messages, rows and records.
 
-use std::path::Path;
-
-use reqwest::header::AUTHORIZATION;
 use serde_json::{Value, json};
-use shoal_testkit::{DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER, Node, NodeOptions};
-
-/// Starts a fresh `shoal` node named `name`.
-pub(crate) async fn start(name: &str) -> anyhow::Result<Node> {
-    start_with(name, &[]).await
-}
-
-/// Starts a fresh `shoal` node with extra command-line arguments.
-pub(crate) async fn start_with(name: &str, args: &[&str]) -> anyhow::Result<Node> {
-    let mut opts = NodeOptions::new(name);
-    opts.args = args.iter().map(|a| (*a).to_owned()).collect();
-    Node::start(Path::new(env!("CARGO_BIN_EXE_shoal")), opts).await
-}
-
-/// The admin's `Authorization` header value, for requests written by hand.
-pub(crate) fn basic(node: &Node) -> String {
-    let request = node
-        .client()
-        .get("http://127.0.0.1/")
-        .basic_auth(DEFAULT_ADMIN_USER, Some(DEFAULT_ADMIN_PASSWORD))
-        .build()
-        .expect("a request with Basic credentials");
-    let value = request.headers()[AUTHORIZATION].to_str();
-    value.expect("Basic credentials are ASCII").to_owned()
-}
 
 /// Asserts that an answer is an error with `status` and exactly the text `message`.
 #[track_caller]
-pub(crate) fn assert_error(answer: &(u16, Value), status: u16, message: &str) {
+pub fn assert_error(answer: &(u16, Value), status: u16, message: &str) {
     let (got, body) = answer;
     assert_eq!(*got, status, "status of {body}");
     assert_eq!(body, &json!({ "error": message }), "body (status {got})");
@@ -40,7 +12,7 @@ pub(crate) fn assert_error(answer: &(u16, Value), status: u16, message: &str) {
 
 /// Asserts that an answer is an error with `status` whose text starts with `prefix`.
 #[track_caller]
-pub(crate) fn assert_error_prefix(answer: &(u16, Value), status: u16, prefix: &str) {
+pub fn assert_error_prefix(answer: &(u16, Value), status: u16, prefix: &str) {
     let (got, body) = answer;
     assert_eq!(*got, status, "status of {body}");
     assert_error_shape(body);
@@ -53,7 +25,7 @@ pub(crate) fn assert_error_prefix(answer: &(u16, Value), status: u16, prefix: &s
 
 /// Asserts that a body is Harper's error envelope: an object with a string `error`.
 #[track_caller]
-pub(crate) fn assert_error_shape(body: &Value) {
+pub fn assert_error_shape(body: &Value) {
     let object = body
         .as_object()
         .unwrap_or_else(|| panic!("error body is not an object: {body}"));
@@ -64,30 +36,30 @@ pub(crate) fn assert_error_shape(body: &Value) {
 }
 
 /// The `message` of a successful answer.
-pub(crate) fn message(body: &Value) -> &str {
+pub fn message(body: &Value) -> &str {
     body["message"]
         .as_str()
         .unwrap_or_else(|| panic!("no message in {body}"))
 }
 
 /// The array of a search answer.
-pub(crate) fn rows(body: &Value) -> &Vec<Value> {
+pub fn rows(body: &Value) -> &Vec<Value> {
     body.as_array()
         .unwrap_or_else(|| panic!("expected an array, got {body}"))
 }
 
 /// The `id` of every record in a search answer, in order.
-pub(crate) fn ids(body: &Value) -> Vec<Value> {
+pub fn ids(body: &Value) -> Vec<Value> {
     rows(body).iter().map(|r| r["id"].clone()).collect()
 }
 
 /// `ids` as JSON numbers.
-pub(crate) fn nums(ids: &[u64]) -> Vec<Value> {
+pub fn nums(ids: &[u64]) -> Vec<Value> {
     ids.iter().map(|&i| json!(i)).collect()
 }
 
 /// A record without the server-maintained timestamp attributes.
-pub(crate) fn strip_timestamps(record: &Value) -> Value {
+pub fn strip_timestamps(record: &Value) -> Value {
     let mut record = record.clone();
     if let Some(map) = record.as_object_mut() {
         map.remove("__createdtime__");
