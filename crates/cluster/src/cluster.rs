@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use shoal_auth::{Auth, SYSTEM_DATABASE};
-use shoal_store::Store;
+use shoal_auth::Auth;
+use shoal_store::{SYSTEM_DATABASE, Store};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
