@@ -42,4 +42,4 @@ mod users;
 
 pub use error::AuthError;
 pub use permissions::{Access, Action, NOT_AUTHORIZED, SYSTEM_IS_INTERNAL, Via};
-pub use users::{Auth, AuthOptions, SYSTEM_DATABASE, USER_TABLE, User};
+pub use users::{Auth, AuthOptions, USER_TABLE, User};

@@ -25,10 +25,11 @@ use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use base64::Engine;
 use serde_json::{Map, Value};
+use shoal_store::SYSTEM_DATABASE;
 use tokio::sync::{OnceCell, Semaphore};
 
 use crate::error::AuthError;
-use crate::users::{Auth, SYSTEM_DATABASE, USER_TABLE, User};
+use crate::users::{Auth, USER_TABLE, User};
 
 /// Most outcomes remembered (of each kind) before that memory starts over.
 const CACHE_LIMIT: usize = 10_000;

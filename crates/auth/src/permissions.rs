@@ -14,8 +14,10 @@
 //! check (and add attribute filtering beside it); callers keep asking the same question.
 //! SQL asks it once per table a statement touches.
 
+use shoal_store::SYSTEM_DATABASE;
+
 use crate::error::AuthError;
-use crate::users::{Auth, SYSTEM_DATABASE, User};
+use crate::users::{Auth, User};
 
 /// Harper's answer to any change of `system` through the data operations.
 pub const SYSTEM_IS_INTERNAL: &str = "The 'system' database, tables and records are used internally by Shoal and cannot be updated or removed.";

@@ -5,15 +5,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
-use shoal_store::{Mode, Outcome, Store, StoreError, TableSpec, Write};
+use shoal_store::{Mode, Outcome, SYSTEM_DATABASE, Store, StoreError, TableSpec, Write};
 use tokio::sync::Semaphore;
 
 use crate::error::AuthError;
 use crate::limiter::Limiter;
 use crate::login::{Flights, Outcomes, hash_password};
 
-/// Database holding users, roles and other node metadata.
-pub const SYSTEM_DATABASE: &str = "system";
 /// Table of users, keyed by username.
 pub const USER_TABLE: &str = "hdb_user";
 

@@ -9,13 +9,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use shoal_auth::{Auth, SYSTEM_DATABASE};
-use shoal_store::Store;
+use shoal_store::{SYSTEM_DATABASE, Store};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+use crate::credentials::Credentials;
 use crate::error::ClusterError;
 use crate::gate::{Gate, Streams};
 use crate::identity::Identity;
@@ -72,7 +72,7 @@ pub(crate) struct Shared {
     pub(crate) name: String,
     pub(crate) url: String,
     pub(crate) store: Arc<Store>,
-    pub(crate) auth: Arc<Auth>,
+    pub(crate) credentials: Arc<dyn Credentials>,
     pub(crate) identity: Identity,
     pub(crate) trust: TrustStore,
     pub(crate) options: ClusterOptions,
@@ -100,10 +100,11 @@ struct Link {
 
 impl Cluster {
     /// Loads (or creates) the node's identity in `keys`, binds the replication port,
-    /// records this node in the membership tables and starts keeping links.
+    /// records this node in the membership tables and starts keeping links; joins are
+    /// checked against `credentials`.
     pub async fn start(
         store: Arc<Store>,
-        auth: Arc<Auth>,
+        credentials: Arc<dyn Credentials>,
         keys: &Path,
         options: ClusterOptions,
     ) -> Result<Arc<Cluster>, ClusterError> {
@@ -120,7 +121,7 @@ impl Cluster {
             name: options.name.clone(),
             url: url.clone(),
             store,
-            auth,
+            credentials,
             identity,
             trust,
             options,
@@ -455,18 +456,19 @@ mod tests {
     use tokio_rustls::TlsConnector;
 
     use super::*;
+    use crate::credentials::NoUsers;
 
     #[tokio::test]
     async fn a_connection_without_a_certificate_cannot_announce_a_large_frame() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(StoreOptions::new(dir.path().join("db"), "me")).unwrap());
         store.create_database(SYSTEM_DATABASE).await.unwrap();
-        let auth = Arc::new(Auth::new(store.clone()));
         let options = ClusterOptions {
             idle_timeout: Duration::from_secs(60),
             ..ClusterOptions::new("me", "127.0.0.1:0".parse().unwrap())
         };
-        let cluster = Cluster::start(store.clone(), auth, &dir.path().join("keys"), options)
+        let keys = dir.path().join("keys");
+        let cluster = Cluster::start(store.clone(), Arc::new(NoUsers), &keys, options)
             .await
             .unwrap();
 

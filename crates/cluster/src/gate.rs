@@ -10,7 +10,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use shoal_auth::SYSTEM_DATABASE;
+use shoal_store::SYSTEM_DATABASE;
 use tokio::io::AsyncWrite;
 use tokio::sync::watch;
 

@@ -14,7 +14,7 @@
 //!   (checks the server's proof; records it and pins its CA)
 //! ```
 //!
-//! Proofs are HMACs keyed by the user's argon2 hash (`shoal_auth::proof`) over a
+//! Proofs are HMACs keyed by the user's password hash (see [`crate::Credentials`]) over a
 //! transcript of the exchange that includes keying material exported from this TLS
 //! session. A man in the middle has a different TLS session with each side, so it can
 //! neither relay a proof nor make one; the joiner refuses the join unless the server
@@ -25,13 +25,12 @@ use std::sync::Arc;
 
 use rand::RngCore;
 use rustls::pki_types::ServerName;
-use shoal_auth::AuthError;
-use shoal_auth::proof::{self, KeyParams, Side};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::cluster::Shared;
+use crate::credentials::KeyParams;
 use crate::error::ClusterError;
 use crate::identity::validate_node_name;
 use crate::nodes::{self, NodeRecord};
@@ -40,7 +39,8 @@ use crate::tls;
 
 /// Length of each side's nonce.
 const NONCE_LEN: usize = 32;
-/// What the decoy salts of unknown users are derived from (see `proof::challenge`).
+/// What the decoy salts of unknown users are derived from (see
+/// [`crate::Credentials::challenge`]).
 pub(crate) const DECOY_PURPOSE: &str = "add_node decoy salts";
 
 /// One side's part of the transcript.
@@ -153,9 +153,7 @@ pub(crate) async fn join(
     if node == shared.name {
         return Err(ClusterError::Refused(format!("{url} is this node")));
     }
-    let key = proof::derive_key(password, &params)
-        .await
-        .map_err(refusal)?;
+    let key = shared.credentials.derive_key(password, &params).await?;
     let server = Party {
         node: &node,
         ca_pem: &ca_pem,
@@ -163,10 +161,10 @@ pub(crate) async fn join(
         nonce: &server_nonce,
     };
     let transcript = transcript(&exporter, username, &me, &server);
-    let proof = key.prove(Side::Client, &transcript);
+    let proof = key.client_proof(&transcript);
     proto::write(&mut conn, &Frame::JoinProof { proof }).await?;
     match answer(&mut conn, timeout).await? {
-        Frame::Joined { proof } if key.verify(Side::Server, &transcript, &proof) => {}
+        Frame::Joined { proof } if key.is_server_proof(&transcript, &proof) => {}
         Frame::Joined { .. } => {
             return Err(ClusterError::Tls(format!(
                 "{url} did not prove that it holds the credentials: not the node it claims"
@@ -217,10 +215,6 @@ async fn answer<S: AsyncRead + Unpin>(
 
 fn unexpected(frame: Frame) -> ClusterError {
     ClusterError::Protocol(format!("unexpected frame in a join: {frame:?}"))
-}
-
-fn refusal(e: AuthError) -> ClusterError {
-    ClusterError::Refused(e.to_string())
 }
 
 /// Answers a join request on the replication port; `exporter` is the TLS session's
@@ -278,10 +272,7 @@ where
     }
     tls::fingerprint(joiner.ca_pem).map_err(|e| ClusterError::Refused(e.to_string()))?;
     let secret = shared.identity.derived_secret(DECOY_PURPOSE);
-    let mut challenge = shared
-        .auth
-        .proof_challenge(username, &secret, from)
-        .map_err(refusal)?;
+    let mut challenge = shared.credentials.challenge(username, &secret, from)?;
     let me = Party {
         node: &shared.name,
         ca_pem: shared.identity.ca_pem(),
@@ -302,8 +293,7 @@ where
         other => return Err(unexpected(other)),
     };
     let transcript = transcript(exporter, username, joiner, &me);
-    let user = challenge.verify(&transcript, &proof).map_err(refusal)?;
-    if !user.super_user {
+    if !challenge.verify(&transcript, &proof)? {
         return Err(ClusterError::Refused("add_node needs a super_user".into()));
     }
     let record = NodeRecord {
@@ -324,12 +314,12 @@ where
 mod tests {
     use std::net::SocketAddr;
 
-    use shoal_auth::Auth;
-    use shoal_store::{Store, StoreOptions};
+    use shoal_store::{SYSTEM_DATABASE, Store, StoreOptions};
     use tokio::net::TcpListener;
     use tokio_rustls::TlsAcceptor;
 
     use super::*;
+    use crate::credentials::NoUsers;
     use crate::identity::Identity;
     use crate::tls::TrustStore;
     use crate::{Cluster, ClusterOptions};
@@ -377,10 +367,10 @@ mod tests {
     async fn a_server_that_cannot_prove_it_holds_the_credentials_is_not_joined() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(StoreOptions::new(dir.path().join("db"), "me")).unwrap());
-        let auth = Arc::new(Auth::new(store.clone()));
-        auth.bootstrap("admin", Some("pw")).await.unwrap();
+        store.create_database(SYSTEM_DATABASE).await.unwrap();
         let options = ClusterOptions::new("me", "127.0.0.1:0".parse().unwrap());
-        let cluster = Cluster::start(store.clone(), auth, &dir.path().join("keys"), options)
+        let keys = dir.path().join("keys");
+        let cluster = Cluster::start(store.clone(), Arc::new(NoUsers), &keys, options)
             .await
             .unwrap();
         let fake = impostor(&dir.path().join("fake")).await;

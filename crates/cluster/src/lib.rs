@@ -13,9 +13,12 @@
 //! replicated system database: joining any member joins the cluster.
 //!
 //! This crate uses the store only through its narrow replication API (log reads,
-//! snapshots, `Write::Apply` / `Write::Merge`); it knows nothing of HTTP.
+//! snapshots, `Write::Apply` / `Write::Merge`); it knows nothing of HTTP, nor of how
+//! users are kept: a join checks passwords through [`Credentials`], which the layer that
+//! keeps users implements.
 
 mod cluster;
+mod credentials;
 mod error;
 mod gate;
 pub mod identity;
@@ -29,6 +32,7 @@ mod task;
 pub mod tls;
 
 pub use cluster::{Cluster, ClusterOptions};
+pub use credentials::{Challenge, Credentials, DerivedKey, KeyParams, ProofKey};
 pub use error::ClusterError;
 pub use nodes::{CERTIFICATES_TABLE, NODES_TABLE, NodeRecord, PINS_TABLE};
 pub use proto::MAX_FRAME_BYTES;

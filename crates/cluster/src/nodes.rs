@@ -11,8 +11,9 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use shoal_auth::SYSTEM_DATABASE;
-use shoal_store::{CopyRow, LogEntry, Mode, Store, StoreError, TableSpec, Version, Write};
+use shoal_store::{
+    CopyRow, LogEntry, Mode, SYSTEM_DATABASE, Store, StoreError, TableSpec, Version, Write,
+};
 
 use crate::error::ClusterError;
 

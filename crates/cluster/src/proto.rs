@@ -8,11 +8,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use shoal_auth::proof::KeyParams;
 use shoal_store::{CopyProgress, CopyRow, LogEntry, SchemaChange};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
 
+use crate::credentials::KeyParams;
 use crate::error::ClusterError;
 
 /// Version 2: joins prove credentials, subscriptions carry a version vector, copies and

@@ -7,10 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use shoal_auth::SYSTEM_DATABASE;
 use shoal_store::{
-    Committed, CopyChunk, LogEntry, Outcome, Pending, RemoteBatch, SchemaChange, StoreError, Write,
-    to_ms, wall_ms,
+    Committed, CopyChunk, LogEntry, Outcome, Pending, RemoteBatch, SYSTEM_DATABASE, SchemaChange,
+    StoreError, Write, to_ms, wall_ms,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -220,7 +219,7 @@ async fn session(
             Frame::Databases { databases } if database == SYSTEM_DATABASE => {
                 for state in databases {
                     let name = state.name.clone();
-                    match reconcile_database(shared, &db, state).await {
+                    match reconcile_database(shared, state).await {
                         // A state stamped ahead of our clock waits, as a held-back entry
                         // does: the rest of the link goes on, and the peer's log (or the
                         // next link) brings it again once our clock has caught up.
@@ -503,26 +502,13 @@ async fn ensure_database(shared: &Shared, name: &str, created: u64) -> Result<()
 }
 
 /// Drops database `name` here if it was created before `at` (a drop elsewhere); one
-/// created since stays.
+/// created since stays. The store records the drop either way.
 async fn drop_database_before(shared: &Shared, name: &str, at: u64) -> Result<(), ClusterError> {
-    if name == SYSTEM_DATABASE {
-        return Ok(());
+    if shared.store.drop_replicated_database(name, at).await? {
+        tracing::info!(database = name, "database dropped by replication");
+        shared.wake.notify_one();
     }
-    let Ok(db) = shared.store.database(name) else {
-        return Ok(());
-    };
-    if db.created() >= at {
-        return Ok(());
-    }
-    match shared.store.drop_database(name).await {
-        Ok(()) => {
-            tracing::info!(database = name, "database dropped by replication");
-            shared.wake.notify_one();
-            Ok(())
-        }
-        Err(StoreError::DatabaseNotFound(_)) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    Ok(())
 }
 
 /// Acts on a database created or dropped elsewhere at `hlc` (announced in the system
@@ -544,19 +530,8 @@ async fn apply_database_change(
 /// Brings one database in line with what the system link's peer knows of it: a drop it
 /// knows of removes an older database here (and is recorded, so that nobody brings it
 /// back through this node), and a database it has that no known drop outranks is created.
-async fn reconcile_database(
-    shared: &Shared,
-    system: &shoal_store::Database,
-    state: DatabaseState,
-) -> Result<(), ClusterError> {
+async fn reconcile_database(shared: &Shared, state: DatabaseState) -> Result<(), ClusterError> {
     if let Some(at) = state.dropped {
-        if at > dropped_at(shared, &state.name)? {
-            let note = Write::NoteDatabaseDrop {
-                database: state.name.clone(),
-                at,
-            };
-            system.write(note, None).await?;
-        }
         drop_database_before(shared, &state.name, at).await?;
     }
     if let Some(created) = state.created {

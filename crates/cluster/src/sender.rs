@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use shoal_auth::SYSTEM_DATABASE;
+use shoal_store::SYSTEM_DATABASE;
 use shoal_store::{
     Committed, CopyProgress, CopyRow, Database, LogEntry, SchemaChange, Snapshot, TableDef,
 };

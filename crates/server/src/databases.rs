@@ -1,32 +1,17 @@
-//! Creating and dropping databases on behalf of clients. Each is announced in the system
-//! database's log so that the rest of the cluster follows.
+//! Creating tables on behalf of clients, and their database with them if missing.
 
 use std::sync::Arc;
 
-use shoal_auth::SYSTEM_DATABASE;
 use shoal_components::Tables;
-use shoal_store::{Database, SchemaChange, Store, StoreError, TableSpec, Write};
+use shoal_store::{Database, Store, StoreError, TableSpec, Write};
 
 /// How often [`create_table`] re-creates a database dropped under it before giving up.
 const RECREATE_ATTEMPTS: usize = 8;
 
-/// Creates a database and announces it.
-pub(crate) async fn create(store: &Store, name: &str) -> Result<Arc<Database>, StoreError> {
-    let db = store.create_database(name).await?;
-    announce(
-        store,
-        SchemaChange::CreateDatabase {
-            database: name.to_owned(),
-        },
-    )
-    .await?;
-    Ok(db)
-}
-
-/// The named database, created (and announced) if missing.
-pub(crate) async fn ensure(store: &Store, name: &str) -> Result<Arc<Database>, StoreError> {
+/// The named database, created (and, by the store, announced) if missing.
+async fn ensure(store: &Store, name: &str) -> Result<Arc<Database>, StoreError> {
     match store.database(name) {
-        Err(StoreError::DatabaseNotFound(_)) => match create(store, name).await {
+        Err(StoreError::DatabaseNotFound(_)) => match store.create_database(name).await {
             Err(StoreError::DatabaseExists(_)) => store.database(name),
             other => other,
         },
@@ -75,20 +60,3 @@ impl Tables for StoreTables<'_> {
     }
 }
 
-/// Drops a database and announces it.
-pub(crate) async fn drop(store: &Store, name: &str) -> Result<(), StoreError> {
-    store.drop_database(name).await?;
-    announce(
-        store,
-        SchemaChange::DropDatabase {
-            database: name.to_owned(),
-        },
-    )
-    .await
-}
-
-async fn announce(store: &Store, change: SchemaChange) -> Result<(), StoreError> {
-    let system = store.database(SYSTEM_DATABASE)?;
-    system.write(Write::Announce(change), None).await?;
-    Ok(())
-}

@@ -2,6 +2,7 @@
 
 mod cli;
 mod config;
+mod credentials;
 mod runfile;
 mod start;
 

@@ -19,6 +19,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 use crate::config::{Config, Overrides};
+use crate::credentials::Users;
 use crate::runfile::{self, RunFile};
 
 /// How long in-flight requests get to finish on shutdown.
@@ -130,7 +131,7 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
     }
     let cluster = Cluster::start(
         store.clone(),
-        auth.clone(),
+        Arc::new(Users(auth.clone())),
         &root.join("keys"),
         cluster_options,
     )

@@ -222,10 +222,10 @@ fn apply_schema(txn: &mut RwTxn, ctx: &mut Ctx, change: &SchemaChange) -> Result
                 mutate::note_table_drop(txn, ctx, table, at)?;
             }
         }
-        SchemaChange::DropDatabase { database } => {
-            // The cluster layer drops the database itself; the marker keeps stale peers
-            // from bringing it back.
-            mutate::note_database_drop(txn, ctx.trees, database, ctx.hlc)?;
+        SchemaChange::DropDatabase { .. } => {
+            // The cluster layer has the store drop the database; the marker keeps stale
+            // peers from bringing it back, and a restart drops it if a crash came first.
+            mutate::record_database(txn, ctx.trees, change, ctx.hlc)?;
         }
         SchemaChange::CreateAttribute {
             table,
@@ -245,7 +245,8 @@ fn apply_schema(txn: &mut RwTxn, ctx: &mut Ctx, change: &SchemaChange) -> Result
             mutate::drop_attribute(txn, ctx, table, attribute)?;
         }
         // Databases are created by the cluster layer, which reads the system database's
-        // log; the rest are already in the wanted state.
+        // log and has the store record and create them; the rest are already in the
+        // wanted state.
         _ => {}
     }
     Ok(())

@@ -9,7 +9,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::catalog::{Catalog, TableDef};
 use crate::error::{Result, StoreError};
-use crate::mutate::{DROPPED_TABLE_PREFIX, Outcome, Write};
+use crate::mutate::{DROPPED_TABLE_PREFIX, Outcome, Request, Write};
 use crate::read::{OpenSnapshot, Snapshot};
 use crate::store::CREATED_KEY;
 use crate::trees::{Trees, meta_get_u64, meta_u64s};
@@ -147,9 +147,18 @@ impl Database {
     /// when it is durably committed. Writes queued one after another commit in that
     /// order, so a caller can keep several in flight (replication does).
     pub async fn submit(&self, write: Write, user: Option<&str>) -> Result<Pending> {
+        self.submit_request(Request::Write(write), user).await
+    }
+
+    /// Applies a request only the store makes (see [`Request`]), once durable.
+    pub(crate) async fn request(&self, request: Request) -> Result<Outcome> {
+        self.submit_request(request, None).await?.await
+    }
+
+    async fn submit_request(&self, request: Request, user: Option<&str>) -> Result<Pending> {
         let (reply, answer) = oneshot::channel();
         let command = Command::Write {
-            write: Box::new(write),
+            write: Box::new(request),
             user: user.map(str::to_owned),
             reply,
         };

@@ -16,6 +16,9 @@
 //! - **Transaction log.** Every write appends a [`LogEntry`] in the same commit; the log is
 //!   trimmed by age and size ([`Retention`]) and every entry is also published on the
 //!   database's change feed ([`Database::subscribe`]).
+//! - **Databases.** [`Store::create_database`] and [`Store::drop_database`] commit the
+//!   change, and its announcement in the log, in one transaction of the
+//!   [`SYSTEM_DATABASE`], then carry it out; a restart finishes what a crash interrupted.
 //!
 //! Bounds (each refusal leaves nothing of the write behind):
 //! - **Size.** A database holds at most [`StoreOptions::map_size`] bytes: past it, writes
@@ -65,6 +68,8 @@ mod txlog;
 mod writer;
 
 #[cfg(test)]
+mod databases_tests;
+#[cfg(test)]
 mod tests;
 
 pub use apply::{CopyChunk, CopyProgress, CopyRow, RemoteBatch};
@@ -76,6 +81,6 @@ pub use index::MAX_INDEXED_STRING;
 pub use mutate::{MAX_DEPTH, MAX_KEY_LEN, Mode, Outcome, Write};
 pub use read::{IndexEntries, Row, Snapshot};
 pub use record::Version;
-pub use store::{Store, StoreOptions};
+pub use store::{SYSTEM_DATABASE, Store, StoreOptions};
 pub use txlog::{Change, ChangeKind, Committed, LogEntry, Retention, SchemaChange};
 pub use writer::WriterStats;

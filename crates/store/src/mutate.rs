@@ -110,18 +110,6 @@ pub enum Write {
         /// Primary keys.
         ids: Vec<Value>,
     },
-    /// Log a schema change made elsewhere (create or drop of a database, in the system
-    /// database), so that it replicates.
-    Announce(SchemaChange),
-    /// Record that a peer reports database `database` dropped at `at` (an HLC); kept in
-    /// the database written to (the system database) and not logged, as the peer reports
-    /// it to every node it links to.
-    NoteDatabaseDrop {
-        /// Database name.
-        database: String,
-        /// When it was dropped.
-        at: u64,
-    },
     /// Apply a batch of a peer's transaction log (replication).
     Apply(RemoteBatch),
     /// Merge a chunk of a peer's snapshot (full copy).
@@ -148,12 +136,10 @@ impl Write {
 
     /// Whether it may need more room than it frees: refused once the database holds its
     /// configured size, while deletes and drops still run (on the map's reserve) so that
-    /// room can be made. A drop's announcement runs too: a database is dropped first and
-    /// announced after, so refusing the announcement would leave the drop untold.
+    /// room can be made.
     pub(crate) fn grows(&self) -> bool {
         match self {
             Write::DropTable(_) | Write::DropAttribute { .. } | Write::Delete { .. } => false,
-            Write::Announce(change) => !change.is_drop(),
             Write::Apply(batch) => batch.entries.iter().any(|c| {
                 c.entry
                     .changes
@@ -162,6 +148,49 @@ impl Write {
                     || c.entry.schema.as_ref().is_some_and(|s| !s.is_drop())
             }),
             _ => true,
+        }
+    }
+}
+
+/// What a writer applies: a write, or the system database's record of a database created
+/// or dropped ([`SchemaChange::CreateDatabase`], [`SchemaChange::DropDatabase`]), which
+/// only the store itself asks for (see `Store::create_database`).
+#[derive(Debug)]
+pub(crate) enum Request {
+    /// A client's write, or what a peer sent.
+    Write(Write),
+    /// A database created or dropped here, now: recorded and logged in one commit, so
+    /// that the change, and its announcement to the cluster, are one.
+    Database(SchemaChange),
+    /// A database a peer created or dropped at the given HLC: recorded, not logged (the
+    /// peer's own log entry or link tells the others).
+    PeerDatabase(SchemaChange, u64),
+}
+
+impl Request {
+    /// See [`Write::is_local`].
+    pub(crate) fn is_local(&self) -> bool {
+        match self {
+            Request::Write(write) => write.is_local(),
+            Request::Database(_) => true,
+            Request::PeerDatabase(..) => false,
+        }
+    }
+
+    /// See [`Write::weight`].
+    pub(crate) fn weight(&self) -> usize {
+        match self {
+            Request::Write(write) => write.weight(),
+            Request::Database(_) | Request::PeerDatabase(..) => 1,
+        }
+    }
+
+    /// See [`Write::grows`]. A drop's record runs on the reserve: refusing it would leave
+    /// a database that cannot be dropped, and so no room to be made.
+    pub(crate) fn grows(&self) -> bool {
+        match self {
+            Request::Write(write) => write.grows(),
+            Request::Database(change) | Request::PeerDatabase(change, _) => !change.is_drop(),
         }
     }
 }
@@ -224,6 +253,10 @@ pub(crate) const DROPPED_TABLE_PREFIX: &[u8] = b"dropped/";
 /// Meta prefix of database drop markers, kept in the database whose log announces the
 /// drops (the system database): `dropped_database/<name>` -> HLC of the last drop.
 pub(crate) const DROPPED_DATABASE_PREFIX: &[u8] = b"dropped_database/";
+/// Meta prefix of database creation records, kept in the system database beside the drop
+/// markers: `created_database/<name>` -> HLC of the last creation made through this node's
+/// store (older databases have none).
+pub(crate) const CREATED_DATABASE_PREFIX: &[u8] = b"created_database/";
 
 /// Records that table `name` was dropped at `at`, unless a later drop is known.
 pub(crate) fn note_table_drop(txn: &mut RwTxn, ctx: &mut Ctx, name: &str, at: u64) -> Result<()> {
@@ -236,14 +269,21 @@ pub(crate) fn note_table_drop(txn: &mut RwTxn, ctx: &mut Ctx, name: &str, at: u6
     Ok(())
 }
 
-/// Records that database `name` was dropped at `at`, unless a later drop is known.
-pub(crate) fn note_database_drop(
+/// Records that a database was created or dropped at `at` (a [`SchemaChange::CreateDatabase`]
+/// or [`SchemaChange::DropDatabase`]; other changes are not about databases), unless a
+/// later one of the same kind is known.
+pub(crate) fn record_database(
     txn: &mut RwTxn,
     trees: &Trees,
-    name: &str,
+    change: &SchemaChange,
     at: u64,
 ) -> Result<()> {
-    let key = [DROPPED_DATABASE_PREFIX, name.as_bytes()].concat();
+    let (prefix, name) = match change {
+        SchemaChange::CreateDatabase { database } => (CREATED_DATABASE_PREFIX, database),
+        SchemaChange::DropDatabase { database } => (DROPPED_DATABASE_PREFIX, database),
+        _ => return Ok(()),
+    };
+    let key = [prefix, name.as_bytes()].concat();
     if meta_get_u64(txn, trees, &key)? < at {
         meta_put_u64(txn, trees, &key, at)?;
     }
@@ -271,9 +311,23 @@ pub(crate) fn record_key(table: &TableDef, pk: &Value) -> Result<Vec<u8>> {
 pub(crate) fn apply(
     txn: &mut RwTxn,
     ctx: &mut Ctx,
-    write: Write,
+    request: Request,
     user: Option<String>,
 ) -> Result<(Outcome, Vec<LogEntry>)> {
+    let write = match request {
+        Request::Write(write) => write,
+        Request::Database(change) => {
+            record_database(txn, ctx.trees, &change, ctx.hlc)?;
+            return Ok(logged(ctx, change, user));
+        }
+        Request::PeerDatabase(change, at) => {
+            ctx.clock.check_remote(at)?;
+            record_database(txn, ctx.trees, &change, at)?;
+            // Databases created here from now on are stamped after what the peer did.
+            ctx.hlc = ctx.hlc.max(at);
+            return Ok((Outcome::default(), Vec::new()));
+        }
+    };
     let change = match write {
         Write::CreateTable(spec) => {
             let created = ctx.hlc;
@@ -286,28 +340,20 @@ pub(crate) fn apply(
             indexed,
         } => create_attribute(txn, ctx, &table, &attribute, indexed)?,
         Write::DropAttribute { table, attribute } => drop_attribute(txn, ctx, &table, &attribute)?,
-        Write::Announce(change) => {
-            if let SchemaChange::DropDatabase { database } = &change {
-                note_database_drop(txn, ctx.trees, database, ctx.hlc)?;
-            }
-            change
-        }
         Write::Records {
             table,
             mode,
             records,
         } => return write_records(txn, ctx, &table, mode, records, user),
         Write::Delete { table, ids } => return delete(txn, ctx, &table, ids, user),
-        Write::NoteDatabaseDrop { database, at } => {
-            ctx.clock.check_remote(at)?;
-            note_database_drop(txn, ctx.trees, &database, at)?;
-            // Databases created here from now on are stamped after the drop.
-            ctx.hlc = ctx.hlc.max(at);
-            return Ok((Outcome::default(), Vec::new()));
-        }
         Write::Apply(batch) => return crate::apply::remote(txn, ctx, batch),
         Write::Merge(chunk) => return crate::apply::merge(txn, ctx, *chunk),
     };
+    Ok(logged(ctx, change, user))
+}
+
+/// The outcome of a schema change made here, and its log entry.
+fn logged(ctx: &Ctx, change: SchemaChange, user: Option<String>) -> (Outcome, Vec<LogEntry>) {
     let outcome = Outcome {
         txn_time: hlc::to_ms(ctx.hlc),
         ..Outcome::default()
@@ -321,7 +367,7 @@ pub(crate) fn apply(
         changes: Vec::new(),
         schema: Some(change),
     };
-    Ok((outcome, vec![entry]))
+    (outcome, vec![entry])
 }
 
 /// Creates a table whose creation is stamped `created` (now, or when a peer created it).

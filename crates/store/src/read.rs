@@ -14,7 +14,7 @@ use crate::error::{Result, StoreError};
 use crate::hlc;
 use crate::index;
 use crate::key;
-use crate::mutate::{DROPPED_DATABASE_PREFIX, record_key};
+use crate::mutate::{CREATED_DATABASE_PREFIX, DROPPED_DATABASE_PREFIX, record_key};
 use crate::record::Version;
 use crate::trees::{Trees, count_key, meta_get_u64, meta_u64s, table_prefix, updated_key};
 use crate::txlog::{self, Committed, LogEntry, SEQ_KEY};
@@ -331,6 +331,12 @@ impl Snapshot {
     /// practice the system database's), with the HLC of each one's last drop.
     pub fn dropped_databases(&self) -> Result<Vec<(String, u64)>> {
         meta_u64s(&self.txn, &self.trees, DROPPED_DATABASE_PREFIX)
+    }
+
+    /// Databases whose creation this database (the system database) records, with the
+    /// HLC of each one's last creation.
+    pub(crate) fn created_databases(&self) -> Result<Vec<(String, u64)>> {
+        meta_u64s(&self.txn, &self.trees, CREATED_DATABASE_PREFIX)
     }
 
     /// This node's last sequence when it last completed a full copy from a peer (0 if

@@ -12,14 +12,19 @@ use crate::catalog::validate_name;
 use crate::database::{Database, DatabaseConfig};
 use crate::error::{Result, StoreError};
 use crate::hlc::{DEFAULT_MAX_OFFSET_MS, Hlc};
-use crate::trees::{Trees, meta_put_u64};
-use crate::txlog::Retention;
+use crate::mutate::Request;
+use crate::trees::{Trees, meta_get_u64, meta_put_u64};
+use crate::txlog::{Retention, SchemaChange};
 use crate::writer::Writer;
 
 /// Environments opened by this process, by path. LMDB allows one open per path and the
 /// trees borrow their environment, so each stays open (and is reused) for the process's life.
 static OPEN_ENVS: LazyLock<Mutex<HashMap<PathBuf, &'static Env<WithoutTls>>>> =
     LazyLock::new(Default::default);
+
+/// The database holding users, roles, cluster membership and the record of the other
+/// databases' creations and drops; it is never dropped.
+pub const SYSTEM_DATABASE: &str = "system";
 
 /// File marking a dropped database, whose folder is removed at the next start.
 const DROPPED_MARKER: &str = "dropped";
@@ -101,7 +106,9 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens every database under the root, removing those dropped before a crash.
+    /// Opens every database under the root, and finishes what a crash interrupted: a
+    /// database the system database records as dropped since it was created is removed,
+    /// and one it records as created but missing (or left half made) is created.
     pub fn open(options: StoreOptions) -> Result<Self> {
         std::fs::create_dir_all(&options.path)?;
         let hlc = Hlc::with_clock(options.clock_offset_ms, options.max_clock_offset_ms);
@@ -120,7 +127,9 @@ impl Store {
                 names.push(name.to_owned());
             }
         }
-        names.sort();
+        // The system database first: it records which databases should exist.
+        names.sort_by_key(|name| (name != SYSTEM_DATABASE, name.clone()));
+        let mut records = Records::default();
         for name in names {
             let path = store.options.path.join(&name);
             if path.join(DROPPED_MARKER).exists() {
@@ -135,14 +144,23 @@ impl Store {
                 }
                 continue;
             }
-            let env = store.open_env(&name)?;
-            let trees = Trees::open(env)?;
-            let db = store.start_database(&name, env, trees)?;
+            let Some(db) = store.open_existing(&name, &records)? else {
+                continue;
+            };
+            if name == SYSTEM_DATABASE {
+                records = Records::read(&db)?;
+            }
             store
                 .databases
                 .write()
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert(name, db);
+        }
+        for (name, created) in &records.created {
+            if *created > records.dropped(name) && store.database(name).is_err() {
+                // Its creation was committed, but a crash came before it was carried out.
+                store.materialise(name, *created)?;
+            }
         }
         Ok(store)
     }
@@ -177,15 +195,18 @@ impl Store {
             .collect()
     }
 
-    /// Creates a database.
+    /// Creates a database. Its creation, and the entry of the system database's log that
+    /// announces it to the cluster, are one commit of the system database (created first
+    /// if missing): once that commit is durable, the database exists, if need be from the
+    /// next start on.
     pub async fn create_database(&self, name: &str) -> Result<Arc<Database>> {
-        self.create_database_at(name, self.hlc.now()).await
+        self.create(name, None).await
     }
 
     /// Creates a database that a peer created at `created` (its HLC), so that the
-    /// creation keeps its place among drops of the same name. A creation stamped further
-    /// ahead of this node's clock than the maximum offset is refused
-    /// ([`StoreError::ClockAhead`]), as a log entry would be.
+    /// creation keeps its place among drops of the same name; recorded in the system
+    /// database, not logged. A creation stamped further ahead of this node's clock than
+    /// the maximum offset is refused ([`StoreError::ClockAhead`]), as a log entry would be.
     pub async fn create_replicated_database(
         &self,
         name: &str,
@@ -193,27 +214,128 @@ impl Store {
     ) -> Result<Arc<Database>> {
         self.hlc.check_remote(created)?;
         self.hlc.observe(created);
-        self.create_database_at(name, created).await
+        self.create(name, Some(created)).await
     }
 
-    async fn create_database_at(&self, name: &str, created: u64) -> Result<Arc<Database>> {
+    async fn create(&self, name: &str, at: Option<u64>) -> Result<Arc<Database>> {
         validate_name("database", name)?;
         let _ddl = self.ddl.lock().await;
         if self.database(name).is_ok() {
             return Err(StoreError::DatabaseExists(name.to_owned()));
         }
+        if name == SYSTEM_DATABASE {
+            // It records the others, not itself.
+            return self.materialise(name, at.unwrap_or_else(|| self.hlc.now()));
+        }
+        let change = SchemaChange::CreateDatabase {
+            database: name.to_owned(),
+        };
+        self.record(change, at).await?;
+        let system = self.database(SYSTEM_DATABASE)?;
+        let created = Records::read(&system)?.created(name);
+        self.materialise(name, created)
+    }
+
+    /// Drops a database: its drop, and the entry of the system database's log that
+    /// announces it to the cluster, are one commit; then it is emptied and forgotten (from
+    /// the next start on, if a crash comes first). The system database is never dropped.
+    pub async fn drop_database(&self, name: &str) -> Result<()> {
+        if name == SYSTEM_DATABASE {
+            return Err(StoreError::Invalid(format!(
+                "the '{SYSTEM_DATABASE}' database cannot be dropped"
+            )));
+        }
+        let _ddl = self.ddl.lock().await;
+        self.database(name)?;
+        let change = SchemaChange::DropDatabase {
+            database: name.to_owned(),
+        };
+        self.record(change, None).await?;
+        self.discard(name).await
+    }
+
+    /// Records that a peer dropped database `name` at `at` (its HLC), in the system
+    /// database, not logged, and drops the database here if it was created before then
+    /// (one created since stays). Returns whether it was dropped here. A drop stamped
+    /// further ahead of this node's clock than the maximum offset is refused
+    /// ([`StoreError::ClockAhead`]).
+    pub async fn drop_replicated_database(&self, name: &str, at: u64) -> Result<bool> {
+        if name == SYSTEM_DATABASE {
+            return Ok(false);
+        }
+        let _ddl = self.ddl.lock().await;
+        let known = match self.database(SYSTEM_DATABASE) {
+            Ok(system) => Records::read(&system)?.dropped(name),
+            Err(_) => 0,
+        };
+        if known < at {
+            let change = SchemaChange::DropDatabase {
+                database: name.to_owned(),
+            };
+            self.record(change, Some(at)).await?;
+        }
+        match self.database(name) {
+            Ok(db) if db.created() < at => self.discard(name).await.map(|()| true),
+            _ => Ok(false),
+        }
+    }
+
+    /// Commits a database's creation or drop in the system database (created first if
+    /// missing): made here now (`at` is `None`), it is also logged, in the same commit,
+    /// so that peers follow; made by a peer at `at`, it is only recorded. Either way a
+    /// restart finishes it if a crash comes before it is carried out. The caller holds
+    /// the DDL lock.
+    pub(crate) async fn record(&self, change: SchemaChange, at: Option<u64>) -> Result<()> {
+        let system = match self.database(SYSTEM_DATABASE) {
+            Err(StoreError::DatabaseNotFound(_)) => {
+                self.materialise(SYSTEM_DATABASE, self.hlc.now())?
+            }
+            other => other?,
+        };
+        let request = match at {
+            None => Request::Database(change),
+            Some(at) => Request::PeerDatabase(change, at),
+        };
+        system.request(request).await.map(drop)
+    }
+
+    /// Opens database `name` found on disk at start, unless `records` (of the system
+    /// database) says that a crash interrupted its drop, which is then finished, or its
+    /// creation, which the caller makes again.
+    fn open_existing(&self, name: &str, records: &Records) -> Result<Option<Arc<Database>>> {
         let env = self.open_env(name)?;
         let trees = Trees::open(env)?;
-        let marker = self.options.path.join(name).join(DROPPED_MARKER);
-        let reused = marker.exists();
-        let mut txn = env.write_txn()?;
-        if reused {
-            // Reusing the environment of a dropped database: make sure it is empty.
+        let created = {
+            let txn = env.read_txn()?;
+            meta_get_u64(&txn, &trees, CREATED_KEY)?
+        };
+        if created < records.dropped(name) {
+            // As a drop does: marked, then emptied; the next start removes the folder.
+            let marker = self.options.path.join(name).join(DROPPED_MARKER);
+            std::fs::File::create(marker)?.sync_all()?;
+            let mut txn = env.write_txn()?;
             trees.clear(&mut txn)?;
+            txn.commit()?;
+            return Ok(None);
         }
+        if created < records.created(name) {
+            return Ok(None); // half made
+        }
+        self.start_database(name, env, trees).map(Some)
+    }
+
+    /// Makes the environment of database `name`, created at `created`, and opens it. Any
+    /// files left under its name (a dropped database's, a creation a crash interrupted)
+    /// are emptied first.
+    fn materialise(&self, name: &str, created: u64) -> Result<Arc<Database>> {
+        let env = self.open_env(name)?;
+        let trees = Trees::open(env)?;
+        let mut txn = env.write_txn()?;
+        trees.clear(&mut txn)?;
         meta_put_u64(&mut txn, &trees, CREATED_KEY, created)?;
         txn.commit()?;
-        if reused {
+        let marker = self.options.path.join(name).join(DROPPED_MARKER);
+        if marker.exists() {
             std::fs::remove_file(marker)?;
         }
         let db = self.start_database(name, env, trees)?;
@@ -224,9 +346,8 @@ impl Store {
         Ok(db)
     }
 
-    /// Drops a database: empties it durably, then forgets it.
-    pub async fn drop_database(&self, name: &str) -> Result<()> {
-        let _ddl = self.ddl.lock().await;
+    /// Empties database `name` durably and forgets it; the next start removes its folder.
+    async fn discard(&self, name: &str) -> Result<()> {
         let db = self.database(name)?;
         self.databases
             .write()
@@ -311,5 +432,31 @@ impl Store {
             writer,
             queue: self.options.write_queue,
         })
+    }
+}
+
+/// What the system database records of the other databases: when each was last created
+/// and last dropped (absent: never, or before creations were recorded).
+#[derive(Default)]
+struct Records {
+    created: BTreeMap<String, u64>,
+    dropped: BTreeMap<String, u64>,
+}
+
+impl Records {
+    fn read(system: &Database) -> Result<Self> {
+        let snapshot = system.snapshot()?;
+        Ok(Records {
+            created: snapshot.created_databases()?.into_iter().collect(),
+            dropped: snapshot.dropped_databases()?.into_iter().collect(),
+        })
+    }
+
+    fn created(&self, name: &str) -> u64 {
+        self.created.get(name).copied().unwrap_or(0)
+    }
+
+    fn dropped(&self, name: &str) -> u64 {
+        self.dropped.get(name).copied().unwrap_or(0)
     }
 }

@@ -388,7 +388,11 @@ async fn data_survives_reopen_and_dropped_databases_stay_dropped() {
         .iter()
         .map(|d| d.name().to_owned())
         .collect();
-    assert_eq!(names, ["dev"]);
+    assert_eq!(
+        names,
+        ["dev", "system"],
+        "the system database records the others"
+    );
     let db = store.database("dev").unwrap();
     let snap = db.snapshot().unwrap();
     let dog = snap.table("dog").unwrap();
@@ -935,7 +939,9 @@ async fn a_full_database_refuses_growth_but_deletes_make_room() {
     let mut options = StoreOptions::new(dir.path(), "n1");
     options.map_size = 1 << 20;
     let store = Store::open(options).unwrap();
-    let db = store.create_database("dev").await.unwrap();
+    // The system database is the one filled: it must still take the drop of another.
+    store.create_database("other").await.unwrap();
+    let db = store.database(crate::SYSTEM_DATABASE).unwrap();
     create_dog(&db).await;
     let pad = "x".repeat(500);
     let mut stored = 0;
@@ -961,14 +967,13 @@ async fn a_full_database_refuses_growth_but_deletes_make_room() {
             .is_some()
     );
     drop(snapshot);
-    // A database dropped elsewhere is announced in this (full) one's log: the drop has
-    // happened and must be told.
-    let announce = Write::Announce(crate::SchemaChange::DropDatabase {
-        database: "other".into(),
-    });
-    db.write(announce, None)
+    // A database's drop is recorded and announced in this (full) one's log: refusing it
+    // would leave a database that cannot be dropped.
+    store
+        .drop_database("other")
         .await
-        .expect("a drop's announcement runs on the reserve");
+        .expect("a drop's record and announcement run on the reserve");
+    assert!(store.database("other").is_err());
     let ids = (0..stored / 2).map(Value::from).collect();
     let deleted = db
         .write(
@@ -1100,16 +1105,16 @@ async fn every_timestamp_a_peer_brings_in_is_bounded() {
         "a copied table creation",
     );
     assert!(b.snapshot().unwrap().table("dog").is_err());
-    let note = Write::NoteDatabaseDrop {
-        database: "gone".into(),
-        at: day_ahead,
-    };
     refused(
-        b.write(note, None).await.map(drop),
+        sb.drop_replicated_database("gone", day_ahead)
+            .await
+            .map(drop),
         "a reported database drop",
     );
     assert!(
-        b.snapshot()
+        sb.database(crate::SYSTEM_DATABASE)
+            .unwrap()
+            .snapshot()
             .unwrap()
             .dropped_databases()
             .unwrap()

@@ -13,7 +13,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use crate::catalog::Catalog;
 use crate::error::{Result, StoreError};
 use crate::hlc::{self, Hlc};
-use crate::mutate::{self, Ctx, Outcome, Write};
+use crate::mutate::{self, Ctx, Outcome, Request};
 use crate::trees::Trees;
 use crate::txlog::{self, Committed, Retention};
 
@@ -26,7 +26,7 @@ const TRIM_BUDGET: usize = 100_000;
 pub(crate) enum Command {
     /// Apply a write.
     Write {
-        write: Box<Write>,
+        write: Box<Request>,
         user: Option<String>,
         reply: oneshot::Sender<Result<Outcome>>,
     },
@@ -70,7 +70,7 @@ pub struct WriterStats {
     pub requests: AtomicU64,
 }
 
-type Pending = (Write, Option<String>, oneshot::Sender<Result<Outcome>>);
+type Pending = (Request, Option<String>, oneshot::Sender<Result<Outcome>>);
 
 impl Writer {
     /// Runs until shut down or dropped; call on a dedicated thread.
@@ -315,16 +315,16 @@ fn gather(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mutate::Mode;
+    use crate::mutate::{Mode, Write};
 
     fn write(records: usize) -> Command {
         let record = serde_json::Map::from_iter([("id".to_owned(), 1.into())]);
         Command::Write {
-            write: Box::new(Write::Records {
+            write: Box::new(Request::Write(Write::Records {
                 table: "t".into(),
                 mode: Mode::Upsert,
                 records: vec![record; records],
-            }),
+            })),
             user: None,
             reply: oneshot::channel().0,
         }

@@ -11,7 +11,7 @@ use crate::request::OpRequest;
 
 pub(super) async fn create_database(state: &AppState, req: OpRequest) -> Result<Reply, ApiError> {
     let name = req.database()?;
-    crate::databases::create(&state.store, &name).await?;
+    state.store.create_database(&name).await?;
     Ok(Reply::message(format!(
         "database '{name}' successfully created"
     )))
@@ -19,7 +19,7 @@ pub(super) async fn create_database(state: &AppState, req: OpRequest) -> Result<
 
 pub(super) async fn drop_database(state: &AppState, req: OpRequest) -> Result<Reply, ApiError> {
     let name = req.string(&["database", "schema"])?;
-    crate::databases::drop(&state.store, &name).await?;
+    state.store.drop_database(&name).await?;
     Ok(Reply::message(format!("successfully deleted '{name}'")))
 }
 
@@ -108,7 +108,7 @@ pub(super) async fn drop_attribute(state: &AppState, req: OpRequest) -> Result<R
 pub(super) fn describe_all(state: &AppState) -> Result<Reply, ApiError> {
     let mut out = Map::new();
     for db in state.store.databases() {
-        if db.name() != shoal_auth::SYSTEM_DATABASE {
+        if db.name() != shoal_store::SYSTEM_DATABASE {
             out.insert(db.name().to_owned(), describe_tables(&db)?);
         }
     }
