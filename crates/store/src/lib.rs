@@ -16,6 +16,12 @@
 //! - **Transaction log.** Every write appends a [`LogEntry`] in the same commit; the log is
 //!   trimmed by age and size ([`Retention`]) and every entry is also published on the
 //!   database's change feed ([`Database::subscribe`]).
+//! - **Following.** [`Database::follow`] (one commit at a time, live from the feed) and
+//!   [`Database::follow_batches`] (runs read from the log, bounded in bytes) are the one
+//!   way to follow a database's commits from a sequence, a time or now: they catch up from
+//!   the log when behind, cut off a follower past its lag limit
+//!   ([`FollowError::TooSlow`]) and report where the log was trimmed past them
+//!   ([`FollowError::Gap`]) so that the caller can resynchronise.
 //!
 //! Bounds (each refusal leaves nothing of the write behind):
 //! - **Size.** A database holds at most [`StoreOptions::map_size`] bytes: past it, writes
@@ -53,6 +59,7 @@ mod apply;
 mod catalog;
 mod database;
 mod error;
+mod follow;
 mod hlc;
 mod index;
 pub mod key;
@@ -71,6 +78,9 @@ pub use apply::{CopyChunk, CopyProgress, CopyRow, RemoteBatch};
 pub use catalog::{CREATED_TIME, Catalog, TableDef, TableSpec, UPDATED_TIME};
 pub use database::{Database, Pending};
 pub use error::{Result, StoreError};
+pub use follow::{
+    Batch, BatchFollower, BatchLimits, FollowError, FollowOptions, Follower, LogRead, Start,
+};
 pub use hlc::{DEFAULT_MAX_OFFSET_MS, Hlc, MAX_MS, to_ms, wall_ms};
 pub use index::MAX_INDEXED_STRING;
 pub use mutate::{MAX_DEPTH, MAX_KEY_LEN, Mode, Outcome, Write};
