@@ -78,7 +78,14 @@ async fn follows_from_a_time() {
         insert(&db, "dog", id).await;
     }
     // A time after every commit so far, before every one to come.
-    let last = db.snapshot().unwrap().log(1).unwrap().last().unwrap().unwrap();
+    let last = db
+        .snapshot()
+        .unwrap()
+        .log(1)
+        .unwrap()
+        .last()
+        .unwrap()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while (crate::wall_ms() as f64) <= last.entry.timestamp() {
         assert!(Instant::now() < deadline, "the clock stands still");
@@ -93,7 +100,10 @@ async fn follows_from_a_time() {
 
     let mut everything = db.follow(Start::Time(0.0), UNLIMITED);
     let all = take(&mut everything, 7).await;
-    assert_eq!(all.iter().map(|(s, _)| *s).collect::<Vec<_>>(), (1..=7).collect::<Vec<_>>());
+    assert_eq!(
+        all.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        (1..=7).collect::<Vec<_>>()
+    );
 
     // A time past every retained commit starts with the next one.
     let mut future = db.follow(Start::Time(f64::MAX), UNLIMITED);
@@ -163,7 +173,11 @@ async fn a_trimmed_start_is_reported_as_a_gap_then_followed_on() {
         }
         other => panic!("expected a gap, got {other:?}"),
     }
-    assert_eq!(follower.next().await.unwrap().seq, first, "on from the log's start");
+    assert_eq!(
+        follower.next().await.unwrap().seq,
+        first,
+        "on from the log's start"
+    );
 
     let mut batches = db.follow_batches(Start::Seq(1), limits(1 << 20), |_, _| true);
     match batches.read().await {
@@ -229,7 +243,13 @@ async fn batches_are_bounded_and_trimmed_and_cover_what_they_leave_out() {
     // Dogs only; room for two entries a run.
     let size = {
         let snapshot = db.snapshot().unwrap();
-        snapshot.log_sized(start).unwrap().next().unwrap().unwrap().1
+        snapshot
+            .log_sized(start)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .1
     };
     let mut follower = db.follow_batches(Start::Seq(start), limits(2 * size), |_, entry| {
         entry.changes.retain(|c| c.table == "dog");
@@ -238,7 +258,11 @@ async fn batches_are_bounded_and_trimmed_and_cover_what_they_leave_out() {
     let read = follower.read().await.unwrap();
     assert_eq!(read.floor, 0);
     let batch = read.batch.unwrap();
-    let ids: Vec<Value> = batch.entries.iter().map(|c| c.entry.changes[0].key.clone()).collect();
+    let ids: Vec<Value> = batch
+        .entries
+        .iter()
+        .map(|c| c.entry.changes[0].key.clone())
+        .collect();
     assert_eq!(ids, vec![json!(1), json!(3)]);
     assert_eq!(batch.up_to, start + 2, "the cat between is covered");
     assert_eq!(batch.head, start + 5);
