@@ -136,7 +136,6 @@ where
             head,
         }) = read.batch
         {
-            let entries = entries.into_iter().map(|c| (c.seq, c.entry)).collect();
             proto::write(
                 &mut wr,
                 &Frame::Entries {

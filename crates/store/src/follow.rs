@@ -301,8 +301,9 @@ pub struct BatchLimits {
 /// A run of commits read from the log by a [`BatchFollower`].
 #[derive(Debug)]
 pub struct Batch {
-    /// The commits kept, trimmed as the follower's `keep` left them, in sequence order.
-    pub entries: Vec<Committed>,
+    /// The commits kept, as (sequence, entry) trimmed by the follower's `keep`, in
+    /// sequence order.
+    pub entries: Vec<(u64, LogEntry)>,
     /// The last sequence the run covers, commits left out included.
     pub up_to: u64,
     /// The database's last sequence when the run was read.
@@ -401,7 +402,7 @@ fn read_batch(
         up_to = seq;
         bytes += size;
         changes += entry.changes.len();
-        entries.push(Committed { seq, entry });
+        entries.push((seq, entry));
         if changes >= limits.max_changes || bytes >= limits.max_bytes {
             break;
         }

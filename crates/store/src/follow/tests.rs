@@ -185,7 +185,7 @@ async fn a_trimmed_start_is_reported_as_a_gap_then_followed_on() {
         other => panic!("expected a gap, got {other:?}"),
     }
     let batch = batches.read().await.unwrap().batch.unwrap();
-    assert_eq!(batch.entries[0].seq, first);
+    assert_eq!(batch.entries[0].0, first);
 
     // A start the log still holds is no gap.
     let mut retained = db.follow(Start::Seq(first), UNLIMITED);
@@ -261,7 +261,7 @@ async fn batches_are_bounded_and_trimmed_and_cover_what_they_leave_out() {
     let ids: Vec<Value> = batch
         .entries
         .iter()
-        .map(|c| c.entry.changes[0].key.clone())
+        .map(|(_, e)| e.changes[0].key.clone())
         .collect();
     assert_eq!(ids, vec![json!(1), json!(3)]);
     assert_eq!(batch.up_to, start + 2, "the cat between is covered");
@@ -281,6 +281,6 @@ async fn batches_are_bounded_and_trimmed_and_cover_what_they_leave_out() {
         .await
         .expect("woken by the commit")
         .unwrap();
-    assert_eq!(batch.entries[0].entry.changes[0].key, json!(7));
+    assert_eq!(batch.entries[0].1.changes[0].key, json!(7));
     store.close().await;
 }
