@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use shoal_store::SYSTEM_DATABASE;
 use shoal_store::{
-    Committed, CopyProgress, CopyRow, Database, LogEntry, SchemaChange, Snapshot, TableDef,
+    Batch, BatchLimits, Catalog, CopyProgress, CopyRow, Database, FollowError, LogEntry,
+    SchemaChange, Snapshot, Start, TableDef,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
@@ -91,7 +92,6 @@ where
     });
     // However the stream ends, its reader must not keep the connection open.
     let _reader_guard = AbortOnDrop::new(&reader);
-    let mut commits = db.watch_commits();
     // The gate is checked after each read and before its frame is sent: a membership
     // change committed before anything the frame holds is seen.
     if database == SYSTEM_DATABASE {
@@ -108,14 +108,18 @@ where
         floor = done.floor;
     }
     let mut ping = tokio::time::interval(shared.options.ping_interval);
+    let limits = BatchLimits {
+        max_bytes: shared.options.batch_bytes,
+        max_entries: BATCH_ENTRIES,
+        max_changes: BATCH_CHANGES,
+    };
+    let mut log = db.follow_batches(Start::Seq(next), limits, for_receiver(node.clone()));
     loop {
-        // Whatever was committed so far is in the log read next.
-        commits.borrow_and_update();
-        let (now_floor, batch) = read_batch(&db, next, &node, shared.options.batch_bytes).await?;
+        let read = log.read().await.map_err(|e| follow_error(e, &database))?;
         // Before the floor: a receiver membership no longer allows is told so, rather
         // than to subscribe again.
         gate.enforce(&mut wr).await?;
-        if now_floor != floor {
+        if read.floor != floor {
             // We completed a full copy since this receiver subscribed: the copied rows
             // are in no entry we could send. It subscribes again with its version
             // vector as it is then, and gets a full copy only if it lacks them.
@@ -130,7 +134,7 @@ where
             entries,
             up_to,
             head,
-        }) = batch
+        }) = read.batch
         {
             proto::write(
                 &mut wr,
@@ -141,14 +145,11 @@ where
                 },
             )
             .await?;
-            next = up_to + 1;
             continue;
         }
         // Caught up: wait for a commit, a ping to send or answer, or the end.
         tokio::select! {
-            changed = commits.changed() => if changed.is_err() {
-                return Err(ClusterError::Refused(format!("database '{database}' closed")));
-            },
+            changed = log.changed() => changed.map_err(|e| follow_error(e, &database))?,
             _ = ping.tick() => {
                 proto::write(&mut wr, &Frame::Ping { sent_ms: shoal_store::wall_ms() }).await?;
             }
@@ -202,11 +203,11 @@ fn plan(
     let start = match copy {
         // Resume only if the log still holds everything since the copy began, and this
         // node took no full copy since (its rows would be missing from what was sent).
-        Some(progress) if progress.floor == floor && log_covers(snapshot, progress.seq + 1)? => {
+        Some(progress) if progress.floor == floor && snapshot.log_retains(progress.seq + 1)? => {
             Some(Some(progress))
         }
         Some(_) => Some(None),
-        None if !log_covers(snapshot, cursor + 1)? => Some(None),
+        None if !snapshot.log_retains(cursor + 1)? => Some(None),
         // Rows this node took by full copy are in no log entry: a receiver that has not
         // streamed past the point of that copy needs them, unless it has them already.
         None if cursor <= floor && !dominates(vv, &snapshot.floor_vv()?) => Some(None),
@@ -227,93 +228,35 @@ fn dominates(vv: Option<&[(String, u64)]>, floor_vv: &[(String, u64)]) -> bool {
         .all(|(origin, seq)| has.get(origin.as_str()).is_some_and(|s| s >= seq))
 }
 
-/// Whether the log still holds every entry from `from` on.
-fn log_covers(snapshot: &Snapshot, from: u64) -> Result<bool, ClusterError> {
-    let last = snapshot.last_seq()?;
-    Ok(match snapshot.first_seq()? {
-        Some(first) => first <= from,
-        None => from > last,
-    })
-}
-
-/// A run of log entries for one frame.
-struct Batch {
-    /// (sequence, entry), in commit order.
-    entries: Vec<(u64, LogEntry)>,
-    /// The last sequence the run covers, left-out entries included.
-    up_to: u64,
-    /// Our last sequence.
-    head: u64,
-}
-
-/// Reads, in one snapshot, the log floor and the next run of entries from `next` for
-/// `receiver` (`None` when there is nothing new). Entries that originated at the
-/// receiver, and changes to tables that do not replicate, are left out; the run still
-/// counts as covered. The run stops before an entry that would take it past
-/// `max_bytes`, unless that entry is its first.
-async fn read_batch(
-    db: &Arc<Database>,
-    next: u64,
-    receiver: &str,
-    max_bytes: usize,
-) -> Result<(u64, Option<Batch>), ClusterError> {
-    let db = db.clone();
-    let receiver = receiver.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let snapshot = db.snapshot()?;
-        let floor = snapshot.log_floor()?;
-        let head = snapshot.last_seq()?;
-        if next > head {
-            return Ok((floor, None));
+/// What of an entry goes to `receiver`: nothing of one it originated, and only the
+/// changes (and schema change) of tables that replicate; `false` when nothing is left.
+fn for_receiver(receiver: String) -> impl Fn(&Catalog, &mut LogEntry) -> bool + Send + Sync {
+    move |catalog, entry| {
+        if entry.origin == receiver {
+            return false;
         }
-        let catalog = snapshot.catalog();
         let replicated = |table: &str| catalog.tables.get(table).is_none_or(|t| t.replicate);
-        let mut entries = Vec::new();
-        let (mut up_to, mut changes, mut bytes) = (next - 1, 0, 0);
-        for item in snapshot.log_sized(next)?.take(BATCH_ENTRIES) {
-            let (Committed { seq, mut entry }, size) = item?;
-            if seq != up_to + 1 {
-                // Trimmed while we streamed: the receiver needs a full copy.
-                return Err(ClusterError::Protocol(format!(
-                    "log entry {} is no longer retained",
-                    up_to + 1
-                )));
-            }
-            if entry.origin == receiver {
-                up_to = seq;
-                continue;
-            }
-            entry.changes.retain(|c| replicated(&c.table));
-            let schema_kept = entry
-                .schema
-                .as_ref()
-                .is_none_or(|s| s.table().is_none_or(&replicated));
-            if entry.changes.is_empty() && (entry.schema.is_none() || !schema_kept) {
-                up_to = seq;
-                continue;
-            }
-            if !entries.is_empty() && bytes + size > max_bytes {
-                break; // the next frame starts with it
-            }
-            up_to = seq;
-            bytes += size;
-            changes += entry.changes.len();
-            entries.push((seq, entry));
-            if changes >= BATCH_CHANGES || bytes >= max_bytes {
-                break;
-            }
+        entry.changes.retain(|c| replicated(&c.table));
+        let schema_kept = entry
+            .schema
+            .as_ref()
+            .is_none_or(|s| s.table().is_none_or(&replicated));
+        !entry.changes.is_empty() || (entry.schema.is_some() && schema_kept)
+    }
+}
+
+/// Why following our log ended, for the link.
+fn follow_error(error: FollowError, database: &str) -> ClusterError {
+    match error {
+        // Trimmed while we streamed: the receiver gets a full copy when it subscribes
+        // again.
+        FollowError::Gap { from, .. } => {
+            ClusterError::Protocol(format!("log entry {from} is no longer retained"))
         }
-        Ok((
-            floor,
-            Some(Batch {
-                entries,
-                up_to,
-                head,
-            }),
-        ))
-    })
-    .await
-    .map_err(|e| ClusterError::Protocol(format!("log reader failed: {e}")))?
+        FollowError::Closed => ClusterError::Refused(format!("database '{database}' closed")),
+        FollowError::Store(e) => ClusterError::Store(e),
+        other => ClusterError::Protocol(other.to_string()),
+    }
 }
 
 /// Streams a snapshot (resuming `resume` if given) while `gate` allows; returns the

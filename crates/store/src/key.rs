@@ -198,6 +198,12 @@ pub fn compare(a: &Value, b: &Value) -> Ordering {
     }
 }
 
+/// Whether `a` and `b` name the same record as primary keys: both scalars that encode
+/// alike (so `1` and `1.0` do, `1` and `"1"` do not). Arrays and objects name none.
+pub fn same(a: &Value, b: &Value) -> bool {
+    type_span(a).is_some() && type_span(b).is_some() && compare(a, b) == Ordering::Equal
+}
+
 /// Smallest encoding that sorts after every encoding starting with `prefix`: used as the
 /// exclusive upper bound of a prefix scan.
 pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
@@ -248,6 +254,12 @@ mod tests {
         }
 
         #[test]
+        fn same_keys_are_those_that_encode_alike(a in scalar(), b in scalar()) {
+            prop_assert_eq!(same(&a, &b), encode(&a) == encode(&b), "{:?} vs {:?}", a, b);
+            prop_assert!(same(&a, &a));
+        }
+
+        #[test]
         fn truncation_is_monotonic(a in ".{0,40}", b in ".{0,40}", max in 1usize..20) {
             let (mut ea, mut eb) = (Vec::new(), Vec::new());
             encode_truncated_into(&Value::String(a.clone()), max, &mut ea);
@@ -281,6 +293,16 @@ mod tests {
         }
         assert_eq!(type_span(&json!(true)), type_span(&json!(false)));
         assert_eq!(type_span(&json!([1])), None);
+    }
+
+    #[test]
+    fn same_key_across_number_forms_but_not_types() {
+        assert!(same(&json!(1), &json!(1.0)));
+        assert!(same(&json!(0.0), &json!(-0.0)));
+        assert!(!same(&json!(1), &json!("1")));
+        assert!(!same(&json!(null), &json!(false)));
+        assert!(!same(&json!([1]), &json!([1])), "arrays are no key");
+        assert!(!same(&json!({}), &json!({})), "objects are no key");
     }
 
     #[test]

@@ -19,6 +19,12 @@
 //! - **Databases.** [`Store::create_database`] and [`Store::drop_database`] commit the
 //!   change, and its announcement in the log, in one transaction of the
 //!   [`SYSTEM_DATABASE`], then carry it out; a restart finishes what a crash interrupted.
+//! - **Following.** [`Database::follow`] (one commit at a time, live from the feed) and
+//!   [`Database::follow_batches`] (runs read from the log, bounded in bytes) are the one
+//!   way to follow a database's commits from a sequence, a time or now: they catch up from
+//!   the log when behind, cut off a follower past its lag limit
+//!   ([`FollowError::TooSlow`]) and report where the log was trimmed past them
+//!   ([`FollowError::Gap`]) so that the caller can resynchronise.
 //!
 //! Bounds (each refusal leaves nothing of the write behind):
 //! - **Size.** A database holds at most [`StoreOptions::map_size`] bytes: past it, writes
@@ -56,6 +62,7 @@ mod apply;
 mod catalog;
 mod database;
 mod error;
+mod follow;
 mod hlc;
 mod index;
 pub mod key;
@@ -76,6 +83,9 @@ pub use apply::{CopyChunk, CopyProgress, CopyRow, RemoteBatch};
 pub use catalog::{CREATED_TIME, Catalog, TableDef, TableSpec, UPDATED_TIME};
 pub use database::{Database, Pending};
 pub use error::{Result, StoreError};
+pub use follow::{
+    Batch, BatchFollower, BatchLimits, FollowError, FollowOptions, Follower, LogRead, Start,
+};
 pub use hlc::{DEFAULT_MAX_OFFSET_MS, Hlc, MAX_MS, to_ms, wall_ms};
 pub use index::MAX_INDEXED_STRING;
 pub use mutate::{MAX_DEPTH, MAX_KEY_LEN, Mode, Outcome, Write};

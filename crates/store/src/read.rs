@@ -241,6 +241,15 @@ impl Snapshot {
             .and_then(|(k, _)| k.try_into().ok().map(u64::from_be_bytes)))
     }
 
+    /// Whether the log still holds every entry from sequence `from` on (it does for any
+    /// `from` past the last entry): false once trimming removed one of them.
+    pub fn log_retains(&self, from: u64) -> Result<bool> {
+        Ok(match self.first_seq()? {
+            Some(first) => first <= from,
+            None => from > self.last_seq()?,
+        })
+    }
+
     /// The first retained log sequence this node committed at or after `ms` (milliseconds
     /// since the epoch, as [`LogEntry::timestamp`] counts them), if any: a binary search,
     /// since commit times never decrease along the log.

@@ -60,7 +60,7 @@ fn subscribe(
         start,
         limits,
         state.stats.clone(),
-    )?)
+    ))
 }
 
 /// Server-Sent Events: `event: put|patch|delete`, `data: <json>`, `id: <sequence>`.

@@ -1,13 +1,11 @@
 //! A subscription: the changes to one table (or one record of it), from a starting point
-//! in the transaction log, then live from the change feed, with no gap and no duplicate.
+//! in the transaction log, then live, with no gap and no duplicate: the commits come from
+//! the store's [`Follower`], which reads the log while it is behind the change feed.
 //!
-//! The feed carries every commit in sequence order; the subscription remembers the last
-//! sequence it delivered, skips anything at or below it, and reads the log whenever the
-//! feed got ahead of it (a lagging receiver). A consumer that falls more than `max_lag`
-//! entries behind the head, or lets more than `max_buffer_bytes` of events pile up, is
-//! cut off with a reason, so a slow client costs a bounded amount of memory and never
-//! slows writers. A consumer that goes away ends its subscription at once, even on a
-//! table where nothing is committed.
+//! A consumer that falls more than `max_lag` entries behind the head, or lets more than
+//! `max_buffer_bytes` of events pile up, is cut off with a reason, so a slow client costs
+//! a bounded amount of memory and never slows writers. A consumer that goes away ends
+//! its subscription at once, even on a table where nothing is committed.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,8 +14,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use shoal_store::{ChangeKind, Committed, Database, key};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use shoal_store::{ChangeKind, Committed, Database, FollowError, FollowOptions, Follower, key};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::ServerStats;
 
@@ -169,8 +167,6 @@ impl Drop for Running {
     }
 }
 
-/// Log entries read per catch-up step.
-const CATCH_UP_CHUNK: usize = 1000;
 /// Events buffered between the subscription and its connection.
 const BUFFER: usize = 256;
 /// How often a subscription whose consumer is not reading checks its lag.
@@ -185,10 +181,20 @@ pub(crate) fn subscribe(
     start: Start,
     limits: Limits,
     stats: Arc<ServerStats>,
-) -> Result<Subscriber, shoal_store::StoreError> {
-    // Subscribe before looking at the log, so nothing committed in between is missed.
-    let feed = db.subscribe();
-    let head = db.snapshot()?.last_seq()?;
+) -> Subscriber {
+    let (from, skip) = match start {
+        Start::Now => (shoal_store::Start::Now, None),
+        Start::Time(ms) => (shoal_store::Start::Time(ms), None),
+        Start::After { seq, index: None } => (shoal_store::Start::Seq(seq + 1), None),
+        Start::After {
+            seq,
+            index: Some(i),
+        } => (shoal_store::Start::Seq(seq), Some((seq, i))),
+    };
+    let options = FollowOptions {
+        max_lag: limits.max_lag,
+    };
+    let follower = db.follow(from, options);
     let (tx, events) = mpsc::channel(BUFFER);
     let (end_tx, ended) = oneshot::channel();
     let buffered = Arc::new(AtomicUsize::new(0));
@@ -201,7 +207,7 @@ pub(crate) fn subscribe(
         let _running = running;
         // A consumer that went away is noticed at once, not at the next commit.
         tokio::select! {
-            result = run(db, feed, head, filter, start, limits, &queue) => {
+            result = run(follower, filter, skip, limits, &queue) => {
                 if let Err(ended) = result {
                     let _ = end_tx.send(ended);
                 }
@@ -209,125 +215,46 @@ pub(crate) fn subscribe(
             () = queue.tx.closed() => {}
         }
     });
-    Ok(Subscriber {
+    Subscriber {
         events,
         ended,
         buffered,
         done: false,
-    })
+    }
 }
 
+/// Delivers the followed commits' matching changes, skipping those of commit `skip.0`
+/// up to change `skip.1`, until the subscription ends.
 async fn run(
-    db: Arc<Database>,
-    mut feed: broadcast::Receiver<Arc<Committed>>,
-    head: u64,
+    mut follower: Follower,
     filter: Filter,
-    start: Start,
+    mut skip: Option<(u64, usize)>,
     limits: Limits,
     queue: &Queue,
 ) -> Result<(), Ended> {
-    let max_lag = limits.max_lag;
-    let (mut next, mut skip) = match start {
-        Start::Now => (head + 1, None),
-        Start::After { seq, index: None } => (seq + 1, None),
-        Start::After {
-            seq,
-            index: Some(i),
-        } => (seq, Some((seq, i))),
-        Start::Time(ms) => (first_seq_at(&db, ms).await?.unwrap_or(head + 1), None),
-    };
-    let key = filter.key.as_ref().and_then(key::encode);
-    let mut sink = Sink {
-        db: &db,
+    let sink = Sink {
         filter: &filter,
-        key: key.as_deref(),
         limits,
         queue,
     };
     loop {
-        // Catch up from the log until the feed can take over.
-        while next <= head_seq(&db)? {
-            let (entries, first) = read_log(&db, next).await?;
-            if first > next {
-                return Err(Ended(format!(
-                    "changes from sequence {next} are no longer in the transaction log"
-                )));
-            }
-            for committed in &entries {
-                sink.deliver(committed, skip.take()).await?;
-                next = committed.seq + 1;
-            }
-            if entries.is_empty() {
-                break;
-            }
-        }
-        loop {
-            match feed.recv().await {
-                Ok(committed) if committed.seq < next => continue,
-                Ok(committed) if committed.seq == next => {
-                    sink.deliver(&committed, skip.take()).await?;
-                    next += 1;
-                }
-                // Ahead of us: the entries in between come from the log.
-                Ok(_) => break,
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    let lag = head_seq(&db)?.saturating_sub(next);
-                    if lag > max_lag {
-                        return Err(too_slow(lag));
-                    }
-                    break;
-                }
-                Err(broadcast::error::RecvError::Closed) => {
-                    return Err(Ended(
-                        "the database was dropped or the node is stopping".into(),
-                    ));
-                }
-            }
-        }
+        let committed = follower.next().await.map_err(ended)?;
+        sink.deliver(&committed, skip.take(), &follower).await?;
     }
 }
 
-fn too_slow(lag: u64) -> Ended {
-    Ended(format!("subscriber too slow: {lag} changes behind"))
-}
-
-fn head_seq(db: &Database) -> Result<u64, Ended> {
-    db.snapshot()
-        .and_then(|s| s.last_seq())
-        .map_err(|e| Ended(format!("subscription failed: {e}")))
-}
-
-/// A chunk of the log from `from` on, and the sequence it actually starts at.
-async fn read_log(db: &Arc<Database>, from: u64) -> Result<(Vec<Arc<Committed>>, u64), Ended> {
-    let db = db.clone();
-    tokio::task::spawn_blocking(move || {
-        let snapshot = db.snapshot()?;
-        let mut entries = Vec::new();
-        for item in snapshot.log(from)?.take(CATCH_UP_CHUNK) {
-            entries.push(Arc::new(item?));
-        }
-        let first = entries.first().map_or(from, |c: &Arc<Committed>| c.seq);
-        Ok::<_, shoal_store::StoreError>((entries, first))
+/// Why following ended, as the subscriber is told.
+fn ended(error: FollowError) -> Ended {
+    Ended(match error {
+        FollowError::TooSlow { behind } => format!("subscriber too slow: {behind} changes behind"),
+        FollowError::Gap { .. } | FollowError::Closed => error.to_string(),
+        other => format!("subscription failed: {other}"),
     })
-    .await
-    .map_err(|e| Ended(format!("subscription failed: {e}")))?
-    .map_err(|e| Ended(format!("subscription failed: {e}")))
-}
-
-/// The first retained sequence committed here at or after `ms`.
-async fn first_seq_at(db: &Arc<Database>, ms: f64) -> Result<Option<u64>, Ended> {
-    let db = db.clone();
-    tokio::task::spawn_blocking(move || db.snapshot()?.first_seq_at(ms))
-        .await
-        .map_err(|e| Ended(format!("subscription failed: {e}")))?
-        .map_err(|e| Ended(format!("subscription failed: {e}")))
 }
 
 /// Where a subscription's events go.
 struct Sink<'a> {
-    db: &'a Database,
     filter: &'a Filter,
-    key: Option<&'a [u8]>,
     limits: Limits,
     queue: &'a Queue,
 }
@@ -345,9 +272,10 @@ impl Sink<'_> {
     /// (an event always fits an empty buffer), and while it is not taking events, checks
     /// how far behind the head it is and cuts it off past `max_lag`.
     async fn deliver(
-        &mut self,
+        &self,
         committed: &Committed,
         skip: Option<(u64, usize)>,
+        follower: &Follower,
     ) -> Result<(), Ended> {
         let entry = &committed.entry;
         let seen = skip
@@ -360,7 +288,11 @@ impl Sink<'_> {
             .filter(|(i, change)| {
                 change.table == self.filter.table
                     && seen.is_none_or(|s| *i > s)
-                    && (self.key.is_none() || key::encode(&change.key).as_deref() == self.key)
+                    && self
+                        .filter
+                        .key
+                        .as_ref()
+                        .is_none_or(|k| key::same(k, &change.key))
             })
             .collect();
         let count = matching.len();
@@ -390,10 +322,7 @@ impl Sink<'_> {
                 match self.queue.tx.send_timeout(event, LAG_CHECK).await {
                     Ok(()) => break,
                     Err(mpsc::error::SendTimeoutError::Timeout(back)) => {
-                        let lag = head_seq(self.db)?.saturating_sub(committed.seq);
-                        if lag > self.limits.max_lag {
-                            return Err(too_slow(lag));
-                        }
+                        follower.check_lag().map_err(ended)?;
                         event = back;
                     }
                     Err(mpsc::error::SendTimeoutError::Closed(_)) => {

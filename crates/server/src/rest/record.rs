@@ -119,7 +119,7 @@ fn record_body(
     let pk = &target.table.primary_key;
     if let Some(key) = key {
         if let Some(given) = record.get(pk) {
-            let same = |a: &Value| shoal_store::key::encode(a) == shoal_store::key::encode(given);
+            let same = |a: &Value| shoal_store::key::same(a, given);
             if !same(key) && !target.keys().iter().any(same) {
                 return Err(ApiError::bad_request(format!(
                     "the body's '{pk}' ({given}) does not match the URL"
