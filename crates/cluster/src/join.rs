@@ -323,6 +323,7 @@ where
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;
+    use std::time::Duration;
 
     use shoal_auth::Auth;
     use shoal_store::{Store, StoreOptions};
@@ -398,7 +399,7 @@ mod tests {
             "the impostor was recorded"
         );
         assert!(nodes::pins(&store).unwrap().is_empty());
-        cluster.shutdown().await;
+        store.workers().shutdown(Duration::from_secs(10)).await;
         store.close().await;
     }
 }
