@@ -46,16 +46,25 @@ fn worker<'a>(list: &'a Value, name: &str) -> Option<&'a Value> {
     list.as_array()?.iter().find(|w| w["name"] == name)
 }
 
+/// How many workers in a list have a name starting with `prefix`.
+fn count(list: &Value, prefix: &str) -> usize {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|w| w["name"].as_str().is_some_and(|n| n.starts_with(prefix)))
+        .count()
+}
+
 /// Waits until the active workers satisfy `want`; the last list seen on failure.
 async fn wait_workers(
     node: &Node,
     what: &str,
-    want: impl Fn(&BTreeSet<String>) -> bool,
+    want: impl Fn(&Value) -> bool,
 ) -> anyhow::Result<Value> {
     let mut last = Value::Null;
     let waited = wait_until(DEADLINE, what, async || {
         last = workers_section(node).await?;
-        Ok(want(&names(&last["active"])))
+        Ok(want(&last["active"]))
     })
     .await;
     waited.with_context(|| format!("last workers section: {last:#}"))?;
@@ -141,7 +150,8 @@ async fn a_node_lists_its_workers_and_stops_them_all_on_sigterm() -> anyhow::Res
         "replication/accept",
         "replication/links",
     ];
-    let section = wait_workers(&node, "the standing workers", |names| {
+    let section = wait_workers(&node, "the standing workers", |list| {
+        let names = names(list);
         standing.iter().all(|n| names.contains(*n))
     })
     .await?;
@@ -178,8 +188,8 @@ async fn a_node_lists_its_workers_and_stops_them_all_on_sigterm() -> anyhow::Res
 
     // A WebSocket subscription: its subscription and connection workers come and go.
     let mut ws = websocket(&node, "/dev/dog/").await?;
-    wait_workers(&node, "the WebSocket's workers", |names| {
-        names.contains("subscription/dev/dog") && names.contains("server/websocket/dev/dog")
+    wait_workers(&node, "the WebSocket's workers", |list| {
+        count(list, "subscription/dev/dog") == 1 && count(list, "server/websocket/dev/dog") == 1
     })
     .await?;
     let info = node
@@ -187,22 +197,20 @@ async fn a_node_lists_its_workers_and_stops_them_all_on_sigterm() -> anyhow::Res
         .await?;
     assert_eq!(info["connections"]["subscriptions"], 1, "{info:#}");
     ws.close(None).await?;
-    wait_workers(&node, "the WebSocket's workers gone", |names| {
-        !names
-            .iter()
-            .any(|n| n.starts_with("subscription/") || n.starts_with("server/websocket/"))
+    wait_workers(&node, "the WebSocket's workers gone", |list| {
+        count(list, "subscription/") + count(list, "server/websocket/") == 0
     })
     .await?;
 
     // An SSE subscription: the same, ended by the client going away.
     let stream = sse(&node, "/dev/dog/").await?;
-    wait_workers(&node, "the SSE subscription's worker", |names| {
-        names.contains("subscription/dev/dog")
+    wait_workers(&node, "the SSE subscription's worker", |list| {
+        count(list, "subscription/dev/dog") == 1
     })
     .await?;
     drop(stream);
-    let section = wait_workers(&node, "the SSE subscription's worker gone", |names| {
-        !names.contains("subscription/dev/dog")
+    let section = wait_workers(&node, "the SSE subscription's worker gone", |list| {
+        count(list, "subscription/") == 0
     })
     .await?;
     assert!(section["finished"].as_u64().unwrap() >= 3, "{section:#}");
@@ -210,12 +218,8 @@ async fn a_node_lists_its_workers_and_stops_them_all_on_sigterm() -> anyhow::Res
     // SIGTERM with a WebSocket and an SSE subscription open.
     let mut ws = websocket(&node, "/dev/dog/").await?;
     let _stream = sse(&node, "/dev/dog/").await?;
-    wait_workers(&node, "both subscriptions", |names| {
-        names
-            .iter()
-            .filter(|n| n.starts_with("subscription/"))
-            .count()
-            == 2
+    wait_workers(&node, "both subscriptions", |list| {
+        count(list, "subscription/dev/dog") == 2
     })
     .await?;
     let started = Instant::now();
