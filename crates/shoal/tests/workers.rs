@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use reqwest::header::{ACCEPT, AUTHORIZATION};
 use serde_json::{Value, json};
 use shoal_testkit::{Node, wait_until};
