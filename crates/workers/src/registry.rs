@@ -338,15 +338,18 @@ impl Finish {
 impl Drop for Finish {
     fn drop(&mut self) {
         self.registry.finished.fetch_add(1, Ordering::Relaxed);
-        self.slot.phase.send_replace(Phase::Done);
-        let mut live = self.registry.lock();
-        live.slots.remove(&self.slot.id);
-        if !self.slot.thread {
-            live.tasks -= 1;
-            if live.tasks == 0 {
-                drop(live);
-                self.registry.emptied.notify_waiters();
+        let emptied = {
+            let mut live = self.registry.lock();
+            live.slots.remove(&self.slot.id);
+            if !self.slot.thread {
+                live.tasks -= 1;
             }
+            !self.slot.thread && live.tasks == 0
+        };
+        // After leaving the registry: whoever awaits the end sees it gone from the list.
+        self.slot.phase.send_replace(Phase::Done);
+        if emptied {
+            self.registry.emptied.notify_waiters();
         }
     }
 }
