@@ -318,3 +318,72 @@ async fn cluster_status_lists_the_links_and_senders_for_each_peer() -> anyhow::R
     .await?;
     Ok(())
 }
+
+/// Out of file descriptors, the replication accept loop backs off (capped exponential)
+/// instead of spinning on the failing accept, shows the error on its worker, and accepts
+/// again once descriptors are free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_accept_loop_backs_off_when_out_of_file_descriptors_and_recovers() -> anyhow::Result<()>
+{
+    let node = start_with("workers-emfile", &[]).await?;
+    let pid = node.pid().context("the node's pid")?;
+    let replication = node.ready_line().addr("replication")?;
+    let accepted = |section: &Value| {
+        worker(&section["active"], "replication/accept").and_then(|w| w["items"].as_u64())
+    };
+    let before = accepted(&workers_section(&node).await?).unwrap_or(0);
+
+    // Leave the node a few descriptors, then open more connections than that.
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))?.count();
+    let limit = open + 8;
+    let status = std::process::Command::new("prlimit")
+        .args([
+            "--pid",
+            &pid.to_string(),
+            &format!("--nofile={limit}:{limit}"),
+        ])
+        .status()
+        .context("running prlimit (util-linux)")?;
+    anyhow::ensure!(status.success(), "prlimit failed: {status}");
+    let mut held = Vec::new();
+    for _ in 0..32 {
+        held.push(tokio::net::TcpStream::connect(replication).await?);
+    }
+    let log = node.stderr_log();
+    let failures = || -> anyhow::Result<usize> {
+        let text = std::fs::read_to_string(&log)?;
+        Ok(text.matches("replication accept failed").count())
+    };
+    wait_until(
+        DEADLINE,
+        "accept fails for want of descriptors",
+        async || Ok(failures()? > 0),
+    )
+    .await?;
+    // Measure the retry rate over a while: a spinning loop fails thousands of times.
+    let first = failures()?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let retried = failures()? - first;
+    assert!(
+        retried <= 12,
+        "{retried} failed accepts in 2 s: the loop does not back off"
+    );
+
+    // Descriptors free again: the loop accepts, and its status shows what happened.
+    drop(held);
+    wait_until(DEADLINE, "the accept loop recovers", async || {
+        let Ok(section) = workers_section(&node).await else {
+            return Ok(false);
+        };
+        let probe = tokio::net::TcpStream::connect(replication).await;
+        drop(probe);
+        Ok(accepted(&section).is_some_and(|n| n > before + 32))
+    })
+    .await?;
+    let section = workers_section(&node).await?;
+    let accept = worker(&section["active"], "replication/accept").unwrap();
+    assert!(accept["restarts"].as_u64() >= Some(1), "{accept}");
+    let error = accept["last_error"]["message"].as_str().unwrap_or_default();
+    assert!(error.contains("Too many open files"), "{accept}");
+    Ok(())
+}
