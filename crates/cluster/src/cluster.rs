@@ -5,14 +5,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use shoal_store::{SYSTEM_DATABASE, Store};
+use shoal_workers::{Backoff, Ctx, WorkerHandle};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 
 use crate::credentials::Credentials;
@@ -83,19 +83,25 @@ pub(crate) struct Shared {
     pub(crate) streams: Streams,
 }
 
-/// A node's membership in its cluster.
+/// Shortest and longest pause after a failed accept (out of file descriptors, say):
+/// the loop retries rather than spinning, and recovers once the cause goes away.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// A node's membership in its cluster. Its work runs as the store's workers (see
+/// [`shoal_store::Store::workers`]): `replication/accept`, `replication/links`, one
+/// `replication/receiver/<peer>/<database>` per link and one
+/// `replication/sender/<peer>/<database>` per peer subscribed here; stopping those
+/// workers stops the cluster.
 pub struct Cluster {
     shared: Arc<Shared>,
     addr: SocketAddr,
-    stop: watch::Sender<bool>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 /// A running receiving link.
 struct Link {
     url: String,
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    worker: WorkerHandle,
 }
 
 impl Cluster {
@@ -151,15 +157,14 @@ impl Cluster {
             };
             nodes::save_record(&shared.store, &record).await?;
         }
-        let (stop, stop_rx) = watch::channel(false);
-        let accept = tokio::spawn(accept_loop(shared.clone(), listener, stop_rx.clone()));
-        let manage = tokio::spawn(manage(shared.clone(), stop_rx));
-        Ok(Arc::new(Cluster {
-            shared,
-            addr,
-            stop,
-            tasks: Mutex::new(vec![accept, manage]),
-        }))
+        let workers = shared.store.workers();
+        let accepting = shared.clone();
+        workers.spawn("replication/accept", move |ctx| {
+            accept_loop(accepting, listener, ctx)
+        });
+        let managing = shared.clone();
+        workers.spawn("replication/links", move |ctx| manage(managing, ctx));
+        Ok(Arc::new(Cluster { shared, addr }))
     }
 
     /// The bound replication address.
@@ -215,9 +220,18 @@ impl Cluster {
         Ok(())
     }
 
-    /// Harper's cluster_status: this node and, per peer, each database's link.
+    /// Harper's cluster_status: this node and, per peer, each database's link; and the
+    /// replication workers running now.
     pub fn status(&self) -> Result<Value, ClusterError> {
         let links = self.shared.status.snapshot();
+        let workers: Vec<_> = self
+            .shared
+            .store
+            .workers()
+            .list()
+            .into_iter()
+            .filter(|w| w.name.starts_with("replication/"))
+            .collect();
         let mut connections = Vec::new();
         for member in nodes::members(&self.shared.store)? {
             if member.name == self.shared.name {
@@ -247,42 +261,53 @@ impl Cluster {
             "ca_fingerprint": tls::fingerprint(self.shared.identity.ca_pem())?,
             "max_clock_offset_ms": self.shared.store.hlc().max_offset_ms(),
             "connections": connections,
+            "workers": workers,
         }))
-    }
-
-    /// Stops links and the listener.
-    pub async fn shutdown(&self) {
-        let _ = self.stop.send(true);
-        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(PoisonError::into_inner));
-        for task in tasks {
-            let _ = task.await;
-        }
     }
 }
 
-async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+/// Accepts replication connections, each served by a worker of its own, until asked to
+/// stop; a failed accept is retried after a capped exponential back-off.
+async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, ctx: Ctx) {
+    let mut backoff = Backoff::new(ACCEPT_BACKOFF_MIN, ACCEPT_BACKOFF_MAX);
     loop {
+        ctx.set_idle();
         let (tcp, from) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
                     tracing::warn!(error = %e, "replication accept failed");
-                    continue;
+                    ctx.error(format_args!("accept failed: {e}"));
+                    if ctx.backoff(&mut backoff).await {
+                        continue;
+                    }
+                    return;
                 }
             },
-            _ = stop.wait_for(|s| *s) => return,
+            () = ctx.stopping() => return,
         };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            if let Err(e) = serve(shared, tcp).await {
-                tracing::debug!(%from, error = %e, "replication connection ended");
-            }
-        });
+        ctx.set_running();
+        ctx.count(1);
+        backoff.reset();
+        let serving = shared.clone();
+        shared.store.workers().spawn(
+            format!("replication/incoming/{from}"),
+            move |ctx| async move {
+                let served = tokio::select! {
+                    served = serve(serving, tcp, &ctx) => served,
+                    () = ctx.stopping() => Ok(()),
+                };
+                if let Err(e) = served {
+                    tracing::debug!(%from, error = %e, "replication connection ended");
+                }
+            },
+        );
     }
 }
 
-/// One incoming connection: a join, or a peer subscribing to a database.
-async fn serve(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), ClusterError> {
+/// One incoming connection: a join, or a peer subscribing to a database. `ctx` is
+/// renamed for what the connection turns out to be.
+async fn serve(shared: Arc<Shared>, tcp: TcpStream, ctx: &Ctx) -> Result<(), ClusterError> {
     tcp.set_nodelay(true)?;
     let from = tcp.peer_addr().ok().map(|a| a.ip());
     // Built per connection: the trusted CAs change as nodes join and leave.
@@ -301,6 +326,9 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), ClusterError> 
         .map_err(|_| ClusterError::Protocol("no request".into()))??;
     match first {
         Some(request @ Frame::Join { .. }) => {
+            if let Some(from) = from {
+                ctx.rename(format!("replication/join/{from}"));
+            }
             let exporter = tls::exporter(conn.get_ref().1)?;
             join::accept(&shared, &mut conn, &exporter, request, from).await
         }
@@ -311,6 +339,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), ClusterError> 
             copy,
             vv,
         }) => {
+            ctx.rename(format!("replication/sender/{node}/{database}"));
             let refusal = if peer.as_deref() != Some(node.as_str()) {
                 Some(format!("certificate does not name '{node}'"))
             } else if shared.store.database(&database).is_err() {
@@ -350,7 +379,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), ClusterError> 
 /// Keeps the set of receiving links equal to (members other than us) × (our databases
 /// that flow from them to us), the trusted CAs equal to the members' CAs, and the sending
 /// streams to those membership allows.
-async fn manage(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+async fn manage(shared: Arc<Shared>, ctx: Ctx) {
     let mut links: HashMap<(String, String), Link> = HashMap::new();
     // Membership lives in the system database: act on each of its commits at once,
     // whether made here or replicated.
@@ -362,9 +391,15 @@ async fn manage(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         }
     };
     loop {
-        if let Err(e) = reconcile(&shared, &mut links) {
-            tracing::warn!(error = %e, "cluster reconcile failed");
+        ctx.set_running();
+        match reconcile(&shared, &mut links) {
+            Ok(()) => ctx.count(1),
+            Err(e) => {
+                tracing::warn!(error = %e, "cluster reconcile failed");
+                ctx.error(format_args!("reconcile failed: {e}"));
+            }
         }
+        ctx.set_idle();
         let system_changed = async {
             let changed = match system.as_mut() {
                 Some(rx) => rx.changed().await.is_ok(),
@@ -378,12 +413,12 @@ async fn manage(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(shared.options.reconcile_interval) => {}
             _ = shared.wake.notified() => {}
             () = system_changed => {}
-            _ = stop.wait_for(|s| *s) => break,
+            () = ctx.stopping() => break,
         }
     }
     for (_, link) in links.drain() {
-        let _ = link.stop.send(true);
-        let _ = link.task.await;
+        link.worker.stop();
+        link.worker.finished().await;
     }
 }
 
@@ -431,9 +466,9 @@ fn reconcile(
         }
     }
     links.retain(|key, link| {
-        let keep = wanted.get(key).is_some_and(|p| p.url == link.url) && !link.task.is_finished();
+        let keep = wanted.get(key).is_some_and(|p| p.url == link.url) && !link.worker.is_finished();
         if !keep {
-            let _ = link.stop.send(true);
+            link.worker.stop();
         }
         keep
     });
@@ -441,10 +476,13 @@ fn reconcile(
         if links.contains_key(&key) {
             continue;
         }
-        let (stop, stop_rx) = watch::channel(false);
         let url = peer.url.clone();
-        let task = tokio::spawn(receiver::run(shared.clone(), peer, key.1.clone(), stop_rx));
-        links.insert(key, Link { url, stop, task });
+        let (linked, database) = (shared.clone(), key.1.clone());
+        let worker = shared.store.workers().spawn(
+            format!("replication/receiver/{}/{}", key.0, key.1),
+            move |ctx| receiver::run(linked, peer, database, ctx),
+        );
+        links.insert(key, Link { url, worker });
     }
     Ok(())
 }
@@ -489,7 +527,7 @@ mod tests {
             matches!(closed, Ok(Ok(0) | Err(_))),
             "the connection stayed open: {closed:?}"
         );
-        cluster.shutdown().await;
+        store.workers().shutdown(Duration::from_secs(10)).await;
         store.close().await;
     }
 }

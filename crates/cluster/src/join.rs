@@ -313,6 +313,7 @@ where
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;
+    use std::time::Duration;
 
     use shoal_store::{SYSTEM_DATABASE, Store, StoreOptions};
     use tokio::net::TcpListener;
@@ -388,7 +389,7 @@ mod tests {
             "the impostor was recorded"
         );
         assert!(nodes::pins(&store).unwrap().is_empty());
-        cluster.shutdown().await;
+        store.workers().shutdown(Duration::from_secs(10)).await;
         store.close().await;
     }
 }

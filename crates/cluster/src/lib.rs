@@ -28,7 +28,6 @@ mod proto;
 mod receiver;
 mod sender;
 mod status;
-mod task;
 pub mod tls;
 
 pub use cluster::{Cluster, ClusterOptions};

@@ -6,14 +6,14 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::Rng;
 use shoal_store::{
     Committed, CopyChunk, LogEntry, Outcome, Pending, RemoteBatch, SYSTEM_DATABASE, SchemaChange,
     StoreError, Write, to_ms, wall_ms,
 };
+use shoal_workers::{Backoff, Ctx};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_rustls::TlsConnector;
 
 use crate::cluster::Shared;
@@ -21,25 +21,20 @@ use crate::error::ClusterError;
 use crate::gate::Gate;
 use crate::nodes::{self, NodeRecord};
 use crate::proto::{self, DatabaseState, Deadline, Frame, MAX_FRAME_BYTES};
-use crate::task::AbortOnDrop;
 use crate::tls;
 
 /// Shortest and longest wait before a redial.
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
-/// Keeps one (peer, database) link up until `stop` turns true.
-pub(crate) async fn run(
-    shared: Arc<Shared>,
-    peer: NodeRecord,
-    database: String,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut failures = 0u32;
+/// Keeps one (peer, database) link up until its worker is asked to stop; counts the
+/// rows and entries it applies, and each redial as a restart.
+pub(crate) async fn run(shared: Arc<Shared>, peer: NodeRecord, database: String, ctx: Ctx) {
+    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX).with_jitter();
     loop {
         let result = tokio::select! {
-            r = session(&shared, &peer, &database) => r,
-            _ = stop.wait_for(|s| *s) => break,
+            r = session(&shared, &peer, &database, &ctx) => r,
+            () = ctx.stopping() => break,
         };
         shared.status.update(&peer.name, &database, |s| {
             s.connected = false;
@@ -52,19 +47,14 @@ pub(crate) async fn run(
             }
         });
         match &result {
-            Ok(()) => failures = 0,
+            Ok(()) => backoff.reset(),
             Err(e) => {
-                failures = failures.saturating_add(1);
                 tracing::debug!(peer = %peer.name, %database, error = %e, "replication link failed");
+                ctx.error(e);
             }
         }
-        let base = BACKOFF_MIN
-            .saturating_mul(1 << failures.min(7))
-            .min(BACKOFF_MAX);
-        let wait = base.mul_f64(rand::rng().random_range(0.5..1.0));
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = stop.wait_for(|s| *s) => break,
+        if !ctx.backoff(&mut backoff).await {
+            break;
         }
     }
     shared.status.remove(&peer.name, &database);
@@ -99,6 +89,7 @@ async fn session(
     shared: &Arc<Shared>,
     peer: &NodeRecord,
     database: &str,
+    ctx: &Ctx,
 ) -> Result<(), ClusterError> {
     let db = shared.store.database(database)?;
     let config = tls::client_config(&shared.identity, &shared.trust)?;
@@ -134,13 +125,16 @@ async fn session(
     // Frames are read by their own task: reading is not cancel-safe, and the loop below
     // also waits on pings and on commits.
     let (frames_tx, mut frames) = mpsc::channel(WINDOW);
-    let reader = tokio::spawn(read_frames(
-        rd,
+    let (idle, window) = (
         shared.options.idle_timeout,
         Window::new(shared.options.receive_window_bytes),
-        frames_tx,
-    ));
-    let _reader_guard = AbortOnDrop::new(&reader);
+    );
+    let reader = shared.store.workers().spawn(
+        format!("replication/receiver/{}/{database}/reader", peer.name),
+        move |_| read_frames(rd, idle, window, frames_tx),
+    );
+    // However the session ends, its reader must not keep the connection open.
+    let _reader_guard = reader.abort_on_drop();
     let mut gate = Gate::receiving(shared.clone(), &peer.name, database)?;
     let mut ping = tokio::time::interval(shared.options.ping_interval);
     let mut inflight: VecDeque<InFlight> = VecDeque::new();
@@ -155,7 +149,7 @@ async fn session(
                 let InFlight { then, .. } = inflight.pop_front().expect("front was there");
                 let queued = inflight.len();
                 shared.status.update(&peer.name, database, |s| s.in_flight = queued);
-                finish(shared, peer, database, &mut wr, done?, then).await?;
+                finish(shared, peer, database, ctx, &mut wr, done?, then).await?;
                 continue;
             }
         };
@@ -313,12 +307,12 @@ async fn session(
             .update(&peer.name, database, |s| s.in_flight = queued);
         if inflight.len() > WINDOW {
             let InFlight { pending, then, .. } = inflight.pop_front().expect("not empty");
-            finish(shared, peer, database, &mut wr, pending.await?, then).await?;
+            finish(shared, peer, database, ctx, &mut wr, pending.await?, then).await?;
         }
         if let Some(ahead_ms) = held {
             // What came before the held entry lands; the link then waits for our clock.
             while let Some(InFlight { pending, then, .. }) = inflight.pop_front() {
-                finish(shared, peer, database, &mut wr, pending.await?, then).await?;
+                finish(shared, peer, database, ctx, &mut wr, pending.await?, then).await?;
             }
             let max_ms = shared.store.hlc().max_offset_ms();
             return Err(StoreError::ClockAhead { ahead_ms, max_ms }.into());
@@ -369,10 +363,12 @@ async fn finish<W: AsyncWrite + Unpin>(
     shared: &Arc<Shared>,
     peer: &NodeRecord,
     database: &str,
+    ctx: &Ctx,
     wr: &mut W,
     outcome: Outcome,
     then: Then,
 ) -> Result<(), ClusterError> {
+    ctx.count(outcome.applied as u64);
     match then {
         Then::Ack {
             up_to,

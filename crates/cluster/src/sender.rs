@@ -19,7 +19,6 @@ use crate::cluster::Shared;
 use crate::error::ClusterError;
 use crate::gate::Gate;
 use crate::proto::{self, DatabaseState, Deadline, Frame, MAX_FRAME_BYTES};
-use crate::task::AbortOnDrop;
 
 /// Most log entries per frame.
 const BATCH_ENTRIES: usize = 500;
@@ -77,21 +76,24 @@ where
     // stream when the receiver goes quiet past the idle timeout or closes.
     let (pong_tx, mut pong_rx) = mpsc::channel::<u64>(16);
     let idle = shared.options.idle_timeout;
-    let mut reader = tokio::spawn(async move {
-        loop {
-            match tokio::time::timeout(idle, proto::read(&mut rd, MAX_FRAME_BYTES)).await {
-                Ok(Ok(Some(Frame::Ping { sent_ms }))) => {
-                    if pong_tx.send(sent_ms).await.is_err() {
-                        return;
+    let reader = shared.store.workers().spawn(
+        format!("replication/sender/{node}/{database}/reader"),
+        move |_| async move {
+            loop {
+                match tokio::time::timeout(idle, proto::read(&mut rd, MAX_FRAME_BYTES)).await {
+                    Ok(Ok(Some(Frame::Ping { sent_ms }))) => {
+                        if pong_tx.send(sent_ms).await.is_err() {
+                            return;
+                        }
                     }
+                    Ok(Ok(Some(_))) => {}
+                    _ => return,
                 }
-                Ok(Ok(Some(_))) => {}
-                _ => return,
             }
-        }
-    });
+        },
+    );
     // However the stream ends, its reader must not keep the connection open.
-    let _reader_guard = AbortOnDrop::new(&reader);
+    let _reader_guard = reader.abort_on_drop();
     // The gate is checked after each read and before its frame is sent: a membership
     // change committed before anything the frame holds is seen.
     if database == SYSTEM_DATABASE {
@@ -157,7 +159,7 @@ where
                 Some(sent_ms) => proto::write(&mut wr, &Frame::Pong { sent_ms }).await?,
                 None => return Ok(()),
             },
-            _ = &mut reader => return Ok(()),
+            () = reader.finished() => return Ok(()),
         }
     }
 }

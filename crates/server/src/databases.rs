@@ -59,4 +59,3 @@ impl Tables for StoreTables<'_> {
         }
     }
 }
-

@@ -21,7 +21,6 @@ mod stream;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts};
@@ -116,23 +115,12 @@ pub struct ServerStats {
     pub ops: Arc<Port>,
     /// The HTTP port's connections.
     pub http: Arc<Port>,
-    /// Subscription tasks running.
-    pub(crate) subscriptions: AtomicUsize,
 }
 
 impl ServerStats {
     /// Statistics over the two ports.
     pub fn new(ops: Arc<Port>, http: Arc<Port>) -> Self {
-        ServerStats {
-            ops,
-            http,
-            subscriptions: AtomicUsize::new(0),
-        }
-    }
-
-    /// Subscriptions (WebSocket and SSE) whose task is running.
-    pub fn subscriptions(&self) -> usize {
-        self.subscriptions.load(Ordering::Relaxed)
+        ServerStats { ops, http }
     }
 }
 

@@ -6,9 +6,11 @@
 //! `Connection: close`) and closed, rather than queued: a client learns why, and nothing
 //! it sends is read. An upgraded (WebSocket) connection keeps its place under the cap
 //! until it closes.
+//!
+//! The serving loop is a worker (`server/operations-api`, `server/http`); it tracks every
+//! connection task it starts and returns only once they have all ended.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use shoal_workers::{Backoff, Ctx};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
@@ -32,8 +35,10 @@ const REFUSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Refused connections being answered at once, beyond which more are closed unanswered
 /// (so a flood past the cap costs a bounded number of tasks).
 const REFUSING_MAX: usize = 64;
-/// Pause after a failed accept (out of file descriptors, say) before the next one.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Shortest and longest pause after a failed accept (out of file descriptors, say)
+/// before the next one: capped exponential, back to the shortest after a success.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// Connection timeouts of a port.
 #[derive(Debug, Clone, Copy)]
@@ -84,32 +89,38 @@ impl Port {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then stops accepting, asks
-/// every connection to close once its request in flight is answered, and returns when
-/// they all have (upgraded connections live on until they close).
+/// Serves `router` on `listener` until the worker `ctx` is asked to stop, then stops
+/// accepting, asks every connection to close once its request in flight is answered, and
+/// returns when they all have (an upgraded connection is handed to its handler, whose
+/// own worker ends it). `ctx` counts the connections accepted.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     port: Arc<Port>,
     options: ServeOptions,
-    shutdown: impl Future<Output = ()>,
+    ctx: &Ctx,
 ) {
     let (stop_tx, stop_rx) = watch::channel(false);
     // Every connection task holds a sender; `recv` answers `None` once all are gone.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
-    tokio::pin!(shutdown);
+    let mut backoff = Backoff::new(ACCEPT_BACKOFF_MIN, ACCEPT_BACKOFF_MAX);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
                     tracing::warn!(error = %e, "accepting a connection failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    continue;
+                    ctx.error(format_args!("accept failed: {e}"));
+                    if ctx.backoff(&mut backoff).await {
+                        continue;
+                    }
+                    break;
                 }
             },
-            () = &mut shutdown => break,
+            () = ctx.stopping() => break,
         };
+        backoff.reset();
+        ctx.count(1);
         match port.permits.clone().try_acquire_owned() {
             Ok(permit) => {
                 tokio::spawn(connection(
@@ -125,7 +136,7 @@ pub async fn serve(
             Err(_) => {
                 port.refused.fetch_add(1, Ordering::Relaxed);
                 if let Ok(slot) = port.refusing.clone().try_acquire_owned() {
-                    tokio::spawn(refuse(stream, port.max, slot));
+                    tokio::spawn(refuse(stream, port.max, slot, alive_tx.clone()));
                 }
             }
         }
@@ -136,8 +147,14 @@ pub async fn serve(
     let _ = alive_rx.recv().await;
 }
 
-/// Answers a connection past the cap with a 503 and closes it.
-async fn refuse(mut stream: TcpStream, max: usize, _slot: OwnedSemaphorePermit) {
+/// Answers a connection past the cap with a 503 and closes it; `_alive` tells [`serve`]
+/// it is still running.
+async fn refuse(
+    mut stream: TcpStream,
+    max: usize,
+    _slot: OwnedSemaphorePermit,
+    _alive: mpsc::Sender<()>,
+) {
     let body = serde_json::json!({
         "error": format!("too many connections: this port serves at most {max} at once")
     })
@@ -332,7 +349,7 @@ impl tokio::io::AsyncWrite for Held {
 #[cfg(test)]
 mod tests {
     use axum::routing::get;
-    use tokio::sync::oneshot;
+    use shoal_workers::Workers;
 
     use super::*;
 
@@ -363,10 +380,11 @@ mod tests {
             header_read_timeout: Duration::from_secs(10),
             keep_alive_timeout: Duration::from_secs(10),
         };
-        let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, router, port.clone(), options, async {
-            let _ = stopped.await;
-        }));
+        let workers = Workers::new();
+        let serving = port.clone();
+        let server = workers.spawn("server/http", |ctx| async move {
+            serve(listener, router, serving, options, &ctx).await
+        });
         let ask = b"GET / HTTP/1.1\r\nhost: shoal\r\n\r\n";
 
         let mut first = TcpStream::connect(addr).await.unwrap();
@@ -387,11 +405,10 @@ mod tests {
         assert!(refused.contains("too many connections"), "{refused}");
         assert_eq!(port.refused_connections(), 1);
 
-        stop.send(()).unwrap();
-        tokio::time::timeout(Duration::from_secs(10), server)
+        server.stop();
+        tokio::time::timeout(Duration::from_secs(10), server.finished())
             .await
-            .expect("serve returns once its idle connection is closed")
-            .unwrap();
+            .expect("serve returns once its idle connection is closed");
         assert_eq!(
             read_until(&mut first, "never").await,
             "",

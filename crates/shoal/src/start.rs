@@ -16,14 +16,16 @@ use shoal_server::{
 use shoal_store::{Retention, Store, StoreOptions};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::watch;
 
 use crate::config::{Config, Overrides};
 use crate::credentials::Users;
 use crate::runfile::{self, RunFile};
 
-/// How long in-flight requests get to finish on shutdown.
+/// How long the workers (requests in flight, links, subscriptions) get to finish on
+/// shutdown before they are aborted.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often idle databases are asked to trim their logs (busy ones trim as they commit).
+const TRIM_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Runs a node until SIGTERM or SIGINT.
 pub(crate) fn run(root: &Path, overrides: &Overrides) -> anyhow::Result<()> {
@@ -96,6 +98,10 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
         max_bytes: config.transaction_log.max_bytes,
     };
     let store = Arc::new(Store::open(options).context("opening stores")?);
+    // One registry for the node: the store's writers are in it already, and every other
+    // long-running task joins them, so that system_information lists them all and
+    // shutdown awaits them all.
+    let workers = store.workers().clone();
 
     let auth = Arc::new(Auth::with_options(store.clone(), config.auth.options()));
     let admin = std::env::var("SHOAL_ADMIN_USERNAME").unwrap_or_else(|_| "admin".into());
@@ -185,37 +191,28 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
     let http = bind(host, config.network.http_port, "HTTP").await?;
     let (ops_addr, http_addr) = (ops.local_addr()?, http.local_addr()?);
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let ops_server = tokio::spawn(shoal_server::serve(
-        ops,
-        shoal_server::ops_router(state.clone()),
-        stats.ops.clone(),
-        serve_options,
-        stopped(stop_rx.clone()),
-    ));
-    let http_server = tokio::spawn(shoal_server::serve(
-        http,
-        shoal_server::http_router(state),
-        stats.http.clone(),
-        serve_options,
-        stopped(stop_rx.clone()),
-    ));
-    let trimmer = {
-        let store = store.clone();
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => store.trim_logs(),
-                    _ = stop.wait_for(|s| *s) => break,
+    let (router, port) = (shoal_server::ops_router(state.clone()), stats.ops.clone());
+    workers.spawn("server/operations-api", move |ctx| async move {
+        shoal_server::serve(ops, router, port, serve_options, &ctx).await
+    });
+    let (router, port) = (shoal_server::http_router(state), stats.http.clone());
+    workers.spawn("server/http", move |ctx| async move {
+        shoal_server::serve(http, router, port, serve_options, &ctx).await
+    });
+    let trimmed = store.clone();
+    workers.spawn("store/log-trimmer", move |ctx| async move {
+        let mut tick = tokio::time::interval(TRIM_INTERVAL);
+        loop {
+            ctx.set_idle();
+            tokio::select! {
+                _ = tick.tick() => {
+                    trimmed.trim_logs();
+                    ctx.count(1);
                 }
+                () = ctx.stopping() => break,
             }
-        })
-    };
+        }
+    });
 
     let pid = std::process::id();
     RunFile {
@@ -236,19 +233,23 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
     }
-    let _ = stop_tx.send(true);
-    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
-        let _ = ops_server.await;
-        let _ = http_server.await;
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!("in-flight requests did not finish within {DRAIN_TIMEOUT:?}");
+    let started = Instant::now();
+    let overdue = workers.shutdown(DRAIN_TIMEOUT).await;
+    if !overdue.is_empty() {
+        let names: Vec<&str> = overdue.iter().map(|w| w.name.as_str()).collect();
+        tracing::warn!(
+            ?names,
+            "workers did not stop within {DRAIN_TIMEOUT:?}; aborted"
+        );
     }
-    let _ = trimmer.await;
-    cluster.shutdown().await;
-    // Writers finish what is queued; every acknowledged write is already durable.
+    // Nothing else can write now: the writers finish what is queued (every acknowledged
+    // write is already durable) and stop.
     store.close().await;
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        left = workers.list().len(),
+        "workers stopped"
+    );
     let _ = std::fs::remove_file(runfile::path(root));
     tracing::info!("stopped");
     Ok(())

@@ -1,10 +1,10 @@
 //! One database: its LMDB environment, trees, catalog, writer and change feed.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::thread::JoinHandle;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use heed::{Env, WithoutTls};
+use shoal_workers::{WorkerHandle, Workers};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::catalog::{Catalog, TableDef};
@@ -42,7 +42,7 @@ pub struct Database {
     tx: mpsc::Sender<Command>,
     feed: broadcast::Sender<Arc<Committed>>,
     head: watch::Receiver<u64>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    writer: WorkerHandle,
     stats: Arc<WriterStats>,
     capacity: u64,
     /// Snapshots open now: each pins the pages it reads, which LMDB cannot reuse.
@@ -56,37 +56,50 @@ pub struct Database {
 pub(crate) struct DatabaseConfig {
     pub(crate) writer: Writer,
     pub(crate) queue: usize,
+    /// Where the writer thread runs, as worker `store/writer/<database>`.
+    pub(crate) workers: Workers,
 }
 
 impl Database {
     /// Loads the catalog and starts the writer thread.
     pub(crate) fn start(config: DatabaseConfig) -> Result<Arc<Self>> {
-        let DatabaseConfig { writer, queue } = config;
+        let DatabaseConfig {
+            writer,
+            queue,
+            workers,
+        } = config;
         let (tx, rx) = mpsc::channel(queue);
         let created = {
             let txn = writer.env.read_txn()?;
             meta_get_u64(&txn, &writer.trees, CREATED_KEY)?
         };
-        let db = Database {
-            name: writer.name.clone(),
+        let name = writer.name.clone();
+        let env = writer.env;
+        let trees = writer.trees;
+        let catalog = writer.catalog.clone();
+        let feed = writer.feed.clone();
+        let head = writer.head.subscribe();
+        let stats = writer.stats.clone();
+        let capacity = writer.capacity;
+        let dropped = writer.dropped.clone();
+        let handle = workers.spawn_thread(format!("store/writer/{name}"), move |ctx| {
+            writer.run(rx, &ctx)
+        })?;
+        Ok(Arc::new(Database {
+            name,
             created,
-            env: writer.env,
-            trees: writer.trees,
-            catalog: writer.catalog.clone(),
+            env,
+            trees,
+            catalog,
             tx,
-            feed: writer.feed.clone(),
-            head: writer.head.subscribe(),
-            thread: Mutex::new(None),
-            stats: writer.stats.clone(),
-            capacity: writer.capacity,
+            feed,
+            head,
+            writer: handle,
+            stats,
+            capacity,
             snapshots: Arc::default(),
-            dropped: writer.dropped.clone(),
-        };
-        let handle = std::thread::Builder::new()
-            .name(format!("writer-{}", db.name))
-            .spawn(move || writer.run(rx))?;
-        *db.thread.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
-        Ok(Arc::new(db))
+            dropped,
+        }))
     }
 
     /// Reads the catalog stored in `trees`.
@@ -247,24 +260,13 @@ impl Database {
             .await
             .map_err(|_| self.stopped())?;
         answer.await.map_err(|_| self.stopped())??;
-        self.join().await;
+        self.writer.finished().await;
         Ok(())
     }
 
     /// Finishes queued writes and stops the writer.
     pub(crate) async fn shutdown(&self) {
         let _ = self.tx.send(Command::Shutdown).await;
-        self.join().await;
-    }
-
-    async fn join(&self) {
-        let handle = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(handle) = handle {
-            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
-        }
+        self.writer.finished().await;
     }
 }

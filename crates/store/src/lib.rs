@@ -7,8 +7,9 @@
 //! Guarantees:
 //! - **Durable group commit.** [`Database::write`] returns only after the transaction
 //!   holding the write has been committed and synced. One writer thread per database
-//!   batches concurrent writes into one transaction; each request is applied in a nested
-//!   transaction, so it is all-or-nothing even inside a batch.
+//!   (worker `store/writer/<database>` in [`StoreOptions::workers`]) batches concurrent
+//!   writes into one transaction; each request is applied in a nested transaction, so it
+//!   is all-or-nothing even inside a batch.
 //! - **Snapshot reads.** [`Database::snapshot`] is a read transaction: consistent, never
 //!   blocked by the writer.
 //! - **Versions.** Every stored record carries its HLC timestamp and origin node; deletes

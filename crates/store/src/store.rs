@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError, RwLock};
 
 use heed::{Env, EnvOpenOptions, WithoutTls};
+use shoal_workers::Workers;
 use tokio::sync::{broadcast, watch};
 
 use crate::catalog::validate_name;
@@ -65,6 +66,9 @@ pub struct StoreOptions {
     /// produce; a larger write is refused with [`StoreError::TooLarge`]. Replication ships
     /// one transaction whole, so this bounds what a peer must accept in one message.
     pub max_transaction_bytes: usize,
+    /// The node's workers, where each database's writer thread is registered (a new,
+    /// empty registry by default).
+    pub workers: Workers,
 }
 
 impl StoreOptions {
@@ -82,6 +86,7 @@ impl StoreOptions {
             max_clock_offset_ms: DEFAULT_MAX_OFFSET_MS,
             clock_offset_ms: 0,
             max_transaction_bytes: 128 << 20,
+            workers: Workers::new(),
         }
     }
 }
@@ -168,6 +173,12 @@ impl Store {
     /// The node's clock.
     pub fn hlc(&self) -> &Arc<Hlc> {
         &self.hlc
+    }
+
+    /// The workers the store's writers run as; the node's other workers join them, so
+    /// that one registry lists and stops them all.
+    pub fn workers(&self) -> &Workers {
+        &self.options.workers
     }
 
     /// This node's name.
@@ -431,6 +442,7 @@ impl Store {
         Database::start(DatabaseConfig {
             writer,
             queue: self.options.write_queue,
+            workers: self.options.workers.clone(),
         })
     }
 }

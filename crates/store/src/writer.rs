@@ -8,6 +8,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use heed::{Env, WithoutTls};
+use shoal_workers::Ctx as WorkerCtx;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::catalog::Catalog;
@@ -73,16 +74,29 @@ pub struct WriterStats {
 type Pending = (Request, Option<String>, oneshot::Sender<Result<Outcome>>);
 
 impl Writer {
-    /// Runs until shut down or dropped; call on a dedicated thread.
-    pub(crate) fn run(self, mut rx: mpsc::Receiver<Command>) {
+    /// Runs until shut down or dropped; call on a dedicated thread, whose `worker`
+    /// shows it idle while it waits and counts the requests it answers.
+    pub(crate) fn run(self, mut rx: mpsc::Receiver<Command>, worker: &WorkerCtx) {
         let mut last_trim = Instant::now();
         let mut batch: Vec<Pending> = Vec::new();
         // A write that did not fit in the last batch opens the next.
         let mut carried = None;
-        while let Some(first) = carried.take().or_else(|| rx.blocking_recv()) {
+        loop {
+            let first = match carried.take() {
+                Some(command) => command,
+                None => {
+                    worker.set_idle();
+                    let command = rx.blocking_recv();
+                    worker.set_running();
+                    match command {
+                        Some(command) => command,
+                        None => break,
+                    }
+                }
+            };
             match gather(first, &mut rx, &mut batch, self.max_batch) {
                 Some(Command::Drop(reply)) => {
-                    self.commit_batch(&mut batch, false);
+                    self.commit_batch(worker, &mut batch, false);
                     let dropped = self.drop_all();
                     // The store forgot the database before asking, so it is gone even if
                     // emptying it failed (the next start removes its folder).
@@ -91,7 +105,7 @@ impl Writer {
                     return;
                 }
                 Some(Command::Shutdown) => {
-                    self.commit_batch(&mut batch, false);
+                    self.commit_batch(worker, &mut batch, false);
                     return;
                 }
                 Some(write @ Command::Write { .. }) => carried = Some(write),
@@ -103,15 +117,15 @@ impl Writer {
                 last_trim = Instant::now();
             }
             if trim && batch.is_empty() {
-                self.trim_alone();
+                self.trim_alone(worker);
             } else {
-                self.commit_batch(&mut batch, trim);
+                self.commit_batch(worker, &mut batch, trim);
             }
         }
-        self.commit_batch(&mut batch, false);
+        self.commit_batch(worker, &mut batch, false);
     }
 
-    fn commit_batch(&self, batch: &mut Vec<Pending>, trim: bool) {
+    fn commit_batch(&self, worker: &WorkerCtx, batch: &mut Vec<Pending>, trim: bool) {
         if batch.is_empty() {
             return;
         }
@@ -190,6 +204,7 @@ impl Writer {
                     Err(e) => {
                         nested.abort();
                         tracing::warn!(database = %self.name, error = %e, "log trim failed");
+                        worker.error(format_args!("log trim failed: {e}"));
                     }
                 }
             }
@@ -204,6 +219,7 @@ impl Writer {
                 self.stats
                     .requests
                     .fetch_add(results.len() as u64, Ordering::Relaxed);
+                worker.count(results.len() as u64);
                 *self.catalog.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(catalog);
                 if let Some(last) = entries.last() {
                     self.head.send_replace(last.seq);
@@ -218,6 +234,7 @@ impl Writer {
             }
             Err(e) => {
                 tracing::error!(database = %self.name, error = %e, "batch commit failed");
+                worker.error(format_args!("batch commit failed: {e}"));
                 let message = e.to_string();
                 for reply in replies {
                     let error = match e {
@@ -241,7 +258,7 @@ impl Writer {
         )
     }
 
-    fn trim_alone(&self) {
+    fn trim_alone(&self, worker: &WorkerCtx) {
         let result = (|| -> Result<usize> {
             let mut txn = self.env.write_txn()?;
             let n = self.trim(&mut txn)?;
@@ -250,6 +267,7 @@ impl Writer {
         })();
         if let Err(e) = result {
             tracing::warn!(database = %self.name, error = %e, "log trim failed");
+            worker.error(format_args!("log trim failed: {e}"));
         }
     }
 

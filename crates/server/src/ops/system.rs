@@ -55,13 +55,29 @@ pub(super) fn system_information(state: &AppState, req: OpRequest) -> Result<Rep
         })
     };
     let stats = &state.stats;
+    let workers = state.store.workers();
+    let active = workers.list();
+    let subscriptions = active
+        .iter()
+        .filter(|w| w.name.starts_with("subscription/"))
+        .count();
     all.insert(
         "connections".into(),
         json!({
             "operations_api": port(&stats.ops),
             "http": port(&stats.http),
-            "subscriptions": stats.subscriptions(),
+            "subscriptions": subscriptions,
             "body_bytes_in_flight": state.body_budget.in_use(),
+        }),
+    );
+    // The node's background work: what runs now, and how much has ended (and failed).
+    let totals = workers.totals();
+    all.insert(
+        "workers".into(),
+        json!({
+            "active": active,
+            "finished": totals.finished,
+            "failed": totals.failed,
         }),
     );
     if let Some(wanted) = wanted {

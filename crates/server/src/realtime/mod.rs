@@ -59,7 +59,7 @@ fn subscribe(
         target.filter()?,
         start,
         limits,
-        state.stats.clone(),
+        state.store.workers(),
     ))
 }
 
@@ -79,7 +79,9 @@ pub(crate) fn sse(state: &AppState, target: &Target, start: Start) -> Result<Res
         .into_response())
 }
 
-/// WebSocket: one JSON message per change, `{type, id, value, timestamp}`.
+/// WebSocket: one JSON message per change, `{type, id, value, timestamp}`. The upgraded
+/// connection is served by worker `server/websocket/<database>/<table>`, so that shutdown
+/// waits for it to send its close frame.
 pub(crate) fn websocket(
     state: &AppState,
     target: &Target,
@@ -87,7 +89,16 @@ pub(crate) fn websocket(
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let rx = subscribe(state, target, start)?;
-    Ok(upgrade.on_upgrade(move |socket| pump(socket, rx)))
+    let workers = state.store.workers().clone();
+    let name = format!(
+        "server/websocket/{}/{}",
+        target.db.name(),
+        target.table.name
+    );
+    Ok(upgrade.on_upgrade(move |socket| {
+        let pump = workers.spawn(name, move |_| pump(socket, rx));
+        async move { pump.finished().await }
+    }))
 }
 
 async fn pump(mut socket: WebSocket, mut rx: subscription::Subscriber) {

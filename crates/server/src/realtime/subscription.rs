@@ -15,9 +15,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use shoal_store::{ChangeKind, Committed, Database, FollowError, FollowOptions, Follower, key};
+use shoal_workers::Workers;
 use tokio::sync::{mpsc, oneshot};
-
-use crate::ServerStats;
 
 /// Where a subscription starts.
 #[derive(Debug, Clone, Copy)]
@@ -151,36 +150,21 @@ impl tokio_stream::Stream for Subscriber {
     }
 }
 
-/// Counts a running subscription task in the node's statistics.
-struct Running(Arc<ServerStats>);
-
-impl Running {
-    fn new(stats: Arc<ServerStats>) -> Self {
-        stats.subscriptions.fetch_add(1, Ordering::Relaxed);
-        Running(stats)
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.0.subscriptions.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// Events buffered between the subscription and its connection.
 const BUFFER: usize = 256;
 /// How often a subscription whose consumer is not reading checks its lag.
 const LAG_CHECK: Duration = Duration::from_millis(100);
 
-/// Starts a subscription; events (or the reason it ended) arrive on the [`Subscriber`],
-/// which ends the subscription when dropped. "Now" is fixed before this returns, so a
-/// write acknowledged after the subscription was answered is never missed.
+/// Starts a subscription as worker `subscription/<database>/<table>`; events (or the
+/// reason it ended) arrive on the [`Subscriber`], which ends the subscription when
+/// dropped, as does the worker being asked to stop. "Now" is fixed before this returns,
+/// so a write acknowledged after the subscription was answered is never missed.
 pub(crate) fn subscribe(
     db: Arc<Database>,
     filter: Filter,
     start: Start,
     limits: Limits,
-    stats: Arc<ServerStats>,
+    workers: &Workers,
 ) -> Subscriber {
     let (from, skip) = match start {
         Start::Now => (shoal_store::Start::Now, None),
@@ -202,9 +186,8 @@ pub(crate) fn subscribe(
         tx,
         buffered: buffered.clone(),
     };
-    let running = Running::new(stats);
-    tokio::spawn(async move {
-        let _running = running;
+    let name = format!("subscription/{}/{}", db.name(), filter.table);
+    workers.spawn(name, move |ctx| async move {
         // A consumer that went away is noticed at once, not at the next commit.
         tokio::select! {
             result = run(follower, filter, skip, limits, &queue) => {
@@ -213,6 +196,9 @@ pub(crate) fn subscribe(
                 }
             }
             () = queue.tx.closed() => {}
+            () = ctx.stopping() => {
+                let _ = end_tx.send(Ended("the node is shutting down".into()));
+            }
         }
     });
     Subscriber {
