@@ -365,7 +365,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, ctx: &Ctx) -> Result<(), Clu
                 vv,
             };
             tokio::select! {
-                result = sender::stream(shared.clone(), conn, subscription, gate) => result,
+                result = sender::stream(shared.clone(), conn, subscription, gate, ctx) => result,
                 () = registered.revoked() => Err(ClusterError::Refused("membership changed".into())),
             }
         }

@@ -7,11 +7,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use shoal_store::SYSTEM_DATABASE;
 use shoal_store::{
     Batch, BatchLimits, Catalog, CopyProgress, CopyRow, Database, FollowError, LogEntry,
-    SchemaChange, Snapshot, Start, TableDef,
+    SYSTEM_DATABASE, SchemaChange, Snapshot, Start, TableDef,
 };
+use shoal_workers::Ctx;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
@@ -47,12 +47,14 @@ pub(crate) struct Subscription {
 }
 
 /// Streams `database` to `node`, which holds our log up to `cursor` and, if it says,
-/// the transactions of version vector `vv`. It streams while `gate` allows.
+/// the transactions of version vector `vv`. It streams while `gate` allows, counting the
+/// entries sent on its worker's `ctx`.
 pub(crate) async fn stream<S>(
     shared: Arc<Shared>,
     conn: S,
     subscription: Subscription,
     mut gate: Gate,
+    ctx: &Ctx,
 ) -> Result<(), ClusterError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -138,6 +140,7 @@ where
             head,
         }) = read.batch
         {
+            let sent = entries.len() as u64;
             proto::write(
                 &mut wr,
                 &Frame::Entries {
@@ -147,6 +150,7 @@ where
                 },
             )
             .await?;
+            ctx.count(sent);
             continue;
         }
         // Caught up: wait for a commit, a ping to send or answer, or the end.

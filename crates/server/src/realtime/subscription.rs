@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use shoal_store::{ChangeKind, Committed, Database, FollowError, FollowOptions, Follower, key};
-use shoal_workers::Workers;
+use shoal_workers::{Ctx, Workers};
 use tokio::sync::{mpsc, oneshot};
 
 /// Where a subscription starts.
@@ -190,7 +190,7 @@ pub(crate) fn subscribe(
     workers.spawn(name, move |ctx| async move {
         // A consumer that went away is noticed at once, not at the next commit.
         tokio::select! {
-            result = run(follower, filter, skip, limits, &queue) => {
+            result = run(follower, filter, skip, limits, &queue, &ctx) => {
                 if let Err(ended) = result {
                     let _ = end_tx.send(ended);
                 }
@@ -210,18 +210,21 @@ pub(crate) fn subscribe(
 }
 
 /// Delivers the followed commits' matching changes, skipping those of commit `skip.0`
-/// up to change `skip.1`, until the subscription ends.
+/// up to change `skip.1`, until the subscription ends; counts the events delivered on
+/// its worker's `ctx`.
 async fn run(
     mut follower: Follower,
     filter: Filter,
     mut skip: Option<(u64, usize)>,
     limits: Limits,
     queue: &Queue,
+    ctx: &Ctx,
 ) -> Result<(), Ended> {
     let sink = Sink {
         filter: &filter,
         limits,
         queue,
+        ctx,
     };
     loop {
         let committed = follower.next().await.map_err(ended)?;
@@ -243,6 +246,8 @@ struct Sink<'a> {
     filter: &'a Filter,
     limits: Limits,
     queue: &'a Queue,
+    /// The subscription's worker, which counts the events delivered.
+    ctx: &'a Ctx,
 }
 
 /// The sending end of a subscriber's buffer.
@@ -306,7 +311,10 @@ impl Sink<'_> {
             }
             loop {
                 match self.queue.tx.send_timeout(event, LAG_CHECK).await {
-                    Ok(()) => break,
+                    Ok(()) => {
+                        self.ctx.count(1);
+                        break;
+                    }
                     Err(mpsc::error::SendTimeoutError::Timeout(back)) => {
                         follower.check_lag().map_err(ended)?;
                         event = back;
