@@ -12,10 +12,12 @@
 //! Membership (`system.hdb_nodes`) and trust (`system.hdb_certificate`) live in the
 //! replicated system database: joining any member joins the cluster.
 //!
-//! This crate uses the store only through its narrow replication API (log reads,
-//! snapshots, `Write::Apply` / `Write::Merge`); it knows nothing of HTTP, nor of how
-//! users are kept: a join checks passwords through [`Credentials`], which the layer that
-//! keeps users implements.
+//! This crate uses the store only through its narrow replication API (senders follow the
+//! log with `Database::follow_batches`; receivers read cursors from snapshots and apply
+//! with `Write::Apply` / `Write::Merge`) and plain writes to its own system tables; it
+//! knows nothing of HTTP, nor of how users are kept: a join checks passwords through
+//! [`Credentials`], which the `shoal` binary implements over `shoal_auth`'s password
+//! proofs.
 
 mod cluster;
 mod credentials;

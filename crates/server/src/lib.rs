@@ -1,11 +1,76 @@
 //! Shoal's network edge, on axum: the Operations API (port 9925) and the HTTP port (9926:
-//! REST, WebSocket and Server-Sent Events subscriptions, `/health`), each served by
-//! [`serve()`] with a connection cap and connection timeouts.
+//! REST, WebSocket and Server-Sent Events subscriptions, `/health`).
+//!
+//! What it owns:
+//! - **Routers.** [`ops_router`] answers `POST /` with `{"operation": ...}`: the name (or
+//!   one of Harper's legacy aliases) is parsed once into a typed operation, which says
+//!   what the permission check must require and which handler runs. [`http_router`]
+//!   serves `/health`, REST at `/{database}/{table}/{id}` and at the names components
+//!   export, and subscriptions on the same URLs. Both take an [`AppState`]: the node's
+//!   parts ([`App`]), shared by every handler.
+//! - **Serving.** [`serve()`] runs a router on a listener as a named worker, with a
+//!   connection cap and counters ([`Port`], [`ServerStats`]), header and keep-alive
+//!   timeouts ([`ServeOptions`]) and a graceful shutdown.
+//! - **Requests and answers.** Bodies are read within a size limit, a stall timeout and a
+//!   memory budget shared by all requests ([`BodyBudget`]); records go over the wire as
+//!   JSON, CBOR, MessagePack or CSV; long answers stream ([`QueryOptions`]). Every failure
+//!   is Harper's `{"error": "..."}` with a fitting status ([`ApiError`]).
 //!
 //! Every request is authenticated (Basic, against the system user table) except
 //! `GET /health`, which only says the node is up, and asks `shoal_auth`'s permission
-//! check before it acts. Every failure is Harper's `{"error": "..."}` with a fitting
-//! status; nothing here knows storage formats.
+//! check before it acts.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use std::time::{Duration, Instant};
+//! use axum::body::Body;
+//! use axum::http::{Request, StatusCode};
+//! use shoal_auth::Auth;
+//! use shoal_components::Components;
+//! use shoal_server::{App, AppState, BodyBudget, NodeInfo, Port, QueryOptions, RestOptions};
+//! use shoal_server::{ServerStats, ops_router};
+//! use shoal_store::{Store, StoreOptions};
+//! use tower_service::Service;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let store = Arc::new(Store::open(StoreOptions::new(dir.path(), "node-a"))?);
+//! let auth = Arc::new(Auth::new(store.clone()));
+//! auth.bootstrap("admin", Some("secret")).await?;
+//! let stats = ServerStats::new(Arc::new(Port::new(100)), Arc::new(Port::new(100)));
+//! let state = AppState::new(App {
+//!     store: store.clone(),
+//!     auth,
+//!     components: Arc::new(Components::new(dir.path().join("components"))),
+//!     cluster: None,
+//!     info: NodeInfo { hostname: "localhost".into(), version: "0.1.0".into(), started: Instant::now() },
+//!     rest: RestOptions::default(),
+//!     max_body: 1 << 20,
+//!     query: QueryOptions::default(),
+//!     body_read_timeout: Duration::from_secs(10),
+//!     body_budget: BodyBudget::new(16 << 20),
+//!     stats: Arc::new(stats),
+//! });
+//!
+//! // What `serve` does for each request on the Operations API port.
+//! let mut ops = ops_router(state);
+//! let request = Request::post("/")
+//!     .header("authorization", "Basic YWRtaW46c2VjcmV0") // admin:secret
+//!     .header("content-type", "application/json")
+//!     .body(Body::from(r#"{"operation": "create_table", "table": "dog", "primary_key": "id"}"#))?;
+//! let response = ops.call(request).await?;
+//! assert_eq!(response.status(), StatusCode::OK);
+//! assert!(store.database("data")?.catalog().tables.contains_key("dog"));
+//! store.close().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Not here: storage formats and how commits are followed (the store), query planning
+//! (`shoal_query`), who may do what (`shoal_auth`), replication and membership
+//! (`shoal_cluster`; the cluster operations call it), reading component folders
+//! (`shoal_components`; this crate serves what they declare), and configuration files,
+//! listening sockets and start-up (the `shoal` binary).
 
 mod body;
 mod databases;
