@@ -4,12 +4,11 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures_util::FutureExt;
 use tokio::sync::{Notify, watch};
 use tokio::task::AbortHandle;
 
@@ -186,7 +185,7 @@ impl Workers {
         };
         let future = work(Ctx::new(&slot));
         let task = tokio::spawn(async move {
-            let ended = CatchUnwind(Box::pin(future)).await;
+            let ended = AssertUnwindSafe(future).catch_unwind().await;
             finish.report(ended.map(Exit::failure));
         });
         let _ = slot.abort.set(task.abort_handle());
@@ -360,22 +359,6 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
         .copied()
         .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("(no message)")
-}
-
-/// Polls a future, turning a panic inside it into an error.
-struct CatchUnwind<F>(Pin<Box<F>>);
-
-impl<F: Future> Future for CatchUnwind<F> {
-    type Output = std::thread::Result<F::Output>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let future = self.0.as_mut();
-        match std::panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
-            Err(panic) => Poll::Ready(Err(panic)),
-        }
-    }
 }
 
 /// A worker's view of itself: how it learns to stop, and how it reports.
