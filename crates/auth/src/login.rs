@@ -220,6 +220,15 @@ impl Auth {
         Ok(checked)
     }
 
+    /// The live user named `username`, as a successful login would answer it, without a
+    /// password check: for credentials proven another way (a signed token, a session, a
+    /// client certificate). `LoginFailed` if there is no such user, `Inactive` if it is
+    /// disabled. Read on every call, so a dropped or disabled user is refused at once.
+    pub fn user_named(&self, username: &str) -> Result<Arc<User>, AuthError> {
+        let stored = self.stored_user(username)?.ok_or(AuthError::LoginFailed)?;
+        User::from_record(username, &stored.record)
+    }
+
     /// A live user record.
     pub(crate) fn stored_user(&self, username: &str) -> Result<Option<Stored>, AuthError> {
         let db = self.store.database(SYSTEM_DATABASE)?;
