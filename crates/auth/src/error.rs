@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use shoal_store::StoreError;
 
+use crate::grant::Denial;
+
 /// Why a request is not let through, or a user operation failed.
 ///
 /// Cloneable so that concurrent logins with the same credentials can share one answer.
@@ -33,6 +35,9 @@ pub enum AuthError {
     /// The user may not do this.
     #[error("{0}")]
     Forbidden(String),
+    /// The user's role does not grant this: Harper's 403 with what is missing.
+    #[error("{}", crate::NOT_AUTHORIZED)]
+    Denied(Box<Denial>),
     /// The thing does not exist, or this interface may not show it (`system` over REST).
     #[error("{0}")]
     NotFound(String),

@@ -57,12 +57,16 @@
 //! other `system` tables (nodes, certificates) are the cluster's.
 
 mod error;
+mod grant;
 mod limiter;
 mod login;
+mod permission;
 mod permissions;
 pub mod proof;
 mod users;
 
 pub use error::AuthError;
+pub use grant::{Denial, Grant};
+pub use permission::{AttributeGrant, Permission, Structure, TableGrant};
 pub use permissions::{Access, Action, NOT_AUTHORIZED, SYSTEM_IS_INTERNAL, Via};
-pub use users::{Auth, AuthOptions, USER_TABLE, User};
+pub use users::{Auth, AuthOptions, ROLE_TABLE, USER_TABLE, User};

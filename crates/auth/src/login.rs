@@ -25,11 +25,13 @@ use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use base64::Engine;
 use serde_json::{Map, Value};
-use shoal_store::SYSTEM_DATABASE;
+use std::ops::Bound;
+
+use shoal_store::{SYSTEM_DATABASE, Snapshot, TableDef};
 use tokio::sync::{OnceCell, Semaphore};
 
 use crate::error::AuthError;
-use crate::users::{Auth, USER_TABLE, User};
+use crate::users::{Auth, ROLE_TABLE, USER_TABLE, User};
 
 /// Most outcomes remembered (of each kind) before that memory starts over.
 const CACHE_LIMIT: usize = 10_000;
@@ -47,6 +49,8 @@ pub(crate) struct Checked {
     commits: u64,
     /// The record's stored bytes; `None` if there was no such user.
     record: Option<Arc<[u8]>>,
+    /// The stored bytes of the role record it names; `None` if there is none.
+    role: Option<Arc<[u8]>>,
     /// The user, or why it was refused (`LoginFailed`, `Inactive`).
     outcome: Result<Arc<User>, AuthError>,
 }
@@ -54,9 +58,9 @@ pub(crate) struct Checked {
 /// Remembered outcomes, by header.
 pub(crate) type Outcomes = RwLock<HashMap<String, Checked>>;
 
-/// A user's record as stored: its exact bytes and its attributes.
+/// A user's or role's record as stored: its exact bytes and its attributes.
 pub(crate) struct Stored {
-    bytes: Vec<u8>,
+    bytes: Arc<[u8]>,
     pub(crate) record: Map<String, Value>,
 }
 
@@ -152,19 +156,18 @@ impl Auth {
         Ok(db.stats().commits.load(Ordering::Acquire))
     }
 
-    /// Whether the user's record is still exactly what `checked` was checked against.
+    /// Whether the user's record, and the role record it names, are still exactly what
+    /// `checked` was checked against.
     fn unchanged(&self, checked: &Checked) -> Result<bool, AuthError> {
-        let db = self.store.database(SYSTEM_DATABASE)?;
-        let snapshot = db.snapshot()?;
-        let table = snapshot.table(USER_TABLE)?;
-        let current = snapshot
-            .get(&table, &Value::from(checked.username.as_str()))?
-            .filter(|v| v.json.is_some());
-        Ok(match (current, &checked.record) {
-            (Some(current), Some(record)) => current.bytes() == &**record,
-            (None, None) => true,
-            _ => false,
-        })
+        let user = self.stored_user(&checked.username)?;
+        if !same_bytes(user.as_ref(), &checked.record) {
+            return Ok(false);
+        }
+        let role = match &user {
+            Some(user) => self.stored_role(&user.record)?,
+            None => None,
+        };
+        Ok(same_bytes(role.as_ref(), &checked.role))
     }
 
     /// Joins the check under way for `header`, or starts a new one. A finished check is
@@ -208,15 +211,19 @@ impl Auth {
         let mut checked = Checked {
             username: username.to_owned(),
             commits,
-            record: stored.as_ref().map(|s| Arc::from(s.bytes.as_slice())),
+            record: stored.as_ref().map(|s| s.bytes.clone()),
+            role: None,
             outcome: Err(AuthError::LoginFailed),
         };
-        let Some(Stored { record, .. }) = stored.filter(|_| matches) else {
+        let Some(user) = stored.filter(|_| matches) else {
             attempt.failed();
             return Ok(checked);
         };
         drop(attempt);
-        checked.outcome = User::from_record(username, &record);
+        let role = self.stored_role(&user.record)?;
+        checked.role = role.as_ref().map(|r| r.bytes.clone());
+        checked.outcome =
+            User::from_record(username, &user.record, role.as_ref().map(|r| &r.record));
         Ok(checked)
     }
 
@@ -225,8 +232,14 @@ impl Auth {
     /// client certificate). `LoginFailed` if there is no such user, `Inactive` if it is
     /// disabled. Read on every call, so a dropped or disabled user is refused at once.
     pub fn user_named(&self, username: &str) -> Result<Arc<User>, AuthError> {
-        let stored = self.stored_user(username)?.ok_or(AuthError::LoginFailed)?;
-        User::from_record(username, &stored.record)
+        let user = self.stored_user(username)?.ok_or(AuthError::LoginFailed)?;
+        self.user_from(username, &user)
+    }
+
+    /// The user a stored user record describes, with the permission of the role it names.
+    pub(crate) fn user_from(&self, username: &str, user: &Stored) -> Result<Arc<User>, AuthError> {
+        let role = self.stored_role(&user.record)?;
+        User::from_record(username, &user.record, role.as_ref().map(|r| &r.record))
     }
 
     /// A live user record.
@@ -234,13 +247,54 @@ impl Auth {
         let db = self.store.database(SYSTEM_DATABASE)?;
         let snapshot = db.snapshot()?;
         let table = snapshot.table(USER_TABLE)?;
-        let Some(version) = snapshot.get(&table, &Value::from(username))? else {
+        stored(&snapshot, &table, username)
+    }
+
+    /// The live role record a user record names: by id, as Harper's user records do, or
+    /// else by role name.
+    pub(crate) fn stored_role(
+        &self,
+        user: &Map<String, Value>,
+    ) -> Result<Option<Stored>, AuthError> {
+        let Some(role) = user.get("role").and_then(Value::as_str) else {
             return Ok(None);
         };
-        Ok(version.value()?.map(|record| Stored {
-            bytes: version.bytes().to_vec(),
-            record,
-        }))
+        let db = self.store.database(SYSTEM_DATABASE)?;
+        let snapshot = db.snapshot()?;
+        let table = snapshot.table(ROLE_TABLE)?;
+        if let Some(stored) = stored(&snapshot, &table, role)? {
+            return Ok(Some(stored));
+        }
+        for row in snapshot.scan(&table, Bound::Unbounded, Bound::Unbounded, false)? {
+            let (_, version) = row?;
+            if let Some(record) = version.value()?
+                && record.get("role").and_then(Value::as_str) == Some(role)
+            {
+                let bytes = Arc::from(version.bytes());
+                return Ok(Some(Stored { bytes, record }));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The live record keyed `key`, with its exact bytes.
+fn stored(snapshot: &Snapshot, table: &TableDef, key: &str) -> Result<Option<Stored>, AuthError> {
+    let Some(version) = snapshot.get(table, &Value::from(key))? else {
+        return Ok(None);
+    };
+    Ok(version.value()?.map(|record| Stored {
+        bytes: Arc::from(version.bytes()),
+        record,
+    }))
+}
+
+/// Whether a record read now is the one remembered (both absent counts as the same).
+fn same_bytes(current: Option<&Stored>, remembered: &Option<Arc<[u8]>>) -> bool {
+    match (current, remembered) {
+        (Some(current), Some(remembered)) => current.bytes == *remembered,
+        (None, None) => true,
+        _ => false,
     }
 }
 

@@ -28,7 +28,6 @@ use argon2::password_hash::phc::{Output, PasswordHash, Salt};
 use argon2::{Algorithm, Argon2, Params, Version};
 use aws_lc_rs::hmac;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
 use crate::error::AuthError;
 use crate::limiter::Attempt;
@@ -110,16 +109,16 @@ fn message(side: Side, transcript: &[u8]) -> Vec<u8> {
 }
 
 /// The server's half of an exchange with one client: the parameters to send it, and the
-/// key and user record its proof is checked against.
+/// key its proof is checked against and the user it proves to be.
 #[derive(Debug)]
 pub struct Challenge<'a> {
     /// Counts against the failed-login limits, as a password login does.
     attempt: Attempt<'a>,
-    username: String,
     params: KeyParams,
     key: ProofKey,
-    /// The user's record; `None` for an unknown user (whose key nobody can know).
-    record: Option<Map<String, Value>>,
+    /// The user as its record and role describe it (or why it may not log in); `None` for
+    /// an unknown user (whose key nobody can know).
+    user: Option<Result<Arc<User>, AuthError>>,
 }
 
 impl Challenge<'_> {
@@ -134,8 +133,8 @@ impl Challenge<'_> {
     /// the user is active is told only to a client whose proof holds.
     pub fn verify(&mut self, transcript: &[u8], proof: &[u8]) -> Result<Arc<User>, AuthError> {
         let valid = self.key.verify(Side::Client, transcript, proof);
-        match &self.record {
-            Some(record) if valid => User::from_record(&self.username, record),
+        match &self.user {
+            Some(user) if valid => user.clone(),
             _ => {
                 self.attempt.failed();
                 Err(AuthError::LoginFailed)
@@ -167,19 +166,20 @@ impl Auth {
             .as_ref()
             .and_then(Stored::password_hash)
             .and_then(|phc| split_hash(phc).ok());
-        let (params, key, record) = match hashed {
-            Some((params, key)) => (params, key, stored.map(|s| s.record)),
-            None => {
+        let (params, key, user) = match (hashed, stored) {
+            (Some((params, key)), Some(stored)) => {
+                (params, key, Some(self.user_from(username, &stored)))
+            }
+            _ => {
                 let (params, key) = decoy(username, secret);
                 (params, key, None)
             }
         };
         Ok(Challenge {
             attempt,
-            username: username.to_owned(),
             params,
             key,
-            record,
+            user,
         })
     }
 }

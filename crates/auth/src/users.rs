@@ -11,9 +11,17 @@ use tokio::sync::Semaphore;
 use crate::error::AuthError;
 use crate::limiter::Limiter;
 use crate::login::{Flights, Outcomes, hash_password};
+use crate::permission::Permission;
 
 /// Table of users, keyed by username.
 pub const USER_TABLE: &str = "hdb_user";
+/// Table of roles, keyed by id; a user record's `role` holds a role's id.
+pub const ROLE_TABLE: &str = "hdb_role";
+/// The roles every node starts with, as Harper's: `(id and name, permission)`.
+const DEFAULT_ROLES: [(&str, &str); 2] = [
+    ("super_user", "super_user"),
+    ("cluster_user", "cluster_user"),
+];
 
 /// An authenticated user.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,27 +32,38 @@ pub struct User {
     pub role: String,
     /// Whether the role may do everything.
     pub super_user: bool,
+    /// What the role grants.
+    pub permission: Arc<Permission>,
 }
 
 impl User {
-    /// The user a stored `hdb_user` record describes, once its credentials are proven:
-    /// refused if the record says it is inactive.
+    /// The user a stored `hdb_user` record describes, with the role record it names (none
+    /// if that role does not exist: then it may do nothing), once its credentials are
+    /// proven: refused if the record says it is inactive.
     pub(crate) fn from_record(
         username: &str,
-        record: &serde_json::Map<String, Value>,
+        record: &Map<String, Value>,
+        role: Option<&Map<String, Value>>,
     ) -> Result<Arc<User>, AuthError> {
         if record.get("active") == Some(&Value::Bool(false)) {
             return Err(AuthError::Inactive);
         }
-        let role = record
+        let role_id = record
             .get("role")
             .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
+            .unwrap_or_default();
+        let (name, permission) = match role {
+            Some(role) => (
+                role.get("role").and_then(Value::as_str).unwrap_or(role_id),
+                Permission::from_value(role.get("permission").unwrap_or(&Value::Null)),
+            ),
+            None => (role_id, Permission::default()),
+        };
         Ok(Arc::new(User {
             username: username.to_owned(),
-            super_user: role == "super_user",
-            role,
+            role: name.to_owned(),
+            super_user: permission.super_user,
+            permission: Arc::new(permission),
         }))
     }
 }
@@ -133,14 +152,31 @@ impl Auth {
             }
             Err(e) => return Err(e.into()),
         };
-        if !db.catalog().tables.contains_key(USER_TABLE) {
-            let spec = TableSpec {
-                name: USER_TABLE.into(),
-                primary_key: "username".into(),
-                ..TableSpec::default()
-            };
-            db.write(Write::CreateTable(spec), None).await?;
+        for (table, primary_key) in [(USER_TABLE, "username"), (ROLE_TABLE, "id")] {
+            if !db.catalog().tables.contains_key(table) {
+                let spec = TableSpec {
+                    name: table.into(),
+                    primary_key: primary_key.into(),
+                    ..TableSpec::default()
+                };
+                db.write(Write::CreateTable(spec), None).await?;
+            }
         }
+        // Inserted, never replaced: the same role made by two nodes before they joined is
+        // the same record, and a role changed since is kept.
+        let roles = DEFAULT_ROLES
+            .iter()
+            .map(|(id, flag)| {
+                let record = json!({ "id": id, "role": id, "permission": { *flag: true } });
+                record.as_object().cloned().unwrap_or_default()
+            })
+            .collect();
+        let write = Write::Records {
+            table: ROLE_TABLE.into(),
+            mode: Mode::Insert,
+            records: roles,
+        };
+        db.write(write, None).await?;
         let snapshot = db.snapshot()?;
         let table = snapshot.table(USER_TABLE)?;
         if snapshot.record_count(&table)? > 0 {

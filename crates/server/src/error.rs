@@ -2,7 +2,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use shoal_auth::AuthError;
+use shoal_auth::{AuthError, Denial};
 use shoal_components::ComponentError;
 use shoal_query::QueryError;
 use shoal_store::StoreError;
@@ -14,23 +14,29 @@ pub struct ApiError {
     pub status: StatusCode,
     /// The `error` text.
     pub message: String,
+    /// What a role lacks, for a refusal by the permission check: Harper's 403 body
+    /// carries it beside `error`.
+    denial: Option<Box<Denial>>,
 }
 
 impl ApiError {
+    /// An error with a status and a message.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            denial: None,
+        }
+    }
+
     /// 400 with a message.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        ApiError {
-            status: StatusCode::BAD_REQUEST,
-            message: message.into(),
-        }
+        ApiError::new(StatusCode::BAD_REQUEST, message.into())
     }
 
     /// 404 with a message.
     pub fn not_found(message: impl Into<String>) -> Self {
-        ApiError {
-            status: StatusCode::NOT_FOUND,
-            message: message.into(),
-        }
+        ApiError::new(StatusCode::NOT_FOUND, message.into())
     }
 
     /// Writes answer a missing database or table with 400, as Harper's writes do.
@@ -66,10 +72,7 @@ impl From<&StoreError> for ApiError {
         if status.is_server_error() {
             tracing::error!(error = %e, "store error");
         }
-        ApiError {
-            status,
-            message: e.to_string(),
-        }
+        ApiError::new(status, e.to_string())
     }
 }
 
@@ -95,16 +98,18 @@ impl From<AuthError> for ApiError {
             }
             AuthError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             AuthError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AuthError::Denied(denial) => {
+                let mut error = ApiError::new(StatusCode::FORBIDDEN, e.to_string());
+                error.denial = Some(denial.clone());
+                return error;
+            }
             AuthError::NotFound(_) => StatusCode::NOT_FOUND,
             AuthError::Exists(_) => StatusCode::CONFLICT,
             AuthError::Invalid(_) => StatusCode::BAD_REQUEST,
             AuthError::Store(e) => return ApiError::from(&**e),
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        ApiError {
-            status,
-            message: e.to_string(),
-        }
+        ApiError::new(status, e.to_string())
     }
 }
 
@@ -119,10 +124,7 @@ impl From<ComponentError> for ApiError {
         if status.is_server_error() {
             tracing::error!(error = %e, "component files");
         }
-        ApiError {
-            status,
-            message: e.to_string(),
-        }
+        ApiError::new(status, e.to_string())
     }
 }
 
@@ -136,7 +138,10 @@ impl std::error::Error for ApiError {}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.message });
+        let body = match &self.denial {
+            Some(denial) => serde_json::Value::Object(denial.to_json(&self.message)),
+            None => serde_json::json!({ "error": self.message }),
+        };
         let mut response = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::REQUEST_TIMEOUT {
             // The request was abandoned part-way: the connection cannot carry another.

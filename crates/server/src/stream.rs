@@ -132,10 +132,10 @@ pub(crate) async fn respond(
         Some(Piece::End) => None,
         Some(Piece::Failed(e)) => return Err(e),
         None => {
-            return Err(ApiError {
-                status: StatusCode::INTERNAL_SERVER_ERROR,
-                message: "the answer ended before it began".into(),
-            });
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the answer ended before it began",
+            ));
         }
     };
     let chunks = Chunks {

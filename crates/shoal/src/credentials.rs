@@ -57,7 +57,8 @@ impl Challenge for UserChallenge<'_> {
 
     fn verify(&mut self, transcript: &[u8], proof: &[u8]) -> Result<bool, ClusterError> {
         let user = self.challenge.verify(transcript, proof).map_err(refusal)?;
-        Ok(user.super_user)
+        // Harper's cluster_user role exists for exactly this: joining, and nothing else.
+        Ok(user.super_user || user.permission.cluster_user)
     }
 
     fn server_proof(&self, transcript: &[u8]) -> Vec<u8> {

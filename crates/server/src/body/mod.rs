@@ -247,27 +247,26 @@ async fn read(
 }
 
 fn too_large(max: usize) -> ApiError {
-    ApiError {
-        status: StatusCode::PAYLOAD_TOO_LARGE,
-        message: format!("request body is larger than the limit of {max} bytes"),
-    }
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body is larger than the limit of {max} bytes"),
+    )
 }
 
 fn busy() -> ApiError {
-    ApiError {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        message: "too many large request bodies at once (network.max_body_bytes_in_flight); \
-                  retry shortly"
-            .into(),
-    }
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too many large request bodies at once (network.max_body_bytes_in_flight); \
+                  retry shortly",
+    )
 }
 
 fn stalled(after: Duration) -> ApiError {
-    ApiError {
-        status: StatusCode::REQUEST_TIMEOUT,
-        message: format!(
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        format!(
             "request body timed out: no data for {} ms",
             after.as_millis()
         ),
-    }
+    )
 }

@@ -27,10 +27,7 @@ fn cluster_error(e: ClusterError) -> ApiError {
         ClusterError::Refused(_) | ClusterError::InvalidNodeName(_) => {
             ApiError::bad_request(e.to_string())
         }
-        other => ApiError {
-            status: axum::http::StatusCode::BAD_GATEWAY,
-            message: other.to_string(),
-        },
+        other => ApiError::new(axum::http::StatusCode::BAD_GATEWAY, other.to_string()),
     }
 }
 

@@ -48,9 +48,11 @@ pub(super) fn get_component_file(state: &AppState, req: OpRequest) -> Result<Rep
 
 pub(super) fn get_components(state: &AppState) -> Result<Reply, ApiError> {
     // Names, numbers and strings only: serialising cannot fail.
-    let tree = serde_json::to_value(state.components.tree()?).map_err(|e| ApiError {
-        status: StatusCode::INTERNAL_SERVER_ERROR,
-        message: format!("components tree: {e}"),
+    let tree = serde_json::to_value(state.components.tree()?).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("components tree: {e}"),
+        )
     })?;
     Ok(Reply::Json(tree))
 }

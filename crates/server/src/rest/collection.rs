@@ -133,10 +133,10 @@ fn msgpack(
         Ok(open)
     })?;
     if open && sent != total {
-        return Err(ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            message: format!("the query gave {sent} records after counting {total}"),
-        });
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the query gave {sent} records after counting {total}"),
+        ));
     }
     Ok(())
 }
@@ -222,9 +222,11 @@ pub(super) async fn delete(
         Ok(ids)
     })
     .await
-    .map_err(|e| ApiError {
-        status: StatusCode::INTERNAL_SERVER_ERROR,
-        message: format!("delete failed: {e}"),
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("delete failed: {e}"),
+        )
     })??;
     let write = Write::Delete {
         table: target.table.name.clone(),

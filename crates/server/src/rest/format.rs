@@ -82,12 +82,12 @@ pub(crate) fn negotiate(headers: &HeaderMap, suffix: Option<Format>) -> Result<F
         .iter()
         .filter(|(q, _)| *q > 0.0)
         .find_map(|(_, mime)| Format::from_mime(mime))
-        .ok_or_else(|| ApiError {
-            status: axum::http::StatusCode::NOT_ACCEPTABLE,
-            message: format!(
+        .ok_or_else(|| ApiError::new(
+            axum::http::StatusCode::NOT_ACCEPTABLE,
+            format!(
                 "none of the types in Accept: {accept} is supported (JSON, CBOR, MessagePack, CSV)"
             ),
-        })
+        ))
 }
 
 /// Decodes a request body by its `Content-Type` (JSON when absent).
@@ -102,9 +102,11 @@ pub(crate) fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError
         {
             Format::Json
         }
-        Some(m) => Format::from_mime(m).ok_or_else(|| ApiError {
-            status: axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            message: format!("unsupported Content-Type: {m}"),
+        Some(m) => Format::from_mime(m).ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("unsupported Content-Type: {m}"),
+            )
         })?,
     };
     let decoded = match format {
@@ -112,10 +114,10 @@ pub(crate) fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError
         Format::Cbor => body::cbor(body),
         Format::MsgPack => body::msgpack(body),
         Format::Csv => {
-            return Err(ApiError {
-                status: axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                message: "CSV is supported for responses only".into(),
-            });
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "CSV is supported for responses only",
+            ));
         }
     };
     decoded.map_err(|e| e.bad_request(&format!("invalid {} body", format.mime())))
@@ -127,9 +129,11 @@ pub(crate) fn encode(
     value: &Value,
     columns: &[String],
 ) -> Result<Vec<u8>, ApiError> {
-    let failed = |e: String| ApiError {
-        status: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-        message: format!("encoding the answer as {} failed: {e}", format.mime()),
+    let failed = |e: String| {
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding the answer as {} failed: {e}", format.mime()),
+        )
     };
     match format {
         Format::Json => serde_json::to_vec(value).map_err(|e| failed(e.to_string())),

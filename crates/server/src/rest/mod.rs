@@ -114,10 +114,10 @@ async fn route(state: AppState, request: Request) -> Result<Response, ApiError> 
         (Method::DELETE, false, false) => {
             collection::delete(&target, query.as_deref(), &user, state.query.limits()).await
         }
-        (method, _, _) => Err(ApiError {
-            status: StatusCode::METHOD_NOT_ALLOWED,
-            message: format!("{method} is not allowed on {}", parts.uri.path()),
-        }),
+        (method, _, _) => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{method} is not allowed on {}", parts.uri.path()),
+        )),
     }
 }
 

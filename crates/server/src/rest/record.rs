@@ -171,10 +171,10 @@ pub(super) async fn post(
     let outcome = write(target, Mode::Insert, record, user).await?;
     let Some(id) = outcome.written.first() else {
         let key = outcome.skipped.first().cloned().unwrap_or(Value::Null);
-        return Err(ApiError {
-            status: StatusCode::CONFLICT,
-            message: format!("a record with id {key} already exists"),
-        });
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("a record with id {key} already exists"),
+        ));
     };
     let text = id.as_str().map_or_else(|| id.to_string(), str::to_owned);
     let location = format!(
