@@ -27,6 +27,7 @@ use crate::report::{Report, Skipped};
 /// Every workload, in the order they run.
 const WORKLOADS: &[&str] = &[
     "rest_get",
+    "rest_get_role",
     "ops_search_by_id",
     "ops_search_by_value",
     "ops_search_by_conditions",
@@ -43,6 +44,7 @@ const WORKLOADS: &[&str] = &[
 /// Workloads that run against the single node (started, or `--url`).
 const SINGLE: &[&str] = &[
     "rest_get",
+    "rest_get_role",
     "ops_search_by_id",
     "ops_search_by_value",
     "ops_search_by_conditions",

@@ -14,7 +14,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 
 use crate::Settings;
-use crate::client::{Conn, Control, Endpoint};
+use crate::client::{Conn, Control, Credentials, Endpoint};
 use crate::load::{self, CheckBody, Load, MakeReq, Req};
 use crate::nodes::Launcher;
 use crate::report::{Report, Row, Skipped};
@@ -275,10 +275,21 @@ async fn run_workloads(
         .map_or(0, Vec::len);
     eprintln!("   search_by_value hits {hits_value}, search_by_conditions hits {hits_range}");
 
+    let role_user = if workloads.contains(&"rest_get_role") {
+        Some(add_attribute_reader(control).await?)
+    } else {
+        None
+    };
+
     for &workload in workloads {
         let needs_http = workload.starts_with("rest_");
         let Some(ep) = (if needs_http {
-            http.map(endpoint)
+            http.map(endpoint).map(|mut ep| {
+                if let (Some(creds), "rest_get_role") = (&role_user, workload) {
+                    ep.auth = creds.header();
+                }
+                ep
+            })
         } else {
             Some(ops_ep.clone())
         }) else {
@@ -308,6 +319,29 @@ async fn run_workloads(
                     }
                 })),
                 format!("random id of {n}"),
+            ),
+            "rest_get_role" => (
+                "req/s",
+                Arc::new(move |rng: &mut SmallRng, _: &AtomicU64| Req {
+                    method: Method::GET,
+                    path: format!("/{DB}/items/{}", rng.random_range(0..n)),
+                    body: Bytes::new(),
+                    json: false,
+                    expect: 200,
+                    items: 1,
+                }),
+                // The role may not read `payload`: an answer with it is a permission bug.
+                Some(Arc::new(|b: &Bytes| {
+                    let filtered = !b.windows(9).any(|w| w == b"\"payload\"");
+                    if b.first() == Some(&b'{') && filtered {
+                        Ok(())
+                    } else {
+                        Err("not a record without payload".into())
+                    }
+                })),
+                format!(
+                    "as rest_get, by a role with attribute permissions (no payload); random id of {n}"
+                ),
             ),
             "rest_put" => (
                 "req/s",
@@ -415,6 +449,40 @@ async fn run_workloads(
         report.rows.push(row);
     }
     Ok(())
+}
+
+/// Adds a role that may read `bench.items` but not its `payload` attribute, and a user
+/// with that role: the permission check's per-attribute path, for `rest_get_role`.
+async fn add_attribute_reader(control: &Control) -> anyhow::Result<Credentials> {
+    let read = |name: &str, read: bool| json!({"attribute_name": name, "read": read, "insert": false, "update": false});
+    let attributes = json!([
+        read("id", true),
+        read("group", true),
+        read("num", true),
+        read("name", true),
+        read("payload", false)
+    ]);
+    let role = "bench_attribute_reader";
+    control
+        .op(
+            json!({"operation": "add_role", "role": role, "permission": {
+                "super_user": false,
+                (DB): {"tables": {"items": {"read": true, "insert": false, "update": false,
+                    "delete": false, "attribute_permissions": attributes}}}
+            }}),
+        )
+        .await?;
+    let creds = Credentials {
+        user: "bench_reader".into(),
+        password: "bench-reader-password".into(),
+    };
+    control
+        .op(
+            json!({"operation": "add_user", "username": creds.user, "password": creds.password,
+            "role": role, "active": true}),
+        )
+        .await?;
+    Ok(creds)
 }
 
 /// Warm-up, then `runs` measured runs of one closed-loop load; also returns the items
