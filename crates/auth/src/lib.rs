@@ -61,8 +61,10 @@ mod limiter;
 mod login;
 mod permissions;
 pub mod proof;
+mod roles;
 mod users;
 
 pub use error::AuthError;
 pub use permissions::{Access, Action, NOT_AUTHORIZED, SYSTEM_IS_INTERNAL, Via};
+pub use roles::{LAST_SUPER_USER, ROLE_TABLE, RoleReport};
 pub use users::{Auth, AuthOptions, USER_TABLE, User};
