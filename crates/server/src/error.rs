@@ -2,7 +2,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use shoal_auth::AuthError;
+use shoal_auth::{AuthError, RoleReport};
 use shoal_components::ComponentError;
 use shoal_query::QueryError;
 use shoal_store::StoreError;
@@ -97,7 +97,7 @@ impl From<AuthError> for ApiError {
             AuthError::Forbidden(_) => StatusCode::FORBIDDEN,
             AuthError::NotFound(_) => StatusCode::NOT_FOUND,
             AuthError::Exists(_) => StatusCode::CONFLICT,
-            AuthError::Invalid(_) => StatusCode::BAD_REQUEST,
+            AuthError::Invalid(_) | AuthError::RolePermissions(_) => StatusCode::BAD_REQUEST,
             AuthError::Store(e) => return ApiError::from(&**e),
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -106,6 +106,11 @@ impl From<AuthError> for ApiError {
             message: e.to_string(),
         }
     }
+}
+
+/// Harper's answer to a malformed role: 400 with the report's groups beside `error`.
+pub(crate) fn role_report(report: &RoleReport) -> Response {
+    (StatusCode::BAD_REQUEST, axum::Json(report.body())).into_response()
 }
 
 impl From<ComponentError> for ApiError {
