@@ -304,16 +304,19 @@ fn check_table(
                 );
                 continue;
             }
-            Some(name) => text(name),
+            Some(Value::String(name)) if attributes.contains(name) => name,
+            Some(other) => {
+                report.table(
+                    database,
+                    table,
+                    format!(
+                        "Invalid attribute '{}' in 'attribute_permissions'",
+                        text(other)
+                    ),
+                );
+                continue;
+            }
         };
-        if !item["attribute_name"].is_string() || !attributes.contains(&name) {
-            report.table(
-                database,
-                table,
-                format!("Invalid attribute '{name}' in 'attribute_permissions'"),
-            );
-            continue;
-        }
         for action in ATTRIBUTE_ACTIONS {
             let upper = action.to_uppercase();
             match item.get(action) {
@@ -552,16 +555,15 @@ impl Auth {
         check_role(request, RoleOp::Alter, &*self.store).map_err(AuthError::RolePermissions)?;
         let id = request.get("id").cloned().unwrap_or_default();
         let roles = self.roles()?;
-        if let Some(name) = request.get("role") {
-            if roles
+        if let Some(name) = request.get("role")
+            && roles
                 .iter()
                 .any(|r| r.get("role") == Some(name) && r.get("id") != Some(&id))
-            {
-                return Err(AuthError::Exists(format!(
-                    "A role with name '{}' already exists",
-                    text(name)
-                )));
-            }
+        {
+            return Err(AuthError::Exists(format!(
+                "A role with name '{}' already exists",
+                text(name)
+            )));
         }
         let mut record = Map::new();
         record.insert("id".into(), id.clone());

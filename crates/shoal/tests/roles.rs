@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use shoal_testkit::{
-    DEFAULT_ADMIN_USER, Node, assert_error, cluster, create_table, insert, start,
-    strip_timestamps, wait_until,
+    DEFAULT_ADMIN_USER, Node, assert_error, cluster, create_table, insert, start, strip_timestamps,
+    wait_until,
 };
 
 const BOB: (&str, &str) = ("bob", "bob-password");
@@ -31,7 +31,12 @@ fn developer_permission() -> Value {
 async fn node_with_dogs(name: &str) -> anyhow::Result<Node> {
     let node = start(name).await?;
     create_table(&node, "dog").await?;
-    insert(&node, "dog", json!([{"id": 1, "name": "Rex", "owner": "ann"}])).await?;
+    insert(
+        &node,
+        "dog",
+        json!([{"id": 1, "name": "Rex", "owner": "ann"}]),
+    )
+    .await?;
     Ok(node)
 }
 
@@ -169,11 +174,13 @@ async fn users_name_existing_roles_and_never_show_hashes() -> anyhow::Result<()>
     let node = node_with_dogs("roles-users").await?;
     node.op_ok(json!({"operation": "add_role", "role": "developer", "id": "dev-role", "permission": developer_permission()}))
         .await?;
-    let add_bob = |role: &str| {
-        json!({"operation": "add_user", "username": BOB.0, "password": BOB.1, "role": role, "active": true})
-    };
+    let add_bob = |role: &str| json!({"operation": "add_user", "username": BOB.0, "password": BOB.1, "role": role, "active": true});
 
-    assert_error(&node.ops(add_bob("ghost")).await?, 404, "ghost role not found");
+    assert_error(
+        &node.ops(add_bob("ghost")).await?,
+        404,
+        "ghost role not found",
+    );
     assert_error(
         &node
             .ops(json!({"operation": "add_user", "username": "carl", "password": "pw"}))
@@ -191,7 +198,11 @@ async fn users_name_existing_roles_and_never_show_hashes() -> anyhow::Result<()>
     let stored = node
         .op_ok(json!({"operation": "search_by_id", "database": "system", "table": "hdb_user", "ids": [BOB.0], "get_attributes": ["role"]}))
         .await?;
-    assert_eq!(stored, json!([{"role": "dev-role"}]), "the role's id is stored");
+    assert_eq!(
+        stored,
+        json!([{"role": "dev-role"}]),
+        "the role's id is stored"
+    );
 
     // Bob asks about himself: his record without the hash, his role expanded.
     let info = node
@@ -199,7 +210,8 @@ async fn users_name_existing_roles_and_never_show_hashes() -> anyhow::Result<()>
         .await?;
     assert_eq!(info.0, 200, "{info:?}");
     assert_stamped(&info.1);
-    let mut expected_role = json!({"id": "dev-role", "role": "developer", "permission": developer_permission()});
+    let mut expected_role =
+        json!({"id": "dev-role", "role": "developer", "permission": developer_permission()});
     assert_eq!(
         strip_timestamps(&info.1),
         json!({"username": "bob", "active": true, "role": info.1["role"].clone()})
@@ -221,8 +233,7 @@ async fn users_name_existing_roles_and_never_show_hashes() -> anyhow::Result<()>
         .collect();
     assert_eq!(names, [DEFAULT_ADMIN_USER, "bob"]);
     let bob = &users[1];
-    let system_grant =
-        json!({"read": false, "insert": false, "update": false, "delete": false, "attribute_permissions": []});
+    let system_grant = json!({"read": false, "insert": false, "update": false, "delete": false, "attribute_permissions": []});
     assert_eq!(
         bob["role"]["permission"]["system"]["tables"]["hdb_user"],
         system_grant
