@@ -426,6 +426,8 @@ mod tests {
     #[tokio::test]
     async fn remembered_logins_follow_the_record() {
         let (_dir, store, auth) = open(AuthOptions::default());
+        // alter_user names roles that must exist.
+        auth.bootstrap_roles().await.unwrap();
         auth.bootstrap("admin", Some("pw")).await.unwrap();
         auth.add_user("bob", "one", "reader", true).await.unwrap();
         let old = basic("bob", "one");
