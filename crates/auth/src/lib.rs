@@ -7,6 +7,12 @@
 //!   [`Auth::alter_user`] and [`Auth::drop_user`] change it. Passwords are kept only as
 //!   argon2id hashes. A user whose role is `super_user` is a super user; a record with
 //!   `active: false` cannot log in.
+//! - **Roles** (`roles`): the role table ([`ROLE_TABLE`]: `hdb_role`, keyed by `id`), with
+//!   the built-in `super_user` and `cluster_user` roles ([`Auth::bootstrap_roles`]);
+//!   Harper's role operations, their checks of a role's `permission` object
+//!   ([`RoleReport`]), and the views of users that expand their roles and never show a
+//!   password hash. Users name roles by their name; records keep the role's id. No change
+//!   may leave the node without an active super user ([`LAST_SUPER_USER`]).
 //! - **Logins.** [`Auth::authenticate_from`] checks an `Authorization: Basic` header value
 //!   and answers the [`User`] ([`Auth::authenticate`] when the client's address is
 //!   unknown). An outcome, accepted or refused, is remembered with the user's stored
@@ -63,10 +69,12 @@ mod login;
 mod permission;
 mod permissions;
 pub mod proof;
+mod roles;
 mod users;
 
 pub use error::AuthError;
 pub use grant::{Denial, Grant};
 pub use permission::{AttributeGrant, Permission, Structure, TableGrant};
 pub use permissions::{Access, Action, NOT_AUTHORIZED, SYSTEM_IS_INTERNAL, Via};
-pub use users::{Auth, AuthOptions, ROLE_TABLE, USER_TABLE, User};
+pub use roles::{LAST_SUPER_USER, ROLE_TABLE, RoleReport};
+pub use users::{Auth, AuthOptions, USER_TABLE, User};

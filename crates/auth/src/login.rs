@@ -31,7 +31,8 @@ use shoal_store::{SYSTEM_DATABASE, Snapshot, TableDef};
 use tokio::sync::{OnceCell, Semaphore};
 
 use crate::error::AuthError;
-use crate::users::{Auth, ROLE_TABLE, USER_TABLE, User};
+use crate::roles::ROLE_TABLE;
+use crate::users::{Auth, USER_TABLE, User};
 
 /// Most outcomes remembered (of each kind) before that memory starts over.
 const CACHE_LIMIT: usize = 10_000;
@@ -480,6 +481,8 @@ mod tests {
     #[tokio::test]
     async fn remembered_logins_follow_the_record() {
         let (_dir, store, auth) = open(AuthOptions::default());
+        // alter_user names roles that must exist.
+        auth.bootstrap_roles().await.unwrap();
         auth.bootstrap("admin", Some("pw")).await.unwrap();
         auth.add_user("bob", "one", "reader", true).await.unwrap();
         let old = basic("bob", "one");

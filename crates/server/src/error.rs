@@ -2,7 +2,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use shoal_auth::{AuthError, Denial};
+use shoal_auth::AuthError;
 use shoal_components::ComponentError;
 use shoal_query::QueryError;
 use shoal_store::StoreError;
@@ -14,9 +14,9 @@ pub struct ApiError {
     pub status: StatusCode,
     /// The `error` text.
     pub message: String,
-    /// What a role lacks, for a refusal by the permission check: Harper's 403 body
-    /// carries it beside `error`.
-    denial: Option<Box<Denial>>,
+    /// Harper's whole body, when it says more than `error`: what a role lacks (403), or
+    /// what is wrong with a role's permissions (400).
+    body: Option<Box<serde_json::Value>>,
 }
 
 impl ApiError {
@@ -25,7 +25,7 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
-            denial: None,
+            body: None,
         }
     }
 
@@ -100,7 +100,13 @@ impl From<AuthError> for ApiError {
             AuthError::Forbidden(_) => StatusCode::FORBIDDEN,
             AuthError::Denied(denial) => {
                 let mut error = ApiError::new(StatusCode::FORBIDDEN, e.to_string());
-                error.denial = Some(denial.clone());
+                let body = denial.to_json(&error.message);
+                error.body = Some(Box::new(serde_json::Value::Object(body)));
+                return error;
+            }
+            AuthError::RolePermissions(report) => {
+                let mut error = ApiError::new(StatusCode::BAD_REQUEST, e.to_string());
+                error.body = Some(Box::new(report.body()));
                 return error;
             }
             AuthError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -138,8 +144,8 @@ impl std::error::Error for ApiError {}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = match &self.denial {
-            Some(denial) => serde_json::Value::Object(denial.to_json(&self.message)),
+        let body = match self.body {
+            Some(body) => *body,
             None => serde_json::json!({ "error": self.message }),
         };
         let mut response = (self.status, axum::Json(body)).into_response();
