@@ -730,6 +730,37 @@ mod tests {
     }
 
     #[test]
+    fn mtls_user_as_harper_spells_it() {
+        use shoal_server::MtlsUser;
+        let dir = tempfile::tempdir().unwrap();
+        let user = |yaml: &str, flag: Option<&str>| {
+            std::fs::write(dir.path().join(CONFIG_FILE), yaml).unwrap();
+            let overrides = Overrides {
+                mtls_user: flag.map(str::to_owned),
+                ..Overrides::default()
+            };
+            let config = Config::load(dir.path(), &overrides).unwrap();
+            config.mtls.options().map(|o| o.user)
+        };
+        assert_eq!(user("mtls:\n  required: true\n", None), None, "off");
+        let on = "mtls:\n  enabled: true\n";
+        assert_eq!(user(on, None), Some(MtlsUser::CommonName));
+        assert_eq!(
+            user("mtls:\n  enabled: true\n  user: CN\n", None),
+            Some(MtlsUser::CommonName)
+        );
+        assert_eq!(
+            user("mtls:\n  enabled: true\n  user: null\n", None),
+            Some(MtlsUser::Nobody)
+        );
+        assert_eq!(
+            user(on, Some("carol")),
+            Some(MtlsUser::Named("carol".into()))
+        );
+        assert_eq!(user(on, Some("")), Some(MtlsUser::Nobody));
+    }
+
+    #[test]
     fn file_then_overrides() {
         let dir = tempfile::tempdir().unwrap();
         let config = Config::load(dir.path(), &Overrides::default()).unwrap();

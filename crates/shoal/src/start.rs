@@ -298,8 +298,9 @@ fn tls_options(root: &Path, config: &Config) -> TlsOptions {
     let unspecified = host
         .parse::<std::net::IpAddr>()
         .is_ok_and(|ip| ip.is_unspecified());
-    for name in [host.to_owned(), crate::config::hostname()] {
-        if !(unspecified && name == host) && !names.contains(&name) {
+    let host = (!unspecified).then(|| host.to_owned());
+    for name in host.into_iter().chain([crate::config::hostname()]) {
+        if name.is_ascii() && !names.contains(&name) {
             names.push(name);
         }
     }
