@@ -82,6 +82,7 @@ mod request;
 mod rest;
 mod serve;
 mod stream;
+mod tls;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -101,7 +102,8 @@ use shoal_store::Store;
 pub use body::BodyBudget;
 pub use databases::StoreTables;
 pub use error::ApiError;
-pub use serve::{Port, ServeOptions, serve};
+pub use serve::{Port, ServeOptions, serve, serve_tls};
+pub use tls::{MtlsOptions, MtlsUser, ServerTls, TlsError, TlsOptions};
 
 /// Facts about the running node shown by system_information.
 #[derive(Debug, Clone)]
@@ -264,18 +266,23 @@ pub fn http_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The client's IP address, when the server recorded it: a `ConnectInfo<SocketAddr>`
-/// request extension, which `into_make_service_with_connect_info` (or any accept loop
-/// that inserts one) provides. Failed logins are limited per address when it is known.
-pub(crate) struct Peer(pub(crate) Option<IpAddr>);
+/// Who is asking. First the client's IP address, when the server recorded it: a
+/// `ConnectInfo<SocketAddr>` request extension, which `into_make_service_with_connect_info`
+/// (or any accept loop that inserts one) provides; failed logins are limited per address
+/// when it is known. Then the user the connection's verified client certificate names
+/// (mTLS), which [`serve_tls`] records.
+pub(crate) struct Peer(pub(crate) Option<IpAddr>, pub(crate) Option<Arc<str>>);
 
 impl Peer {
-    /// The address recorded in a request's extensions.
+    /// The address and certificate user recorded in a request's extensions.
     pub(crate) fn of(extensions: &Extensions) -> Self {
         Peer(
             extensions
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|info| info.0.ip()),
+            extensions
+                .get::<tls::CertificateUser>()
+                .map(|user| user.0.clone()),
         )
     }
 }
@@ -288,15 +295,21 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
     }
 }
 
-/// Checks the request's `Authorization` header.
+/// Checks the request's `Authorization` header; without one, a verified client
+/// certificate logs in the user it names (read live: a dropped or disabled user is
+/// refused at once).
 pub(crate) async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     peer: Peer,
 ) -> Result<Arc<User>, ApiError> {
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
+    let authorization = headers.get(header::AUTHORIZATION);
+    if authorization.is_none()
+        && let Some(name) = &peer.1
+    {
+        return Ok(state.auth.user_named(name)?);
+    }
+    let authorization = authorization.and_then(|v| v.to_str().ok());
     Ok(state.auth.authenticate_from(authorization, peer.0).await?)
 }
 

@@ -7,6 +7,11 @@
 //! it sends is read. An upgraded (WebSocket) connection keeps its place under the cap
 //! until it closes.
 //!
+//! A secure port ([`serve_tls`]) runs the same loop: a connection takes its place under the
+//! cap when accepted, so a client that never completes its TLS handshake holds it only
+//! until the handshake timeout. Plain and secure ports of one API may share a [`Port`],
+//! and so one cap.
+//!
 //! The serving loop is a worker (`server/operations-api`, `server/http`); it tracks every
 //! connection task it starts and returns only once they have all ended.
 
@@ -25,10 +30,12 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use shoal_workers::{Backoff, Ctx};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tower_service::Service;
+
+use crate::tls::{CertificateUser, ServerTls};
 
 /// Longest a refused connection is kept to deliver its 503.
 const REFUSE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -100,6 +107,31 @@ pub async fn serve(
     options: ServeOptions,
     ctx: &Ctx,
 ) {
+    serve_on(listener, None, router, port, options, ctx).await;
+}
+
+/// Like [`serve()`], over TLS: each connection completes its handshake (within the
+/// handshake timeout) before its requests are read, and a verified client certificate
+/// logs its requests in (mTLS).
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: Arc<ServerTls>,
+    router: Router,
+    port: Arc<Port>,
+    options: ServeOptions,
+    ctx: &Ctx,
+) {
+    serve_on(listener, Some(tls), router, port, options, ctx).await;
+}
+
+async fn serve_on(
+    listener: TcpListener,
+    tls: Option<Arc<ServerTls>>,
+    router: Router,
+    port: Arc<Port>,
+    options: ServeOptions,
+    ctx: &Ctx,
+) {
     let (stop_tx, stop_rx) = watch::channel(false);
     // Every connection task holds a sender; `recv` answers `None` once all are gone.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
@@ -127,6 +159,7 @@ pub async fn serve(
                     stream,
                     peer,
                     permit,
+                    tls.clone(),
                     router.clone(),
                     options,
                     stop_rx.clone(),
@@ -136,7 +169,8 @@ pub async fn serve(
             Err(_) => {
                 port.refused.fetch_add(1, Ordering::Relaxed);
                 if let Ok(slot) = port.refusing.clone().try_acquire_owned() {
-                    tokio::spawn(refuse(stream, port.max, slot, alive_tx.clone()));
+                    let tls = tls.clone();
+                    tokio::spawn(refuse(stream, tls, port.max, slot, alive_tx.clone()));
                 }
             }
         }
@@ -147,14 +181,28 @@ pub async fn serve(
     let _ = alive_rx.recv().await;
 }
 
-/// Answers a connection past the cap with a 503 and closes it; `_alive` tells [`serve`]
-/// it is still running.
+/// Answers a connection past the cap with a 503 (after the handshake, on a secure port)
+/// and closes it; `_alive` tells [`serve`] it is still running.
 async fn refuse(
-    mut stream: TcpStream,
+    stream: TcpStream,
+    tls: Option<Arc<ServerTls>>,
     max: usize,
     _slot: OwnedSemaphorePermit,
     _alive: mpsc::Sender<()>,
 ) {
+    let _ = tokio::time::timeout(REFUSE_TIMEOUT, async {
+        match tls {
+            None => answer_refusal(stream, max).await,
+            Some(tls) => answer_refusal(tls.accept(stream).await?.0, max).await,
+        }
+    })
+    .await;
+}
+
+async fn answer_refusal<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    max: usize,
+) -> io::Result<()> {
     let body = serde_json::json!({
         "error": format!("too many connections: this port serves at most {max} at once")
     })
@@ -164,23 +212,23 @@ async fn refuse(
          content-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
-    let _ = tokio::time::timeout(REFUSE_TIMEOUT, async {
-        stream.write_all(answer.as_bytes()).await?;
-        stream.shutdown().await?;
-        // Read (and drop) what the client sent until it closes: closing with unread
-        // bytes would send a reset, which may destroy the answer before it is read.
-        let mut sink = [0u8; 4096];
-        while stream.read(&mut sink).await? > 0 {}
-        Ok::<_, io::Error>(())
-    })
-    .await;
+    stream.write_all(answer.as_bytes()).await?;
+    stream.shutdown().await?;
+    // Read (and drop) what the client sent until it closes: closing with unread bytes
+    // would send a reset, which may destroy the answer before it is read.
+    let mut sink = [0u8; 4096];
+    while stream.read(&mut sink).await? > 0 {}
+    Ok(())
 }
 
-/// Serves one connection; `_alive` tells [`serve`] it is still running.
+/// Serves one connection, after its TLS handshake on a secure port; `_alive` tells
+/// [`serve`] it is still running.
+#[allow(clippy::too_many_arguments)]
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     permit: OwnedSemaphorePermit,
+    tls: Option<Arc<ServerTls>>,
     router: Router,
     options: ServeOptions,
     mut stop: watch::Receiver<bool>,
@@ -188,6 +236,31 @@ async fn connection(
 ) {
     // Small answers must not wait for the client's delayed ACK (Nagle).
     let _ = stream.set_nodelay(true);
+    let Some(tls) = tls else {
+        return http(stream, peer, None, permit, router, options, stop).await;
+    };
+    let accepted = tokio::select! {
+        accepted = tls.accept(stream) => accepted,
+        _ = stop.wait_for(|stop| *stop) => return,
+    };
+    match accepted {
+        Ok((stream, user)) => http(stream, peer, user, permit, router, options, stop).await,
+        Err(e) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+    }
+}
+
+/// Serves HTTP/1.1 on an open (and, on a secure port, handshaken) connection.
+async fn http<S>(
+    stream: S,
+    peer: SocketAddr,
+    user: Option<CertificateUser>,
+    permit: OwnedSemaphorePermit,
+    router: Router,
+    options: ServeOptions,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let activity = Arc::new(Activity::new());
     let service = {
         let activity = activity.clone();
@@ -197,6 +270,9 @@ async fn connection(
             // Who is asking, for handlers that limit per client address (`ConnectInfo`,
             // as axum's own server records it).
             request.extensions_mut().insert(ConnectInfo(peer));
+            if let Some(user) = &user {
+                request.extensions_mut().insert(user.clone());
+            }
             async move {
                 let response = router.call(request.map(Body::new)).await?;
                 // The request counts as in progress until its answer's body is done
@@ -295,12 +371,12 @@ impl Drop for Busy {
 }
 
 /// A socket holding its place under the port's connection cap.
-struct Held {
-    stream: TcpStream,
+struct Held<S> {
+    stream: S,
     _permit: OwnedSemaphorePermit,
 }
 
-impl tokio::io::AsyncRead for Held {
+impl<S: AsyncRead + Unpin> AsyncRead for Held<S> {
     fn poll_read(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
@@ -310,7 +386,7 @@ impl tokio::io::AsyncRead for Held {
     }
 }
 
-impl tokio::io::AsyncWrite for Held {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Held<S> {
     fn poll_write(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,

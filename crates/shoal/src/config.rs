@@ -32,6 +32,81 @@ pub(crate) struct Config {
     pub(crate) auth: AuthSection,
     /// Memory and time bounds of query answers.
     pub(crate) query: QuerySection,
+    /// Certificates of the secure (TLS) ports.
+    pub(crate) tls: TlsSection,
+    /// Client certificates on the secure ports (mTLS).
+    pub(crate) mtls: MtlsSection,
+}
+
+/// `tls:` section (Harper's `tls`), used by the secure ports
+/// (`network.ops_secure_port`, `network.http_secure_port`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct TlsSection {
+    /// The server's certificate chain, a PEM file. Empty: one generated on first start
+    /// and kept in `<root>/keys/tls/` (`certificate.pem`, `privateKey.pem`; clients
+    /// trust its `ca.pem`).
+    pub(crate) certificate: String,
+    /// The private key of `certificate`, a PEM file; set with `certificate`.
+    pub(crate) private_key: String,
+    /// The CA certificates (PEM file) client certificates are checked against (mTLS).
+    pub(crate) certificate_authority: String,
+    /// A client that has not completed its TLS handshake this long after connecting is
+    /// dropped, in milliseconds.
+    pub(crate) handshake_timeout_ms: u64,
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        TlsSection {
+            certificate: String::new(),
+            private_key: String::new(),
+            certificate_authority: String::new(),
+            handshake_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// `mtls:` section (Harper's `http.mtls`), for both secure ports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct MtlsSection {
+    /// Ask clients for a certificate, checked against `tls.certificate_authority`.
+    pub(crate) enabled: bool,
+    /// Who a verified client certificate logs in as, when a request has no
+    /// `Authorization` header: `Common Name` (or `CN`) for the user its subject's common
+    /// name names; any other name for that user; null (or empty) for nobody, so every
+    /// request logs in with credentials.
+    pub(crate) user: Option<String>,
+    /// Refuse (in the handshake) connections without a verified client certificate.
+    pub(crate) required: bool,
+}
+
+impl Default for MtlsSection {
+    fn default() -> Self {
+        MtlsSection {
+            enabled: false,
+            user: Some(COMMON_NAME.into()),
+            required: false,
+        }
+    }
+}
+
+/// `mtls.user` naming the certificate's common name, as Harper spells it.
+const COMMON_NAME: &str = "Common Name";
+
+impl MtlsSection {
+    /// The server's mTLS options, when on.
+    pub(crate) fn options(&self) -> Option<shoal_server::MtlsOptions> {
+        self.enabled.then(|| shoal_server::MtlsOptions {
+            user: match self.user.as_deref() {
+                None | Some("") => shoal_server::MtlsUser::Nobody,
+                Some(COMMON_NAME | "CN") => shoal_server::MtlsUser::CommonName,
+                Some(name) => shoal_server::MtlsUser::Named(name.to_owned()),
+            },
+            required: self.required,
+        })
+    }
 }
 
 /// `auth:` section.
@@ -210,6 +285,10 @@ pub(crate) struct NetworkSection {
     pub(crate) ops_port: u16,
     /// HTTP port: REST, subscriptions, health (0 picks a free port).
     pub(crate) http_port: u16,
+    /// Operations API over TLS (HTTPS; see `tls:`); null: none (0 picks a free port).
+    pub(crate) ops_secure_port: Option<u16>,
+    /// HTTP port over TLS (HTTPS and WSS; see `tls:`); null: none (0 picks a free port).
+    pub(crate) http_secure_port: Option<u16>,
     /// Largest request body accepted, in bytes.
     pub(crate) max_body_bytes: usize,
     /// Bytes of request bodies held at once across all requests (never below
@@ -218,10 +297,11 @@ pub(crate) struct NetworkSection {
     /// A request body that sends nothing for this long is answered 408 and its
     /// connection closed, in milliseconds.
     pub(crate) body_read_timeout_ms: u64,
-    /// Most connections the operations API port serves at once; more are answered 503.
+    /// Most connections the operations API port serves at once (its plain and secure
+    /// ports together); more are answered 503.
     pub(crate) ops_max_connections: usize,
-    /// Most connections the HTTP port serves at once, open subscriptions included;
-    /// more are answered 503.
+    /// Most connections the HTTP port serves at once (its plain and secure ports
+    /// together), open subscriptions included; more are answered 503.
     pub(crate) http_max_connections: usize,
     /// Longest a client may take to send a request's headers, counted from when its
     /// connection is ready for one, in milliseconds; then the connection is closed.
@@ -237,6 +317,8 @@ impl Default for NetworkSection {
             host: "127.0.0.1".into(),
             ops_port: 9925,
             http_port: 9926,
+            ops_secure_port: None,
+            http_secure_port: None,
             max_body_bytes: 100 << 20,
             max_body_bytes_in_flight: 64 << 20,
             body_read_timeout_ms: 30_000,
@@ -428,6 +510,34 @@ pub(crate) struct Overrides {
     /// An idle connection is closed after this long, in milliseconds.
     #[arg(long, env = "SHOAL_KEEP_ALIVE_TIMEOUT_MS")]
     pub(crate) keep_alive_timeout_ms: Option<u64>,
+    /// Operations API port over TLS (0 = any free port).
+    #[arg(long, env = "SHOAL_OPS_SECURE_PORT")]
+    pub(crate) ops_secure_port: Option<u16>,
+    /// HTTP port over TLS (0 = any free port).
+    #[arg(long, env = "SHOAL_HTTP_SECURE_PORT")]
+    pub(crate) http_secure_port: Option<u16>,
+    /// Server certificate chain of the secure ports, a PEM file.
+    #[arg(long, env = "SHOAL_TLS_CERTIFICATE")]
+    pub(crate) tls_certificate: Option<String>,
+    /// Private key of the server certificate, a PEM file.
+    #[arg(long, env = "SHOAL_TLS_PRIVATE_KEY")]
+    pub(crate) tls_private_key: Option<String>,
+    /// CA certificates client certificates are checked against, a PEM file.
+    #[arg(long, env = "SHOAL_TLS_CERTIFICATE_AUTHORITY")]
+    pub(crate) tls_certificate_authority: Option<String>,
+    /// Longest a client may take to complete its TLS handshake, in milliseconds.
+    #[arg(long, env = "SHOAL_TLS_HANDSHAKE_TIMEOUT_MS")]
+    pub(crate) tls_handshake_timeout_ms: Option<u64>,
+    /// Ask clients of the secure ports for certificates (`true` or `false`).
+    #[arg(long, env = "SHOAL_MTLS")]
+    pub(crate) mtls: Option<bool>,
+    /// Who a verified client certificate logs in as: `Common Name`, a user name, or
+    /// empty for nobody.
+    #[arg(long, env = "SHOAL_MTLS_USER")]
+    pub(crate) mtls_user: Option<String>,
+    /// Refuse connections without a verified client certificate (`true` or `false`).
+    #[arg(long, env = "SHOAL_MTLS_REQUIRED")]
+    pub(crate) mtls_required: Option<bool>,
 }
 
 impl Config {
@@ -526,6 +636,21 @@ impl Config {
             .header_read_timeout_ms
             .unwrap_or(net.header_read_timeout_ms);
         net.keep_alive_timeout_ms = o.keep_alive_timeout_ms.unwrap_or(net.keep_alive_timeout_ms);
+        net.ops_secure_port = o.ops_secure_port.or(net.ops_secure_port);
+        net.http_secure_port = o.http_secure_port.or(net.http_secure_port);
+        let tls = &mut self.tls;
+        set(&mut tls.certificate, &o.tls_certificate);
+        set(&mut tls.private_key, &o.tls_private_key);
+        set(&mut tls.certificate_authority, &o.tls_certificate_authority);
+        tls.handshake_timeout_ms = o
+            .tls_handshake_timeout_ms
+            .unwrap_or(tls.handshake_timeout_ms);
+        let mtls = &mut self.mtls;
+        mtls.enabled = o.mtls.unwrap_or(mtls.enabled);
+        if let Some(user) = &o.mtls_user {
+            mtls.user = Some(user.clone());
+        }
+        mtls.required = o.mtls_required.unwrap_or(mtls.required);
     }
 }
 
@@ -602,6 +727,37 @@ mod tests {
         );
         let long = vec!["a".repeat(63); 5].join(".");
         assert_eq!(node_name_from_host(&long), "a".repeat(63));
+    }
+
+    #[test]
+    fn mtls_user_as_harper_spells_it() {
+        use shoal_server::MtlsUser;
+        let dir = tempfile::tempdir().unwrap();
+        let user = |yaml: &str, flag: Option<&str>| {
+            std::fs::write(dir.path().join(CONFIG_FILE), yaml).unwrap();
+            let overrides = Overrides {
+                mtls_user: flag.map(str::to_owned),
+                ..Overrides::default()
+            };
+            let config = Config::load(dir.path(), &overrides).unwrap();
+            config.mtls.options().map(|o| o.user)
+        };
+        assert_eq!(user("mtls:\n  required: true\n", None), None, "off");
+        let on = "mtls:\n  enabled: true\n";
+        assert_eq!(user(on, None), Some(MtlsUser::CommonName));
+        assert_eq!(
+            user("mtls:\n  enabled: true\n  user: CN\n", None),
+            Some(MtlsUser::CommonName)
+        );
+        assert_eq!(
+            user("mtls:\n  enabled: true\n  user: null\n", None),
+            Some(MtlsUser::Nobody)
+        );
+        assert_eq!(
+            user(on, Some("carol")),
+            Some(MtlsUser::Named("carol".into()))
+        );
+        assert_eq!(user(on, Some("")), Some(MtlsUser::Nobody));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use shoal_cluster::{Cluster, ClusterOptions};
 use shoal_components::Components;
 use shoal_server::{
     App, AppState, BodyBudget, NodeInfo, Port, QueryOptions, RestOptions, ServeOptions,
-    ServerStats, StoreTables,
+    ServerStats, ServerTls, StoreTables, TlsOptions,
 };
 use shoal_store::{Retention, Store, StoreOptions};
 use tokio::net::TcpListener;
@@ -190,15 +190,39 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
     let ops = bind(host, config.network.ops_port, "operations API").await?;
     let http = bind(host, config.network.http_port, "HTTP").await?;
     let (ops_addr, http_addr) = (ops.local_addr()?, http.local_addr()?);
+    let ops_tls = bind_secure(host, net.ops_secure_port, "operations API (TLS)").await?;
+    let https = bind_secure(host, net.http_secure_port, "HTTP (TLS)").await?;
+    let tls = if ops_tls.is_some() || https.is_some() {
+        Some(ServerTls::new(&tls_options(root, &config)).context("setting up TLS")?)
+    } else {
+        None
+    };
+    let ops_tls_addr = ops_tls.as_ref().map(TcpListener::local_addr).transpose()?;
+    let https_addr = https.as_ref().map(TcpListener::local_addr).transpose()?;
 
-    let (router, port) = (shoal_server::ops_router(state.clone()), stats.ops.clone());
+    let ops_router = shoal_server::ops_router(state.clone());
+    let (router, port) = (ops_router.clone(), stats.ops.clone());
     workers.spawn("server/operations-api", move |ctx| async move {
         shoal_server::serve(ops, router, port, serve_options, &ctx).await
     });
-    let (router, port) = (shoal_server::http_router(state), stats.http.clone());
+    let http_router = shoal_server::http_router(state);
+    let (router, port) = (http_router.clone(), stats.http.clone());
     workers.spawn("server/http", move |ctx| async move {
         shoal_server::serve(http, router, port, serve_options, &ctx).await
     });
+    // The secure ports serve the same routers under the same connection caps.
+    if let (Some(listener), Some(tls)) = (ops_tls, tls.clone()) {
+        let port = stats.ops.clone();
+        workers.spawn("server/operations-api-tls", move |ctx| async move {
+            shoal_server::serve_tls(listener, tls, ops_router, port, serve_options, &ctx).await
+        });
+    }
+    if let (Some(listener), Some(tls)) = (https, tls) {
+        let port = stats.http.clone();
+        workers.spawn("server/https", move |ctx| async move {
+            shoal_server::serve_tls(listener, tls, http_router, port, serve_options, &ctx).await
+        });
+    }
     let trimmed = store.clone();
     workers.spawn("store/log-trimmer", move |ctx| async move {
         let mut tick = tokio::time::interval(TRIM_INTERVAL);
@@ -222,9 +246,13 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
         http: http_addr,
     }
     .write(root)?;
-    tracing::info!(%ops_addr, %http_addr, %replication_addr, "node ready");
+    tracing::info!(%ops_addr, %http_addr, ?ops_tls_addr, ?https_addr, %replication_addr, "node ready");
+    let secure: String = [("ops_tls", ops_tls_addr), ("https", https_addr)]
+        .into_iter()
+        .filter_map(|(key, addr)| addr.map(|addr| format!(" {key}={addr}")))
+        .collect();
     println!(
-        "shoal ready name={name} ops={ops_addr} http={http_addr} replication={replication_addr} pid={pid}"
+        "shoal ready name={name} ops={ops_addr} http={http_addr}{secure} replication={replication_addr} pid={pid}"
     );
 
     let mut term = signal(SignalKind::terminate())?;
@@ -255,6 +283,38 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The secure ports' TLS set-up from the `tls:` and `mtls:` sections.
+fn tls_options(root: &Path, config: &Config) -> TlsOptions {
+    let path = |p: &str| (!p.is_empty()).then(|| p.into());
+    let tls = &config.tls;
+    // A generated certificate names this machine and the loopback addresses, and the
+    // bound address when it is a specific one.
+    let mut names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    let host = config.network.host.as_str();
+    let unspecified = host
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified());
+    let host = (!unspecified).then(|| host.to_owned());
+    for name in host.into_iter().chain([crate::config::hostname()]) {
+        if name.is_ascii() && !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    TlsOptions {
+        certificate: path(&tls.certificate),
+        private_key: path(&tls.private_key),
+        certificate_authority: path(&tls.certificate_authority),
+        generated_dir: root.join("keys").join("tls"),
+        generated_names: names,
+        handshake_timeout: millis(tls.handshake_timeout_ms),
+        mtls: config.mtls.options(),
+    }
+}
+
 /// A duration setting given in milliseconds; zero would disable nothing and break
 /// everything, so it counts as one millisecond.
 fn millis(ms: u64) -> Duration {
@@ -265,4 +325,16 @@ async fn bind(host: &str, port: u16, what: &str) -> anyhow::Result<TcpListener> 
     TcpListener::bind((host, port))
         .await
         .with_context(|| format!("binding the {what} port {host}:{port}"))
+}
+
+/// Binds a secure port, if one is configured.
+async fn bind_secure(
+    host: &str,
+    port: Option<u16>,
+    what: &str,
+) -> anyhow::Result<Option<TcpListener>> {
+    match port {
+        Some(port) => Ok(Some(bind(host, port, what).await?)),
+        None => Ok(None),
+    }
 }

@@ -17,6 +17,8 @@
 //!   [`rows`], [`ids`], [`message`] and [`strip_timestamps`] read what came back;
 //! - waiting and randomness: [`wait_until`] polls with a deadline instead of sleeping,
 //!   [`seed`] gives a replayable seed, [`now_ms`] the clock the nodes share;
+//! - TLS: [`Node::ops_tls_addr`] and [`Node::https_addr`] give the secure ports, a
+//!   [`TestCa`] issues server and client certificates, [`https_client`] trusts a CA;
 //! - the network between nodes: [`Proxy`] (a TCP proxy that can be cut) and [`TlsMitm`]
 //!   (a TLS man in the middle);
 //! - clusters: the [`cluster`] module starts members on their own loopback addresses,
@@ -50,6 +52,7 @@
 pub mod cluster;
 
 mod answers;
+mod certs;
 mod clock;
 mod http;
 mod mitm;
@@ -64,6 +67,7 @@ pub use answers::{
     assert_error, assert_error_prefix, assert_error_shape, ids, message, nums, rows,
     strip_timestamps,
 };
+pub use certs::{Issued, TestCa, https_client};
 pub use clock::now_ms;
 pub use http::{admin, anon, basic};
 pub use mitm::{Direction, Rewrite, TlsMitm};

@@ -399,6 +399,18 @@ impl Node {
         self.http_addr
     }
 
+    /// The secure Operations API address (`ops_tls=` in the latest ready line), if the
+    /// node serves one.
+    pub fn ops_tls_addr(&self) -> Option<SocketAddr> {
+        self.ready.addr("ops_tls").ok()
+    }
+
+    /// The secure HTTP address (`https=` in the latest ready line), if the node serves
+    /// one.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.ready.addr("https").ok()
+    }
+
     /// The latest ready line, for fields beyond `ops`/`http` (e.g. `mqtt`, `replication`).
     pub fn ready_line(&self) -> &ReadyLine {
         &self.ready
