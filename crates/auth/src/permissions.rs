@@ -45,6 +45,9 @@ pub enum Action {
     Structure,
     /// Anything that is not about data: users, nodes, components, logs, node facts.
     Admin,
+    /// Obtain or end the caller's own credentials (tokens, sessions): every authenticated
+    /// user may, whatever the role.
+    Login,
 }
 
 impl Action {
