@@ -14,8 +14,8 @@
 //!   `active` flag, or a dropped user, takes effect on the next request, wherever the
 //!   change was made. Password checks are bounded ([`AuthOptions`]: concurrent hashes,
 //!   failed logins per username and per address).
-//! - **Tokens and sessions.** [`Auth::create_tokens`] and [`Auth::refresh_operation_token`]
-//!   make Harper's JWTs (operation and refresh tokens, ES256, [`TokenOptions`] lifetimes),
+//! - **Tokens and sessions.** [`Auth::create_tokens`], [`Auth::refresh_token_user`] and
+//!   [`Auth::create_operation_token`] make Harper's JWTs (operation and refresh tokens, ES256, [`TokenOptions`] lifetimes),
 //!   signed with keys kept in `system` ([`TOKEN_KEY_TABLE`], replicated, so every node
 //!   verifies every node's tokens); [`Auth::authenticate_from`] accepts `Bearer` operation
 //!   tokens. [`Auth::login`] makes a session in `system` ([`SESSION_TABLE`]), which
@@ -59,9 +59,10 @@
 //! Not here: HTTP (the server hands over the header value and maps [`AuthError`] to a
 //! status), roles with grants per database, table or attribute (a role is `super_user`
 //! or not; other users may read and write every database but `system`), cookies (the
-//! server names them and hands over the session id), and the cluster: a join asks `shoal_cluster`'s `Credentials`, which the
-//! `shoal` binary implements over [`proof`], so neither crate depends on the other. The
-//! other `system` tables (nodes, certificates) are the cluster's.
+//! server names them and hands over the session id), and the cluster: a join asks
+//! `shoal_cluster`'s `Credentials`, which the `shoal` binary implements over [`proof`], so
+//! neither crate depends on the other. The other `system` tables (nodes, certificates) are
+//! the cluster's.
 
 mod error;
 mod limiter;

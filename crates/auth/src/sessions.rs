@@ -148,7 +148,7 @@ impl Auth {
 
     /// The user `username` if `password` is theirs, checked as a Basic login is: within
     /// the same limits on hashing and failed attempts, and remembered the same way.
-    pub(crate) async fn check_password(
+    pub async fn check_password(
         &self,
         username: &str,
         password: &str,

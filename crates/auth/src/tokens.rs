@@ -175,16 +175,20 @@ impl Auth {
         })
     }
 
-    /// A new operation token for the user a refresh token names (Harper's
-    /// `refresh_operation_token`): `InvalidToken` unless it is a valid refresh token of a
-    /// live, active user, `TokenExpired` if it has expired.
-    pub fn refresh_operation_token(
+    /// A new operation token for `user` (Harper's `refresh_operation_token`, once
+    /// [`Auth::refresh_token_user`] has found the user).
+    pub fn create_operation_token(
         &self,
-        refresh_token: &str,
+        user: &User,
         options: &TokenOptions,
     ) -> Result<String, AuthError> {
-        let user = self.verify_token(refresh_token, Kind::Refresh)?;
-        self.sign(&user, Kind::Operation, options.operation_token_lifetime)
+        self.sign(user, Kind::Operation, options.operation_token_lifetime)
+    }
+
+    /// The live user a refresh token names: `InvalidToken` unless it is a valid refresh
+    /// token of a live, active user, `TokenExpired` if it has expired.
+    pub fn refresh_token_user(&self, refresh_token: &str) -> Result<Arc<User>, AuthError> {
+        self.verify_token(refresh_token, Kind::Refresh)
     }
 
     /// The live user an operation token names (for `Authorization: Bearer`).
@@ -346,11 +350,12 @@ mod tests {
             Err(AuthError::InvalidToken)
         ));
         assert!(matches!(
-            auth.refresh_operation_token(&tokens.operation_token, &options(60, 600)),
+            auth.refresh_token_user(&tokens.operation_token),
             Err(AuthError::InvalidToken)
         ));
+        let user = auth.refresh_token_user(&tokens.refresh_token).unwrap();
         let fresh = auth
-            .refresh_operation_token(&tokens.refresh_token, &options(60, 600))
+            .create_operation_token(&user, &options(60, 600))
             .unwrap();
         assert_eq!(claims(&fresh)["sub"], "operation");
         assert!(auth.verify_operation_token(&fresh).is_ok());
@@ -454,7 +459,7 @@ mod tests {
             }
         }
         assert!(matches!(
-            auth.refresh_operation_token(&tokens.refresh_token, &options(0, 0)),
+            auth.refresh_token_user(&tokens.refresh_token),
             Err(AuthError::TokenExpired)
         ));
         store.close().await;
@@ -485,14 +490,12 @@ mod tests {
         auth.alter_user("bob", None, None, Some(false))
             .await
             .unwrap();
-        for token in [&tokens.operation_token] {
-            assert!(matches!(
-                auth.verify_operation_token(token),
-                Err(AuthError::InvalidToken)
-            ));
-        }
         assert!(matches!(
-            auth.refresh_operation_token(&tokens.refresh_token, &options(60, 600)),
+            auth.verify_operation_token(&tokens.operation_token),
+            Err(AuthError::InvalidToken)
+        ));
+        assert!(matches!(
+            auth.refresh_token_user(&tokens.refresh_token),
             Err(AuthError::InvalidToken)
         ));
         auth.alter_user("bob", None, None, Some(true))

@@ -16,9 +16,10 @@
 //!   JSON, CBOR, MessagePack or CSV; long answers stream ([`QueryOptions`]). Every failure
 //!   is Harper's `{"error": "..."}` with a fitting status ([`ApiError`]).
 //!
-//! Every request is authenticated (Basic, against the system user table) except
-//! `GET /health`, which only says the node is up, and asks `shoal_auth`'s permission
-//! check before it acts.
+//! Every request is authenticated (Basic against the system user table, a Bearer
+//! operation token, or a session cookie) except `GET /health`, which only says the node
+//! is up, and the Operations API's credential operations, which bring their own (a
+//! password, a refresh token); each asks `shoal_auth`'s permission check before it acts.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -51,6 +52,7 @@
 //!     body_read_timeout: Duration::from_secs(10),
 //!     body_budget: BodyBudget::new(16 << 20),
 //!     stats: Arc::new(stats),
+//!     tokens: shoal_auth::TokenOptions::default(),
 //! });
 //!
 //! // What `serve` does for each request on the Operations API port.
@@ -73,6 +75,7 @@
 //! listening sockets and start-up (the `shoal` binary).
 
 mod body;
+mod cookie;
 mod databases;
 mod describe;
 mod error;
@@ -94,7 +97,7 @@ use axum::http::{Extensions, HeaderMap, Method, StatusCode, Uri, header};
 use axum::routing::{get, post};
 use axum::{Router, middleware};
 use serde_json::json;
-use shoal_auth::{Auth, User};
+use shoal_auth::{Auth, AuthError, TokenOptions, User};
 use shoal_components::Components;
 use shoal_store::Store;
 
@@ -233,6 +236,8 @@ pub struct App {
     pub body_budget: BodyBudget,
     /// Connections and subscriptions, for operators.
     pub stats: Arc<ServerStats>,
+    /// Token and session lifetimes, and whether session cookies are accepted.
+    pub tokens: TokenOptions,
 }
 
 /// The Operations API router.
@@ -288,16 +293,33 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
     }
 }
 
-/// Checks the request's `Authorization` header.
+/// Checks the request's credentials.
 pub(crate) async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     peer: Peer,
 ) -> Result<Arc<User>, ApiError> {
+    Ok(credentials(state, headers, peer).await?)
+}
+
+/// The request's user: from its `Authorization` header (Basic, or a Bearer operation
+/// token) if it has one, else from its session cookie (when sessions are enabled), as
+/// Harper decides.
+pub(crate) async fn credentials(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: Peer,
+) -> Result<Arc<User>, AuthError> {
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    Ok(state.auth.authenticate_from(authorization, peer.0).await?)
+    if authorization.is_none()
+        && state.tokens.sessions_enabled
+        && let Some(id) = cookie::session_id(headers)
+    {
+        return state.auth.session_user(&id);
+    }
+    state.auth.authenticate_from(authorization, peer.0).await
 }
 
 async fn health() -> axum::Json<serde_json::Value> {

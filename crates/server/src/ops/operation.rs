@@ -116,6 +116,14 @@ operations! {
     AlterUser = "alter_user" => Action::Admin,
     /// Remove a user.
     DropUser = "drop_user" => Action::Admin,
+    /// An operation token and a refresh token for the caller, or for the body's user.
+    CreateAuthenticationTokens = "create_authentication_tokens" => Action::Login,
+    /// A new operation token from a refresh token.
+    RefreshOperationToken = "refresh_operation_token" => Action::Login,
+    /// Start a cookie session.
+    Login = "login" => Action::Login,
+    /// End the request's cookie session.
+    Logout = "logout" => Action::Login,
 }
 
 impl FromStr for Operation {
@@ -189,6 +197,9 @@ mod tests {
             let name = op.name();
             let action = op.action();
             let expected = match name {
+                "create_authentication_tokens" | "refresh_operation_token" | "login" | "logout" => {
+                    Action::Login
+                }
                 "insert" => Action::Insert,
                 "update" => Action::Update,
                 "upsert" => Action::Upsert,
