@@ -315,11 +315,28 @@ async fn tokens_work_everywhere_basic_does() -> anyhow::Result<()> {
     let in_body = json!({"operation": "refresh_operation_token", "refresh_token": refresh});
     let (status, body) = ops_with(&node, &[], in_body).await?;
     assert_eq!(status, 200, "{body}");
-    // An operation token is no refresh token.
+    // An operation token is no refresh token; a bad bearer is refused even with a good
+    // refresh token in the body.
     for token in [operation.as_str(), "BAD_TOKEN", tampered.as_str()] {
         let answer = ops_with(&node, &[bearer(token)], refresh_op.clone()).await?;
         assert_error(&answer, 401, "invalid token");
+        let in_body = json!({"operation": "refresh_operation_token", "refresh_token": refresh});
+        let answer = ops_with(&node, &[bearer(token)], in_body).await?;
+        if token == operation {
+            // A caller authenticated by its operation token may pass the refresh token.
+            assert_eq!(answer.0, 200, "{answer:?}");
+        } else {
+            assert_error(&answer, 401, "invalid token");
+        }
     }
+    // Without credentials, a body that is no operation is answered as before: 401.
+    let response = node
+        .client()
+        .post(node.ops_url())
+        .body("{not json")
+        .send()
+        .await?;
+    assert_eq!(response.status(), 401);
     Ok(())
 }
 

@@ -65,22 +65,36 @@ pub(crate) async fn handle(
         Err(refused @ (AuthError::MissingCredentials | AuthError::InvalidToken)) => Err(refused),
         Err(e) => return Err(e.into()),
     };
-    let body = crate::body::bytes(&state, body, &headers).await?;
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request("Invalid JSON."));
-    }
-    let body = crate::body::json(&body).map_err(|e| e.bad_request("Invalid JSON"))?;
-    let (operation, request) = OpRequest::new(body)?;
+    let parsed = read_operation(&state, body, &headers).await;
     let call = Call {
         headers: &headers,
         peer,
     };
-    match user {
-        Ok(user) => dispatch(&state, &user, operation, request, call).await,
-        Err(refused) => {
+    match (user, parsed) {
+        (Ok(user), parsed) => {
+            let (operation, request) = parsed?;
+            dispatch(&state, &user, operation, request, call).await
+        }
+        (Err(refused), Ok((operation, request))) => {
             tokens::without_credentials(&state, operation, request, call, refused).await
         }
+        // As before any body is looked at: the credentials' answer comes first.
+        (Err(refused), Err(_)) => Err(refused.into()),
     }
+}
+
+/// The request's body, read within its limits and parsed as an operation.
+async fn read_operation(
+    state: &AppState,
+    body: Body,
+    headers: &HeaderMap,
+) -> Result<(Result<Operation, UnknownOperation>, OpRequest), ApiError> {
+    let body = crate::body::bytes(state, body, headers).await?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("Invalid JSON."));
+    }
+    let body = crate::body::json(&body).map_err(|e| e.bad_request("Invalid JSON"))?;
+    OpRequest::new(body)
 }
 
 /// What an operation may need of its request beyond the body.
@@ -156,7 +170,9 @@ async fn dispatch(
         Operation::CreateAuthenticationTokens => {
             tokens::create_authentication_tokens(state, Some(user), req, call).await
         }
-        Operation::RefreshOperationToken => tokens::refresh_operation_token(state, req, call),
+        Operation::RefreshOperationToken => {
+            tokens::refresh_operation_token(state, req, call, false)
+        }
         Operation::Login => tokens::login(state, req, call).await,
         Operation::Logout => tokens::logout(state, call).await,
     }

@@ -32,8 +32,7 @@ pub(super) async fn without_credentials(
             create_authentication_tokens(state, None, req, call).await
         }
         Ok(Operation::Login) if missing => login(state, req, call).await,
-        // An invalid bearer is checked again as a refresh token, and refused as one.
-        Ok(Operation::RefreshOperationToken) => refresh_operation_token(state, req, call),
+        Ok(Operation::RefreshOperationToken) => refresh_operation_token(state, req, call, !missing),
         _ => Err(refused.into()),
     }
 }
@@ -69,13 +68,19 @@ pub(super) async fn create_authentication_tokens(
 }
 
 /// A new operation token for the refresh token in the body (`refresh_token`) or, as
-/// Harper's documentation shows it, the bearer.
+/// Harper's documentation shows it, the bearer. A bearer that is no operation token
+/// (`bearer_refused`) must be a refresh token, whatever the body says, as in Harper.
 pub(super) fn refresh_operation_token(
     state: &AppState,
     req: OpRequest,
     call: Call<'_>,
+    bearer_refused: bool,
 ) -> Result<Reply, ApiError> {
-    let from_body = req.optional::<String>(&["refresh_token"])?;
+    let from_body = if bearer_refused {
+        None
+    } else {
+        req.optional::<String>(&["refresh_token"])?
+    };
     let in_body = from_body.is_some();
     let token = match from_body {
         Some(token) => token,
