@@ -32,6 +32,19 @@ pub enum AuthError {
         /// How long until attempts are let through again.
         retry_after: Duration,
     },
+    /// A bearer token that is not a valid token of the kind needed, or whose user is gone
+    /// or disabled.
+    #[error("invalid token")]
+    InvalidToken,
+    /// A bearer token past its expiry.
+    #[error("token expired")]
+    TokenExpired,
+    /// Wrong credentials given to `create_authentication_tokens`.
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// The cluster holds as many sessions as it may; none has expired yet.
+    #[error("Too many sessions, try again later")]
+    TooManySessions,
     /// The user may not do this.
     #[error("{0}")]
     Forbidden(String),

@@ -20,6 +20,13 @@
 //!   `active` flag, or a dropped user, takes effect on the next request, wherever the
 //!   change was made. Password checks are bounded ([`AuthOptions`]: concurrent hashes,
 //!   failed logins per username and per address).
+//! - **Tokens and sessions.** [`Auth::create_tokens`], [`Auth::refresh_token_user`] and
+//!   [`Auth::create_operation_token`] make Harper's JWTs (operation and refresh tokens, ES256, [`TokenOptions`] lifetimes),
+//!   signed with keys kept in `system` ([`TOKEN_KEY_TABLE`], replicated, so every node
+//!   verifies every node's tokens); [`Auth::authenticate_from`] accepts `Bearer` operation
+//!   tokens. [`Auth::login`] makes a session in `system` ([`SESSION_TABLE`]), which
+//!   [`Auth::session_user`] resolves and [`Auth::logout`] ends. Both read the live user on
+//!   every request.
 //! - **Permissions.** [`Auth::check`] is the one permission check: every interface asks
 //!   it whether a user may do an [`Action`] on a database and table through an interface
 //!   ([`Via`]), and none decides alone. `system` is not data: nobody, super users
@@ -57,10 +64,11 @@
 //!
 //! Not here: HTTP (the server hands over the header value and maps [`AuthError`] to a
 //! status), roles with grants per database, table or attribute (a role is `super_user`
-//! or not; other users may read and write every database but `system`), tokens and
-//! sessions, and the cluster: a join asks `shoal_cluster`'s `Credentials`, which the
-//! `shoal` binary implements over [`proof`], so neither crate depends on the other. The
-//! other `system` tables (nodes, certificates) are the cluster's.
+//! or not; other users may read and write every database but `system`), cookies (the
+//! server names them and hands over the session id), and the cluster: a join asks
+//! `shoal_cluster`'s `Credentials`, which the `shoal` binary implements over [`proof`], so
+//! neither crate depends on the other. The other `system` tables (nodes, certificates) are
+//! the cluster's.
 
 mod error;
 mod grant;
@@ -70,6 +78,8 @@ mod permission;
 mod permissions;
 pub mod proof;
 mod roles;
+mod sessions;
+mod tokens;
 mod users;
 
 pub use error::AuthError;
@@ -77,4 +87,6 @@ pub use grant::{Denial, Grant};
 pub use permission::{AttributeGrant, Permission, Structure, TableGrant};
 pub use permissions::{Access, Action, NOT_AUTHORIZED, SYSTEM_IS_INTERNAL, Via};
 pub use roles::{LAST_SUPER_USER, ROLE_TABLE, RoleReport};
+pub use sessions::{SESSION_TABLE, Session};
+pub use tokens::{TOKEN_KEY_TABLE, TokenOptions, Tokens};
 pub use users::{Auth, AuthOptions, USER_TABLE, User};

@@ -85,14 +85,20 @@ impl Auth {
         self.authenticate_from(authorization, None).await
     }
 
-    /// Checks an `Authorization` header value sent from `peer` (failures are limited per
-    /// username and per address).
+    /// Checks an `Authorization` header value sent from `peer`: `Basic` credentials
+    /// (failures are limited per username and per address) or a `Bearer` operation token.
     pub async fn authenticate_from(
         &self,
         authorization: Option<&str>,
         peer: Option<IpAddr>,
     ) -> Result<Arc<User>, AuthError> {
         let header = authorization.ok_or(AuthError::MissingCredentials)?;
+        if let Some(token) = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+        {
+            return self.verify_operation_token(token.trim());
+        }
         if let Some(outcome) = self.remembered(header)? {
             return outcome;
         }

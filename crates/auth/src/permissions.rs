@@ -48,6 +48,9 @@ pub enum Action {
     Structure,
     /// Anything that is not about data: users, nodes, components, logs, node facts.
     Admin,
+    /// About the caller itself (its tokens, sessions, its own user record): every
+    /// authenticated user may, whatever the role.
+    Own,
 }
 
 impl Action {
@@ -110,6 +113,7 @@ impl Auth {
             )));
         }
         match access.action {
+            Action::Own => Ok(Grant::whole()),
             Action::Admin => Err(super_user_only(access.operation)),
             Action::Structure => self.check_structure(permission, access),
             Action::Describe

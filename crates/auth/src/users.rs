@@ -155,6 +155,7 @@ impl Auth {
             db.write(Write::CreateTable(spec), None).await?;
         }
         self.bootstrap_roles().await?;
+        self.bootstrap_tokens().await?;
         let snapshot = db.snapshot()?;
         let table = snapshot.table(USER_TABLE)?;
         if snapshot.record_count(&table)? > 0 {

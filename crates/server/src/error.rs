@@ -93,9 +93,13 @@ impl From<QueryError> for ApiError {
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         let status = match &e {
-            AuthError::MissingCredentials | AuthError::LoginFailed | AuthError::Inactive => {
-                StatusCode::UNAUTHORIZED
-            }
+            AuthError::MissingCredentials
+            | AuthError::LoginFailed
+            | AuthError::Inactive
+            | AuthError::InvalidToken
+            | AuthError::TokenExpired
+            | AuthError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            AuthError::TooManySessions => StatusCode::SERVICE_UNAVAILABLE,
             AuthError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             AuthError::Forbidden(_) => StatusCode::FORBIDDEN,
             AuthError::Denied(denial) => {

@@ -16,9 +16,10 @@
 //!   JSON, CBOR, MessagePack or CSV; long answers stream ([`QueryOptions`]). Every failure
 //!   is Harper's `{"error": "..."}` with a fitting status ([`ApiError`]).
 //!
-//! Every request is authenticated (Basic, against the system user table) except
-//! `GET /health`, which only says the node is up, and asks `shoal_auth`'s permission
-//! check before it acts.
+//! Every request is authenticated (Basic against the system user table, a Bearer
+//! operation token, or a session cookie) except `GET /health`, which only says the node
+//! is up, and the Operations API's credential operations, which bring their own (a
+//! password, a refresh token); each asks `shoal_auth`'s permission check before it acts.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -51,6 +52,7 @@
 //!     body_read_timeout: Duration::from_secs(10),
 //!     body_budget: BodyBudget::new(16 << 20),
 //!     stats: Arc::new(stats),
+//!     tokens: shoal_auth::TokenOptions::default(),
 //! });
 //!
 //! // What `serve` does for each request on the Operations API port.
@@ -73,6 +75,7 @@
 //! listening sockets and start-up (the `shoal` binary).
 
 mod body;
+mod cookie;
 mod databases;
 mod describe;
 mod error;
@@ -95,7 +98,7 @@ use axum::http::{Extensions, HeaderMap, Method, StatusCode, Uri, header};
 use axum::routing::{get, post};
 use axum::{Router, middleware};
 use serde_json::json;
-use shoal_auth::{Auth, User};
+use shoal_auth::{Auth, AuthError, TokenOptions, User};
 use shoal_components::Components;
 use shoal_store::Store;
 
@@ -235,6 +238,8 @@ pub struct App {
     pub body_budget: BodyBudget,
     /// Connections and subscriptions, for operators.
     pub stats: Arc<ServerStats>,
+    /// Token and session lifetimes, and whether session cookies are accepted.
+    pub tokens: TokenOptions,
 }
 
 /// The Operations API router.
@@ -295,22 +300,38 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
     }
 }
 
-/// Checks the request's `Authorization` header; without one, a verified client
-/// certificate logs in the user it names (read live: a dropped or disabled user is
-/// refused at once).
+/// Checks the request's credentials.
 pub(crate) async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     peer: Peer,
 ) -> Result<Arc<User>, ApiError> {
-    let authorization = headers.get(header::AUTHORIZATION);
-    if authorization.is_none()
-        && let Some(name) = &peer.1
-    {
-        return Ok(state.auth.user_named(name)?);
+    Ok(credentials(state, headers, peer).await?)
+}
+
+/// The request's user: from its `Authorization` header (Basic, or a Bearer operation
+/// token) if it has one; else the user a verified client certificate names; else its
+/// session cookie (when sessions are enabled). Users are read live: a dropped or disabled
+/// user is refused at once.
+pub(crate) async fn credentials(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: Peer,
+) -> Result<Arc<User>, AuthError> {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if authorization.is_none() {
+        if let Some(name) = &peer.1 {
+            return state.auth.user_named(name);
+        }
+        if state.tokens.sessions_enabled
+            && let Some(id) = cookie::session_id(headers)
+        {
+            return state.auth.session_user(&id);
+        }
     }
-    let authorization = authorization.and_then(|v| v.to_str().ok());
-    Ok(state.auth.authenticate_from(authorization, peer.0).await?)
+    state.auth.authenticate_from(authorization, peer.0).await
 }
 
 async fn health() -> axum::Json<serde_json::Value> {

@@ -123,16 +123,37 @@ pub(crate) struct AuthSection {
     pub(crate) failed_logins_per_address: u32,
     /// How long a failed login counts, in seconds.
     pub(crate) failed_login_window_seconds: u64,
+    /// How long an operation token (`create_authentication_tokens`,
+    /// `refresh_operation_token`) is valid, in seconds (Harper's
+    /// `operationTokenTimeout`: 1 day).
+    pub(crate) operation_token_timeout_seconds: u64,
+    /// How long a refresh token is valid, in seconds (Harper's `refreshTokenTimeout`: 30
+    /// days).
+    pub(crate) refresh_token_timeout_seconds: u64,
+    /// Whether `login` starts cookie sessions and session cookies are accepted (Harper's
+    /// `enableSessions`).
+    pub(crate) enable_sessions: bool,
+    /// How long a session lasts after its `login`, in seconds.
+    pub(crate) session_timeout_seconds: u64,
+    /// Most sessions the cluster keeps (they replicate); a login past it is refused
+    /// (503) until some expire or log out.
+    pub(crate) max_sessions: u64,
 }
 
 impl Default for AuthSection {
     fn default() -> Self {
         let defaults = shoal_auth::AuthOptions::default();
+        let tokens = shoal_auth::TokenOptions::default();
         AuthSection {
             hash_concurrency: 0,
             failed_logins_per_user: defaults.failed_logins_per_user,
             failed_logins_per_address: defaults.failed_logins_per_address,
             failed_login_window_seconds: defaults.failed_login_window.as_secs(),
+            operation_token_timeout_seconds: tokens.operation_token_lifetime.as_secs(),
+            refresh_token_timeout_seconds: tokens.refresh_token_lifetime.as_secs(),
+            enable_sessions: tokens.sessions_enabled,
+            session_timeout_seconds: tokens.session_lifetime.as_secs(),
+            max_sessions: tokens.max_sessions,
         }
     }
 }
@@ -148,6 +169,18 @@ impl AuthSection {
             failed_logins_per_user: self.failed_logins_per_user,
             failed_logins_per_address: self.failed_logins_per_address,
             failed_login_window: std::time::Duration::from_secs(self.failed_login_window_seconds),
+        }
+    }
+
+    /// Token and session lifetimes.
+    pub(crate) fn tokens(&self) -> shoal_auth::TokenOptions {
+        use std::time::Duration;
+        shoal_auth::TokenOptions {
+            operation_token_lifetime: Duration::from_secs(self.operation_token_timeout_seconds),
+            refresh_token_lifetime: Duration::from_secs(self.refresh_token_timeout_seconds),
+            sessions_enabled: self.enable_sessions,
+            session_lifetime: Duration::from_secs(self.session_timeout_seconds),
+            max_sessions: self.max_sessions,
         }
     }
 }
@@ -477,6 +510,21 @@ pub(crate) struct Overrides {
     /// How long a failed login counts, in seconds.
     #[arg(long, env = "SHOAL_AUTH_FAILED_LOGIN_WINDOW_SECONDS")]
     pub(crate) auth_failed_login_window_seconds: Option<u64>,
+    /// How long an operation token is valid, in seconds.
+    #[arg(long, env = "SHOAL_AUTH_OPERATION_TOKEN_TIMEOUT_SECONDS")]
+    pub(crate) auth_operation_token_timeout_seconds: Option<u64>,
+    /// How long a refresh token is valid, in seconds.
+    #[arg(long, env = "SHOAL_AUTH_REFRESH_TOKEN_TIMEOUT_SECONDS")]
+    pub(crate) auth_refresh_token_timeout_seconds: Option<u64>,
+    /// Whether `login` starts cookie sessions and session cookies are accepted.
+    #[arg(long, env = "SHOAL_AUTH_ENABLE_SESSIONS")]
+    pub(crate) auth_enable_sessions: Option<bool>,
+    /// How long a session lasts after its login, in seconds.
+    #[arg(long, env = "SHOAL_AUTH_SESSION_TIMEOUT_SECONDS")]
+    pub(crate) auth_session_timeout_seconds: Option<u64>,
+    /// Most sessions the cluster keeps.
+    #[arg(long, env = "SHOAL_AUTH_MAX_SESSIONS")]
+    pub(crate) auth_max_sessions: Option<u64>,
     /// Most bytes of results one query holds to sort them.
     #[arg(long, env = "SHOAL_SORT_BUFFER_BYTES")]
     pub(crate) sort_buffer_bytes: Option<usize>,
@@ -615,6 +663,17 @@ impl Config {
         auth.failed_login_window_seconds = o
             .auth_failed_login_window_seconds
             .unwrap_or(auth.failed_login_window_seconds);
+        auth.operation_token_timeout_seconds = o
+            .auth_operation_token_timeout_seconds
+            .unwrap_or(auth.operation_token_timeout_seconds);
+        auth.refresh_token_timeout_seconds = o
+            .auth_refresh_token_timeout_seconds
+            .unwrap_or(auth.refresh_token_timeout_seconds);
+        auth.enable_sessions = o.auth_enable_sessions.unwrap_or(auth.enable_sessions);
+        auth.session_timeout_seconds = o
+            .auth_session_timeout_seconds
+            .unwrap_or(auth.session_timeout_seconds);
+        auth.max_sessions = o.auth_max_sessions.unwrap_or(auth.max_sessions);
         let q = &mut self.query;
         q.sort_buffer_bytes = o.sort_buffer_bytes.unwrap_or(q.sort_buffer_bytes);
         q.max_candidates = o.max_candidates.unwrap_or(q.max_candidates);

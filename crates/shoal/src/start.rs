@@ -159,6 +159,7 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
         auth,
         components,
         cluster: Some(cluster.clone()),
+        tokens: config.auth.tokens(),
         rest: RestOptions {
             expose_all_tables: config.rest.expose_all_tables,
             subscription_max_lag: config.rest.subscription_max_lag,

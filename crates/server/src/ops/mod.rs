@@ -8,6 +8,7 @@ mod operation;
 mod schema;
 mod search;
 mod system;
+mod tokens;
 mod users;
 
 use axum::body::Body;
@@ -15,7 +16,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use shoal_auth::{Access, Action, User, Via};
+use shoal_auth::{Access, Action, AuthError, User, Via};
 use shoal_store::Mode;
 
 use crate::error::ApiError;
@@ -55,14 +56,54 @@ pub(crate) async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Reply, ApiError> {
-    let user = crate::authenticate(&state, &headers, peer).await?;
-    let body = crate::body::bytes(&state, body, &headers).await?;
+    let address = peer.0;
+    let user = match crate::credentials(&state, &headers, peer).await {
+        Ok(user) => Ok(user),
+        // A request with no credentials, or a refresh token as its bearer, may bring its
+        // own to an operation that takes them (a password, a refresh token): the body
+        // says which operation it is.
+        Err(refused @ (AuthError::MissingCredentials | AuthError::InvalidToken)) => Err(refused),
+        Err(e) => return Err(e.into()),
+    };
+    let parsed = read_operation(&state, body, &headers).await;
+    let call = Call {
+        headers: &headers,
+        peer: address,
+    };
+    match (user, parsed) {
+        (Ok(user), parsed) => {
+            let (operation, request) = parsed?;
+            dispatch(&state, &user, operation, request, call).await
+        }
+        (Err(refused), Ok((operation, request))) => {
+            tokens::without_credentials(&state, operation, request, call, refused).await
+        }
+        // As before any body is looked at: the credentials' answer comes first.
+        (Err(refused), Err(_)) => Err(refused.into()),
+    }
+}
+
+/// The request's body, read within its limits and parsed as an operation.
+async fn read_operation(
+    state: &AppState,
+    body: Body,
+    headers: &HeaderMap,
+) -> Result<(Result<Operation, UnknownOperation>, OpRequest), ApiError> {
+    let body = crate::body::bytes(state, body, headers).await?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("Invalid JSON."));
     }
     let body = crate::body::json(&body).map_err(|e| e.bad_request("Invalid JSON"))?;
-    let (operation, request) = OpRequest::new(body)?;
-    dispatch(&state, &user, operation, request).await
+    OpRequest::new(body)
+}
+
+/// What an operation may need of its request beyond the body.
+#[derive(Clone, Copy)]
+pub(crate) struct Call<'a> {
+    /// The request's headers.
+    pub(crate) headers: &'a HeaderMap,
+    /// The client's address, when known.
+    pub(crate) peer: Option<std::net::IpAddr>,
 }
 
 async fn dispatch(
@@ -70,8 +111,11 @@ async fn dispatch(
     user: &User,
     operation: Result<Operation, UnknownOperation>,
     req: OpRequest,
+    call: Call<'_>,
 ) -> Result<Reply, ApiError> {
-    let database = req.database().ok();
+    // The credential operations are about the caller, never about a database.
+    let about_data = !matches!(&operation, Ok(op) if op.action() == Action::Own);
+    let database = req.database().ok().filter(|_| about_data);
     // A name no operation has is asked about as an administrative one, so only super users
     // learn that it does not exist.
     let (name, action) = match &operation {
@@ -83,7 +127,10 @@ async fn dispatch(
         operation: name,
         action,
         database: database.as_deref(),
-        table: req.get(&["table"]).and_then(Value::as_str),
+        table: req
+            .get(&["table"])
+            .and_then(Value::as_str)
+            .filter(|_| about_data),
     };
     state.auth.check(user, &access)?;
     let operation = operation.map_err(|unknown| ApiError::bad_request(unknown.to_string()))?;
@@ -126,5 +173,13 @@ async fn dispatch(
         Operation::AlterRole => users::alter_role(state, req).await,
         Operation::DropRole => users::drop_role(state, req).await,
         Operation::ListRoles => users::list_roles(state),
+        Operation::CreateAuthenticationTokens => {
+            tokens::create_authentication_tokens(state, Some(user), req, call).await
+        }
+        Operation::RefreshOperationToken => {
+            tokens::refresh_operation_token(state, req, call, false)
+        }
+        Operation::Login => tokens::login(state, req, call).await,
+        Operation::Logout => tokens::logout(state, call).await,
     }
 }

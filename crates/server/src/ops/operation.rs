@@ -119,7 +119,7 @@ operations! {
     /// Every user, without password hashes, with their roles.
     ListUsers = "list_users" => Action::Admin,
     /// The caller's own user record and role: for every authenticated user.
-    UserInfo = "user_info" => Action::Describe,
+    UserInfo = "user_info" => Action::Own,
     /// Create a role.
     AddRole = "add_role" => Action::Admin,
     /// Change a role's name or permission.
@@ -128,6 +128,14 @@ operations! {
     DropRole = "drop_role" => Action::Admin,
     /// Every role.
     ListRoles = "list_roles" => Action::Admin,
+    /// An operation token and a refresh token for the caller, or for the body's user.
+    CreateAuthenticationTokens = "create_authentication_tokens" => Action::Own,
+    /// A new operation token from a refresh token.
+    RefreshOperationToken = "refresh_operation_token" => Action::Own,
+    /// Start a cookie session.
+    Login = "login" => Action::Own,
+    /// End the request's cookie session.
+    Logout = "logout" => Action::Own,
 }
 
 impl FromStr for Operation {
@@ -201,12 +209,15 @@ mod tests {
             let name = op.name();
             let action = op.action();
             let expected = match name {
+                "create_authentication_tokens"
+                | "refresh_operation_token"
+                | "login"
+                | "logout"
+                | "user_info" => Action::Own,
                 "insert" => Action::Insert,
                 "update" => Action::Update,
                 "upsert" => Action::Upsert,
                 "delete" => Action::Delete,
-                // About the caller itself: asked of no database.
-                "user_info" => Action::Describe,
                 _ if name.starts_with("search_") => Action::Read,
                 _ if name.starts_with("describe_") => Action::Describe,
                 _ if ["database", "table", "attribute"]
