@@ -71,7 +71,12 @@ async fn dispatch(
     operation: Result<Operation, UnknownOperation>,
     req: OpRequest,
 ) -> Result<Reply, ApiError> {
-    let database = req.database().ok();
+    // describe_all names no database (`database()` would answer the default one): it shows
+    // whatever the role may see.
+    let database = match operation {
+        Ok(Operation::DescribeAll) => None,
+        _ => req.database().ok(),
+    };
     // A name no operation has is asked about as an administrative one, so only super users
     // learn that it does not exist.
     let (name, action) = match &operation {
@@ -85,7 +90,7 @@ async fn dispatch(
         database: database.as_deref(),
         table: req.get(&["table"]).and_then(Value::as_str),
     };
-    state.auth.check(user, &access)?;
+    let grant = state.auth.check(user, &access)?;
     let operation = operation.map_err(|unknown| ApiError::bad_request(unknown.to_string()))?;
     match operation {
         Operation::CreateDatabase => schema::create_database(state, req).await,
@@ -94,16 +99,16 @@ async fn dispatch(
         Operation::DropTable => schema::drop_table(state, req).await,
         Operation::CreateAttribute => schema::create_attribute(state, req).await,
         Operation::DropAttribute => schema::drop_attribute(state, req).await,
-        Operation::DescribeAll => schema::describe_all(state),
-        Operation::DescribeDatabase => schema::describe_database(state, req),
-        Operation::DescribeTable => schema::describe_table(state, req),
-        Operation::Insert => crud::write(state, user, req, Mode::Insert).await,
-        Operation::Update => crud::write(state, user, req, Mode::Update).await,
-        Operation::Upsert => crud::write(state, user, req, Mode::Upsert).await,
+        Operation::DescribeAll => schema::describe_all(state, user),
+        Operation::DescribeDatabase => schema::describe_database(state, user, req),
+        Operation::DescribeTable => schema::describe_table(state, &grant, req),
+        Operation::Insert => crud::write(state, user, &grant, req, Mode::Insert).await,
+        Operation::Update => crud::write(state, user, &grant, req, Mode::Update).await,
+        Operation::Upsert => crud::write(state, user, &grant, req, Mode::Upsert).await,
         Operation::Delete => crud::delete(state, user, req).await,
-        Operation::SearchById => search::by_id(state, req).await,
-        Operation::SearchByValue => search::by_value(state, req).await,
-        Operation::SearchByConditions => search::by_conditions(state, req).await,
+        Operation::SearchById => search::by_id(state, &grant, req).await,
+        Operation::SearchByValue => search::by_value(state, &grant, req).await,
+        Operation::SearchByConditions => search::by_conditions(state, &grant, req).await,
         Operation::ReadTransactionLog => logs::read_transaction_log(state, req).await,
         Operation::ReadAuditLog => logs::read_audit_log(state, req).await,
         Operation::SystemInformation => system::system_information(state, req),
