@@ -71,10 +71,10 @@ async fn dispatch(
     operation: Result<Operation, UnknownOperation>,
     req: OpRequest,
 ) -> Result<Reply, ApiError> {
-    // describe_all names no database (`database()` would answer the default one): it shows
-    // whatever the role may see.
+    // describe_all and user_info name no database (`database()` would answer the default
+    // one): they show whatever the role may see.
     let database = match operation {
-        Ok(Operation::DescribeAll) => None,
+        Ok(Operation::DescribeAll | Operation::UserInfo) => None,
         _ => req.database().ok(),
     };
     // A name no operation has is asked about as an administrative one, so only super users
