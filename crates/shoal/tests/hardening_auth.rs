@@ -23,17 +23,14 @@ use reqwest::header::ACCEPT;
 use reqwest::{Client, Method};
 use serde_json::{Value, json};
 use shoal_testkit::{
-    DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER, Node, assert_error, assert_error_prefix, cluster,
-    start, start_with, wait_until,
+    DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER, Node, assert_denied, assert_error,
+    assert_error_prefix, assert_super_user_only, cluster, start, start_with, wait_until,
 };
 use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// Harper's answer to a change of `system` through a data path (with our product name).
 const SYSTEM_IS_INTERNAL: &str = "The 'system' database, tables and records are used internally by Shoal and cannot be updated or removed.";
-/// Harper's answer when a role may not read a table.
-const NOT_AUTHORIZED: &str =
-    "This operation is not authorized due to role restrictions and/or invalid database items";
 /// Harper's answer when a role may not describe `system`.
 const NO_SYSTEM_METADATA: &str =
     "Your role does not have permission to view database metadata for 'system'";
@@ -268,6 +265,11 @@ async fn no_one_changes_system_through_data_paths() {
     node.op_ok(json!({"operation": "create_table", "database": "dev", "table": "dog", "primary_key": "id"}))
         .await
         .unwrap();
+    // The reader's role grants the table (roles grant data; none is granted by default).
+    let crud = json!({"read": true, "insert": true, "update": true, "delete": true, "attribute_permissions": []});
+    node.op_ok(json!({"operation": "alter_role", "id": "reader", "permission": {"dev": {"tables": {"dog": crud}}}}))
+        .await
+        .unwrap();
     for creds in [ADMIN, READER] {
         let insert = json!({"operation": "insert", "database": "dev", "table": "dog", "records": [{"id": creds.0}]});
         assert_eq!(op(&client, &node, creds, insert).await.0, 200);
@@ -295,25 +297,30 @@ async fn only_a_super_user_reads_system() {
                    "conditions": [{"search_attribute": key, "search_type": "equals", "search_value": "admin"}]}),
         ];
         for read in reads {
+            // Harper's answer to a role that has nothing on `system`: it does not exist.
             let answer = op(&client, &node, READER, read.clone()).await;
-            assert_error(&answer, 403, NOT_AUTHORIZED);
+            assert_denied(
+                &answer,
+                json!([]),
+                json!(["database 'system' does not exist"]),
+            );
             let (status, body) = op(&client, &node, ADMIN, read.clone()).await;
             assert_eq!(status, 200, "{read} as admin: {body}");
             assert!(body.is_array(), "{body}");
         }
         let describe = json!({"operation": "describe_table", "database": "system", "table": table});
-        assert_error(
+        assert_denied(
             &op(&client, &node, READER, describe.clone()).await,
-            403,
-            NO_SYSTEM_METADATA,
+            json!([NO_SYSTEM_METADATA]),
+            json!([]),
         );
         assert_eq!(op(&client, &node, ADMIN, describe).await.0, 200);
     }
     let describe = json!({"operation": "describe_database", "database": "system"});
-    assert_error(
+    assert_denied(
         &op(&client, &node, READER, describe).await,
-        403,
-        NO_SYSTEM_METADATA,
+        json!([NO_SYSTEM_METADATA]),
+        json!([]),
     );
     let (status, all) = op(&client, &node, READER, json!({"operation": "describe_all"})).await;
     assert_eq!(status, 200);
@@ -332,11 +339,7 @@ async fn only_a_super_user_reads_system() {
     ];
     for request in admin_only {
         let operation = request["operation"].as_str().unwrap().to_owned();
-        assert_error(
-            &op(&client, &node, READER, request).await,
-            403,
-            &format!("Operation '{operation}' is restricted to 'super_user' roles"),
-        );
+        assert_super_user_only(&op(&client, &node, READER, request).await, &operation);
     }
     let (status, user) = op(
         &client,

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use shoal_testkit::{
-    DEFAULT_ADMIN_USER, Node, assert_error, cluster, create_table, insert, start, strip_timestamps,
-    wait_until,
+    DEFAULT_ADMIN_USER, Node, assert_error, assert_super_user_only, cluster, create_table, insert,
+    start, strip_timestamps, wait_until,
 };
 
 const BOB: (&str, &str) = ("bob", "bob-password");
@@ -254,11 +254,7 @@ async fn users_name_existing_roles_and_never_show_hashes() -> anyhow::Result<()>
         json!({"operation": "drop_role", "id": "dev-role"}),
     ] {
         let operation = request["operation"].as_str().unwrap_or_default().to_owned();
-        assert_error(
-            &node.ops_as(BOB.0, BOB.1, request).await?,
-            403,
-            &format!("Operation '{operation}' is restricted to 'super_user' roles"),
-        );
+        assert_super_user_only(&node.ops_as(BOB.0, BOB.1, request).await?, &operation);
     }
 
     // The role bob has cannot go; once he is moved (by name) it can.

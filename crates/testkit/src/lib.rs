@@ -13,7 +13,9 @@
 //! - requests: [`admin`] and [`anon`] build requests on the HTTP port, [`basic`] is the
 //!   admin's `Authorization` header; [`create_table`], [`create_table_in`] and [`insert`]
 //!   set up tables through the operations API;
-//! - answers: [`assert_error`] and friends check Harper's `{"error": ...}` envelope;
+//! - answers: [`assert_error`] and friends check Harper's `{"error": ...}` envelope,
+//!   [`assert_denied`] its 403 refusal body; [`add_role`] and [`add_user_with_role`] make
+//!   roles and their users;
 //!   [`rows`], [`ids`], [`message`] and [`strip_timestamps`] read what came back;
 //! - waiting and randomness: [`wait_until`] polls with a deadline instead of sleeping,
 //!   [`seed`] gives a replayable seed, [`now_ms`] the clock the nodes share;
@@ -59,6 +61,7 @@ mod mitm;
 mod node;
 mod ops;
 mod proxy;
+mod roles;
 mod seed;
 mod start;
 mod wait;
@@ -76,6 +79,9 @@ pub use node::{
 };
 pub use ops::{create_table, create_table_in, insert};
 pub use proxy::Proxy;
+pub use roles::{
+    NOT_AUTHORIZED, add_role, add_user_with_role, assert_denied, assert_super_user_only,
+};
 pub use seed::{OrPanic, seed};
 pub use start::{shoal_bin, start, start_with};
 pub use wait::{POLL_INTERVAL, wait_until};

@@ -1,7 +1,9 @@
 //! insert, update, upsert, delete.
 
+use std::collections::HashSet;
+
 use serde_json::{Map, Value, json};
-use shoal_auth::User;
+use shoal_auth::{Action, Grant, User};
 use shoal_store::{Mode, Write};
 
 use super::Reply;
@@ -12,6 +14,7 @@ use crate::request::OpRequest;
 pub(super) async fn write(
     state: &AppState,
     user: &User,
+    grant: &Grant,
     mut req: OpRequest,
     mode: Mode,
 ) -> Result<Reply, ApiError> {
@@ -29,6 +32,7 @@ pub(super) async fn write(
             _ => Err(ApiError::bad_request("'records' must contain objects")),
         })
         .collect::<Result<Vec<Map<String, Value>>, _>>()?;
+    check_attributes(grant, mode, &records)?;
     let total = records.len();
     let db = state
         .store
@@ -67,6 +71,32 @@ pub(super) async fn write(
     Ok(Reply::Json(out))
 }
 
+/// Refuses the whole write, before anything is written, if the role lacks what `mode`
+/// needs on any attribute a record sets (Harper checks the union of the records' keys).
+fn check_attributes(
+    grant: &Grant,
+    mode: Mode,
+    records: &[Map<String, Value>],
+) -> Result<(), ApiError> {
+    if grant.is_whole() {
+        return Ok(());
+    }
+    let action = match mode {
+        Mode::Insert => Action::Insert,
+        Mode::Update => Action::Update,
+        Mode::Upsert | Mode::Put => Action::Upsert,
+    };
+    let mut seen = HashSet::new();
+    let names = records
+        .iter()
+        .flat_map(Map::keys)
+        .map(String::as_str)
+        .filter(|name| seen.insert(*name));
+    Ok(grant.check_attributes(action, names)?)
+}
+
+/// Needs only the table's delete permission, which the dispatcher's check asked for: a
+/// delete names keys, not attributes (Harper's rule too).
 pub(super) async fn delete(
     state: &AppState,
     user: &User,

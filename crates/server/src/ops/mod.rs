@@ -113,9 +113,13 @@ async fn dispatch(
     req: OpRequest,
     call: Call<'_>,
 ) -> Result<Reply, ApiError> {
-    // The credential operations are about the caller, never about a database.
+    // The operations about the caller name no database or table, and describe_all names
+    // none (`database()` would answer the default one): it shows whatever the role sees.
     let about_data = !matches!(&operation, Ok(op) if op.action() == Action::Own);
-    let database = req.database().ok().filter(|_| about_data);
+    let database = match operation {
+        Ok(Operation::DescribeAll) => None,
+        _ => req.database().ok().filter(|_| about_data),
+    };
     // A name no operation has is asked about as an administrative one, so only super users
     // learn that it does not exist.
     let (name, action) = match &operation {
@@ -132,7 +136,7 @@ async fn dispatch(
             .and_then(Value::as_str)
             .filter(|_| about_data),
     };
-    state.auth.check(user, &access)?;
+    let grant = state.auth.check(user, &access)?;
     let operation = operation.map_err(|unknown| ApiError::bad_request(unknown.to_string()))?;
     match operation {
         Operation::CreateDatabase => schema::create_database(state, req).await,
@@ -141,16 +145,16 @@ async fn dispatch(
         Operation::DropTable => schema::drop_table(state, req).await,
         Operation::CreateAttribute => schema::create_attribute(state, req).await,
         Operation::DropAttribute => schema::drop_attribute(state, req).await,
-        Operation::DescribeAll => schema::describe_all(state),
-        Operation::DescribeDatabase => schema::describe_database(state, req),
-        Operation::DescribeTable => schema::describe_table(state, req),
-        Operation::Insert => crud::write(state, user, req, Mode::Insert).await,
-        Operation::Update => crud::write(state, user, req, Mode::Update).await,
-        Operation::Upsert => crud::write(state, user, req, Mode::Upsert).await,
+        Operation::DescribeAll => schema::describe_all(state, user),
+        Operation::DescribeDatabase => schema::describe_database(state, user, req),
+        Operation::DescribeTable => schema::describe_table(state, &grant, req),
+        Operation::Insert => crud::write(state, user, &grant, req, Mode::Insert).await,
+        Operation::Update => crud::write(state, user, &grant, req, Mode::Update).await,
+        Operation::Upsert => crud::write(state, user, &grant, req, Mode::Upsert).await,
         Operation::Delete => crud::delete(state, user, req).await,
-        Operation::SearchById => search::by_id(state, req).await,
-        Operation::SearchByValue => search::by_value(state, req).await,
-        Operation::SearchByConditions => search::by_conditions(state, req).await,
+        Operation::SearchById => search::by_id(state, &grant, req).await,
+        Operation::SearchByValue => search::by_value(state, &grant, req).await,
+        Operation::SearchByConditions => search::by_conditions(state, &grant, req).await,
         Operation::ReadTransactionLog => logs::read_transaction_log(state, req).await,
         Operation::ReadAuditLog => logs::read_audit_log(state, req).await,
         Operation::SystemInformation => system::system_information(state, req),

@@ -1,11 +1,12 @@
 //! Databases, tables and attributes: create, drop, describe.
 
 use serde_json::{Map, Value};
+use shoal_auth::{Access, Action, Grant, User, Via};
 use shoal_store::{TableSpec, Write};
 
 use super::Reply;
 use crate::AppState;
-use crate::describe::{describe, describe_tables};
+use crate::describe::{describe_tables, describe_visible};
 use crate::error::ApiError;
 use crate::request::OpRequest;
 
@@ -105,26 +106,55 @@ pub(super) async fn drop_attribute(state: &AppState, req: OpRequest) -> Result<R
     )))
 }
 
-pub(super) fn describe_all(state: &AppState) -> Result<Reply, ApiError> {
+/// What `user` may see of a table, by the one permission check; `None` hides it.
+fn visible(state: &AppState, user: &User, database: &str, table: Option<&str>) -> Option<Grant> {
+    let access = Access {
+        via: Via::Operations,
+        operation: "describe",
+        action: Action::Describe,
+        database: Some(database),
+        table,
+    };
+    state.auth.check(user, &access).ok()
+}
+
+/// Every database the user may see, with the tables and attributes it may see.
+pub(super) fn describe_all(state: &AppState, user: &User) -> Result<Reply, ApiError> {
     let mut out = Map::new();
     for db in state.store.databases() {
-        if db.name() != shoal_store::SYSTEM_DATABASE {
-            out.insert(db.name().to_owned(), describe_tables(&db)?);
+        let name = db.name();
+        if name == shoal_store::SYSTEM_DATABASE || visible(state, user, name, None).is_none() {
+            continue;
         }
+        let tables = describe_tables(&db, |table| visible(state, user, name, Some(table)))?;
+        out.insert(name.to_owned(), tables);
     }
     Ok(Reply::Json(Value::Object(out)))
 }
 
-pub(super) fn describe_database(state: &AppState, req: OpRequest) -> Result<Reply, ApiError> {
+/// The tables of one database the user may see (the dispatcher's check let it see the
+/// database).
+pub(super) fn describe_database(
+    state: &AppState,
+    user: &User,
+    req: OpRequest,
+) -> Result<Reply, ApiError> {
     let db = state.store.database(&req.database()?)?;
-    Ok(Reply::Json(describe_tables(&db)?))
+    let name = db.name();
+    let tables = describe_tables(&db, |table| visible(state, user, name, Some(table)))?;
+    Ok(Reply::Json(tables))
 }
 
-pub(super) fn describe_table(state: &AppState, req: OpRequest) -> Result<Reply, ApiError> {
+/// One table, with the attributes the dispatcher's grant shows.
+pub(super) fn describe_table(
+    state: &AppState,
+    grant: &Grant,
+    req: OpRequest,
+) -> Result<Reply, ApiError> {
     let database = req.database()?;
     let table = req.table()?;
     let db = state.store.database(&database)?;
     let snapshot = db.snapshot()?;
     let def = snapshot.table(&table)?;
-    Ok(Reply::Json(describe(&db, &snapshot, &def)?))
+    Ok(Reply::Json(describe_visible(&db, &snapshot, &def, grant)?))
 }

@@ -4,6 +4,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::Value;
+use shoal_auth::{Action, Grant};
 use shoal_query::{Comparator, Condition, Operator, Projection, Query, QueryError, Sort};
 use shoal_store::Database;
 
@@ -13,7 +14,11 @@ use crate::error::ApiError;
 use crate::request::OpRequest;
 use crate::stream::{self, JSON, JsonArray};
 
-pub(super) async fn by_id(state: &AppState, mut req: OpRequest) -> Result<Reply, ApiError> {
+pub(super) async fn by_id(
+    state: &AppState,
+    grant: &Grant,
+    mut req: OpRequest,
+) -> Result<Reply, ApiError> {
     let ids = match req.take(&["ids", "hash_values"]) {
         Some(Value::Array(ids)) => ids,
         Some(_) => return Err(ApiError::bad_request("'ids' must be an array")),
@@ -22,7 +27,11 @@ pub(super) async fn by_id(state: &AppState, mut req: OpRequest) -> Result<Reply,
     if ids.iter().any(|id| !(id.is_string() || id.is_number())) {
         return Err(ApiError::bad_request("'ids' must be strings or numbers"));
     }
-    let projection = Projection::from_attributes(req.get_attributes()?);
+    let projection = restrict(
+        grant,
+        Vec::new(),
+        Projection::from_attributes(req.get_attributes()?),
+    )?;
     let db = state.store.database(&req.database()?)?;
     let table = req.table()?;
     if ids.len() <= INLINE_IDS
@@ -77,7 +86,11 @@ fn by_id_inline(
     Ok(fits.then_some(out))
 }
 
-pub(super) async fn by_value(state: &AppState, req: OpRequest) -> Result<Reply, ApiError> {
+pub(super) async fn by_value(
+    state: &AppState,
+    grant: &Grant,
+    req: OpRequest,
+) -> Result<Reply, ApiError> {
     let attribute = req.string(&["search_attribute", "attribute"])?;
     let value = req
         .get(&["search_value", "value"])
@@ -87,22 +100,81 @@ pub(super) async fn by_value(state: &AppState, req: OpRequest) -> Result<Reply, 
     if query.sort.is_none() {
         // Harper answers in the order of the searched attribute's index.
         query.sort = Some(Sort {
-            attribute,
+            attribute: attribute.clone(),
             descending: req.optional::<bool>(&["desc"])?.unwrap_or(false),
             next: None,
         });
     }
+    restrict_query(grant, &mut query, Some(&attribute))?;
     run(state, &req, query).await
 }
 
-pub(super) async fn by_conditions(state: &AppState, req: OpRequest) -> Result<Reply, ApiError> {
+pub(super) async fn by_conditions(
+    state: &AppState,
+    grant: &Grant,
+    req: OpRequest,
+) -> Result<Reply, ApiError> {
     let conditions = req
         .get(&["conditions"])
         .ok_or_else(|| ApiError::bad_request("'conditions' is required"))?;
     let operator = operator(req.get(&["operator"]))?;
     let mut query = paging(state, &req)?;
     query.condition = Some(group(operator, conditions, 0)?);
+    restrict_query(grant, &mut query, None)?;
     run(state, &req, query).await
+}
+
+/// Applies a role's attribute rules to a search: every attribute it searches (`searched`,
+/// each condition's), sorts by or asks for must be readable, or the whole search is refused
+/// naming each one; what it returns is limited to the readable attributes.
+fn restrict_query(
+    grant: &Grant,
+    query: &mut Query,
+    searched: Option<&str>,
+) -> Result<(), ApiError> {
+    if grant.is_whole() {
+        return Ok(());
+    }
+    let mut names: Vec<&str> = Vec::new();
+    let mut pending: Vec<&Condition> = query.condition.iter().collect();
+    while let Some(condition) = pending.pop() {
+        match condition {
+            Condition::Compare { attribute, .. } => names.push(attribute),
+            Condition::Group { conditions, .. } => pending.extend(conditions.iter().rev()),
+        }
+    }
+    names.extend(searched);
+    // Sorting by an attribute tells its order, so it is read too (Harper does not check it).
+    let mut sort = query.sort.as_ref();
+    while let Some(key) = sort {
+        names.push(&key.attribute);
+        sort = key.next.as_deref();
+    }
+    let projection = std::mem::replace(&mut query.projection, Projection::All);
+    query.projection = restrict(grant, names, projection)?;
+    Ok(())
+}
+
+/// Checks the attributes a search names and the ones it asks for; a `*` (or no
+/// `get_attributes`) becomes the attributes the role may read, as Harper does.
+fn restrict(
+    grant: &Grant,
+    names: Vec<&str>,
+    projection: Projection,
+) -> Result<Projection, ApiError> {
+    let Some(readable) = grant.readable() else {
+        return Ok(projection);
+    };
+    let asked = match &projection {
+        Projection::Only(asked) => asked.as_slice(),
+        Projection::All => &[],
+    };
+    let names = names.into_iter().chain(asked.iter().map(String::as_str));
+    grant.check_attributes(Action::Read, names)?;
+    Ok(match projection {
+        Projection::All => Projection::Only(readable),
+        only => only,
+    })
 }
 
 /// offset, limit, sort and get_attributes, shared by the searches.
