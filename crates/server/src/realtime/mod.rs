@@ -1,5 +1,7 @@
 //! Real-time subscriptions on REST URLs: a WebSocket upgrade or `Accept:
-//! text/event-stream` on `/T/id` or `/T/` subscribes to that record or table.
+//! text/event-stream` on `/T/id` or `/T/` subscribes to that record or table. Events
+//! show what the subscriber's role may read as each commit is delivered; a subscriber
+//! that may no longer read is told why (`event: error`, close code 1008) and cut off.
 
 mod subscription;
 
@@ -13,6 +15,9 @@ use axum::response::{IntoResponse, Response};
 use tokio_stream::StreamExt;
 
 pub(crate) use subscription::{Filter, Start};
+use subscription::Viewer;
+
+use shoal_auth::User;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -49,7 +54,13 @@ fn subscribe(
     state: &AppState,
     target: &Target,
     start: Start,
+    user: &User,
 ) -> Result<subscription::Subscriber, ApiError> {
+    let viewer = Viewer {
+        auth: state.auth.clone(),
+        username: user.username.clone(),
+        database: target.db.name().to_owned(),
+    };
     let limits = subscription::Limits {
         max_lag: state.rest.subscription_max_lag,
         max_buffer_bytes: state.rest.subscription_max_buffer_bytes,
@@ -57,6 +68,7 @@ fn subscribe(
     Ok(subscription::subscribe(
         target.db.clone(),
         target.filter()?,
+        viewer,
         start,
         limits,
         state.store.workers(),
@@ -64,8 +76,13 @@ fn subscribe(
 }
 
 /// Server-Sent Events: `event: put|patch|delete`, `data: <json>`, `id: <sequence>`.
-pub(crate) fn sse(state: &AppState, target: &Target, start: Start) -> Result<Response, ApiError> {
-    let stream = subscribe(state, target, start)?.map(|item| {
+pub(crate) fn sse(
+    state: &AppState,
+    target: &Target,
+    start: Start,
+    user: &User,
+) -> Result<Response, ApiError> {
+    let stream = subscribe(state, target, start, user)?.map(|item| {
         Ok::<_, Infallible>(match item {
             Ok(event) => SseEvent::default()
                 .event(event.kind)
@@ -86,9 +103,10 @@ pub(crate) fn websocket(
     state: &AppState,
     target: &Target,
     start: Start,
+    user: &User,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let rx = subscribe(state, target, start)?;
+    let rx = subscribe(state, target, start, user)?;
     let workers = state.store.workers().clone();
     let name = format!(
         "server/websocket/{}/{}",
