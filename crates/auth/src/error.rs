@@ -47,6 +47,9 @@ pub enum AuthError {
     /// A user operation was malformed.
     #[error("{0}")]
     Invalid(String),
+    /// A role request was malformed: every problem, as Harper reports them.
+    #[error("{}", crate::roles::ROLE_PERMS_ERROR)]
+    RolePermissions(crate::roles::RoleReport),
     /// The store failed.
     #[error(transparent)]
     Store(Arc<StoreError>),

@@ -63,10 +63,12 @@ mod login;
 mod permission;
 mod permissions;
 pub mod proof;
+mod roles;
 mod users;
 
 pub use error::AuthError;
 pub use grant::{Denial, Grant};
 pub use permission::{AttributeGrant, Permission, Structure, TableGrant};
 pub use permissions::{Access, Action, NOT_AUTHORIZED, SYSTEM_IS_INTERNAL, Via};
-pub use users::{Auth, AuthOptions, ROLE_TABLE, USER_TABLE, User};
+pub use roles::{LAST_SUPER_USER, ROLE_TABLE, RoleReport};
+pub use users::{Auth, AuthOptions, USER_TABLE, User};

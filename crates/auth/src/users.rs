@@ -12,11 +12,11 @@ use crate::error::AuthError;
 use crate::limiter::Limiter;
 use crate::login::{Flights, Outcomes, hash_password};
 use crate::permission::Permission;
+use crate::roles::NamedBy;
 
 /// Table of users, keyed by username.
 pub const USER_TABLE: &str = "hdb_user";
-/// Table of roles, keyed by id; a user record's `role` holds a role's id.
-pub const ROLE_TABLE: &str = "hdb_role";
+pub(crate) use crate::roles::ROLE_TABLE;
 /// The roles every node starts with, as Harper's: `(id and name, permission)`.
 const DEFAULT_ROLES: [(&str, &str); 2] = [
     ("super_user", "super_user"),
@@ -195,7 +195,8 @@ impl Auth {
         Ok(generated)
     }
 
-    /// Adds a user (Harper's `add_user`).
+    /// Adds a user whose record names `role`, a role's id, as it is (Harper's `add_user`
+    /// with the role already found: [`Auth::add_user_request`]).
     pub async fn add_user(
         &self,
         username: &str,
@@ -219,8 +220,9 @@ impl Auth {
         Ok(())
     }
 
-    /// Changes a user's password, role or active flag (Harper's `alter_user`); the outcome
-    /// names the user as updated, or skipped if there is no such user.
+    /// Changes a user's password, role (named by its `role` name) or active flag (Harper's
+    /// `alter_user`); the outcome names the user as updated, or skipped if there is no such
+    /// user. Refused if it would leave no active super user.
     pub async fn alter_user(
         &self,
         username: &str,
@@ -244,6 +246,29 @@ impl Auth {
                 "If role is specified, it cannot be empty.".into(),
             ));
         }
+        let role = role
+            .map(|name| self.role_id_named(name, NamedBy::AlterUser))
+            .transpose()?;
+        if role.is_some() || active.is_some() {
+            let users = self.users()?;
+            let roles = self.roles()?;
+            let after: Vec<_> = users
+                .iter()
+                .map(|user| {
+                    let mut user = user.clone();
+                    if user.get("username") == Some(&json!(username)) {
+                        if let Some(role) = &role {
+                            user.insert("role".into(), json!(role));
+                        }
+                        if let Some(active) = active {
+                            user.insert("active".into(), json!(active));
+                        }
+                    }
+                    user
+                })
+                .collect();
+            self.super_user_remains(&users, &roles, &after, &roles)?;
+        }
         let mut record = Map::new();
         record.insert("username".into(), json!(username));
         if let Some(password) = password {
@@ -259,18 +284,32 @@ impl Auth {
         self.write(Mode::Update, record).await
     }
 
-    /// Removes a user (Harper's `drop_user`).
+    /// Removes a user (Harper's `drop_user`); refused if it would leave no active super
+    /// user.
     pub async fn drop_user(&self, username: &str) -> Result<(), AuthError> {
         required("username", username)?;
+        let users = self.users()?;
+        let missing = || AuthError::NotFound(format!("User {username} does not exist"));
+        if !users
+            .iter()
+            .any(|u| u.get("username") == Some(&json!(username)))
+        {
+            return Err(missing());
+        }
+        let after: Vec<_> = users
+            .iter()
+            .filter(|u| u.get("username") != Some(&json!(username)))
+            .cloned()
+            .collect();
+        let roles = self.roles()?;
+        self.super_user_remains(&users, &roles, &after, &roles)?;
         let db = self.store.database(SYSTEM_DATABASE)?;
         let write = Write::Delete {
             table: USER_TABLE.into(),
             ids: vec![json!(username)],
         };
         if db.write(write, None).await?.written.is_empty() {
-            return Err(AuthError::NotFound(format!(
-                "User {username} does not exist"
-            )));
+            return Err(missing());
         }
         Ok(())
     }

@@ -2,7 +2,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use shoal_auth::{AuthError, Denial};
+use shoal_auth::{AuthError, Denial, RoleReport};
 use shoal_components::ComponentError;
 use shoal_query::QueryError;
 use shoal_store::StoreError;
@@ -105,12 +105,17 @@ impl From<AuthError> for ApiError {
             }
             AuthError::NotFound(_) => StatusCode::NOT_FOUND,
             AuthError::Exists(_) => StatusCode::CONFLICT,
-            AuthError::Invalid(_) => StatusCode::BAD_REQUEST,
+            AuthError::Invalid(_) | AuthError::RolePermissions(_) => StatusCode::BAD_REQUEST,
             AuthError::Store(e) => return ApiError::from(&**e),
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.to_string())
     }
+}
+
+/// Harper's answer to a malformed role: 400 with the report's groups beside `error`.
+pub(crate) fn role_report(report: &RoleReport) -> Response {
+    (StatusCode::BAD_REQUEST, axum::Json(report.body())).into_response()
 }
 
 impl From<ComponentError> for ApiError {

@@ -106,6 +106,8 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
     let auth = Arc::new(Auth::with_options(store.clone(), config.auth.options()));
     let admin = std::env::var("SHOAL_ADMIN_USERNAME").unwrap_or_else(|_| "admin".into());
     let password = std::env::var("SHOAL_ADMIN_PASSWORD").ok();
+    // Roles first: the first user's role must exist before it does.
+    auth.bootstrap_roles().await?;
     if let Some(generated) = auth.bootstrap(&admin, password.as_deref()).await? {
         // Printed once: the hash is all that is kept.
         println!("created user '{admin}' with password: {generated}");

@@ -120,8 +120,17 @@ async fn ws_status(node: &Node, creds: (&str, &str), path: &str) -> anyhow::Resu
     }
 }
 
-/// Adds a user with the admin's credentials.
+/// Adds a user with the admin's credentials, and its role first if the node lacks it
+/// (`add_user` refuses a role that does not exist, as Harper's does).
 async fn add_user(node: &Node, (username, password): (&str, &str), role: &str) {
+    let (status, body) = node
+        .ops(json!({"operation": "add_role", "role": role, "permission": {}}))
+        .await
+        .unwrap();
+    assert!(
+        status == 200 || status == 409,
+        "add_role {role}: {status} {body}"
+    );
     let body = node
         .op_ok(json!({
             "operation": "add_user", "username": username, "password": password,
@@ -433,7 +442,7 @@ async fn password_change_and_user_delete_take_effect_at_once() {
     add_user(&node, ("bob", "three"), "reader").await;
     assert_error(
         &node
-            .ops(json!({"operation": "add_user", "username": "bob", "password": "x", "role": "reader"}))
+            .ops(json!({"operation": "add_user", "username": "bob", "password": "x", "role": "reader", "active": true}))
             .await
             .unwrap(),
         409,

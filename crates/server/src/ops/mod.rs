@@ -120,5 +120,11 @@ async fn dispatch(
         Operation::AddUser => users::add_user(state, req).await,
         Operation::AlterUser => users::alter_user(state, req).await,
         Operation::DropUser => users::drop_user(state, req).await,
+        Operation::ListUsers => users::list_users(state),
+        Operation::UserInfo => users::user_info(state, user),
+        Operation::AddRole => users::add_role(state, req).await,
+        Operation::AlterRole => users::alter_role(state, req).await,
+        Operation::DropRole => users::drop_role(state, req).await,
+        Operation::ListRoles => users::list_roles(state),
     }
 }

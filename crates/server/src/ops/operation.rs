@@ -116,6 +116,18 @@ operations! {
     AlterUser = "alter_user" => Action::Admin,
     /// Remove a user.
     DropUser = "drop_user" => Action::Admin,
+    /// Every user, without password hashes, with their roles.
+    ListUsers = "list_users" => Action::Admin,
+    /// The caller's own user record and role: for every authenticated user.
+    UserInfo = "user_info" => Action::Describe,
+    /// Create a role.
+    AddRole = "add_role" => Action::Admin,
+    /// Change a role's name or permission.
+    AlterRole = "alter_role" => Action::Admin,
+    /// Remove a role no active user has.
+    DropRole = "drop_role" => Action::Admin,
+    /// Every role.
+    ListRoles = "list_roles" => Action::Admin,
 }
 
 impl FromStr for Operation {
@@ -193,6 +205,8 @@ mod tests {
                 "update" => Action::Update,
                 "upsert" => Action::Upsert,
                 "delete" => Action::Delete,
+                // About the caller itself: asked of no database.
+                "user_info" => Action::Describe,
                 _ if name.starts_with("search_") => Action::Read,
                 _ if name.starts_with("describe_") => Action::Describe,
                 _ if ["database", "table", "attribute"]

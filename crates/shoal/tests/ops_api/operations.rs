@@ -15,6 +15,8 @@ fn restricted(operation: &str) -> String {
 #[tokio::test]
 async fn aliases_and_unknown_operations() -> anyhow::Result<()> {
     let node = start("operations").await?;
+    node.op_ok(json!({"operation": "add_role", "role": "reader", "permission": {}}))
+        .await?;
     node.op_ok(json!({
         "operation": "add_user", "username": READER.0, "password": READER.1,
         "role": "reader", "active": true,
