@@ -294,7 +294,9 @@ where
     };
     let transcript = transcript(exporter, username, joiner, &me);
     if !challenge.verify(&transcript, &proof)? {
-        return Err(ClusterError::Refused("add_node needs a super_user or cluster_user".into()));
+        return Err(ClusterError::Refused(
+            "add_node needs a super_user or cluster_user".into(),
+        ));
     }
     let record = NodeRecord {
         name: node.to_owned(),

@@ -14,8 +14,8 @@ use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
 use tokio_stream::StreamExt;
 
-pub(crate) use subscription::{Filter, Start};
 use subscription::Viewer;
+pub(crate) use subscription::{Filter, Start};
 
 use shoal_auth::User;
 

@@ -97,7 +97,10 @@ pub(super) fn keep_unwritable(
         if record.contains_key(&name) || name == CREATED_TIME || name == UPDATED_TIME {
             continue;
         }
-        if grant.check_attributes(Action::Update, [name.as_str()]).is_err() {
+        if grant
+            .check_attributes(Action::Update, [name.as_str()])
+            .is_err()
+        {
             record.insert(name, value);
         }
     }

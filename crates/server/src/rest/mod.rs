@@ -116,9 +116,7 @@ async fn route(state: AppState, request: Request) -> Result<Response, ApiError> 
         (Method::PUT, true, _) => record::put(&target, headers, &body, &user, &grant).await,
         (Method::PATCH, true, _) => record::patch(&target, headers, &body, &user, &grant).await,
         (Method::DELETE, true, _) => record::delete(&target, &user).await,
-        (Method::POST, false, false) => {
-            record::post(&target, headers, &body, &user, &grant).await
-        }
+        (Method::POST, false, false) => record::post(&target, headers, &body, &user, &grant).await,
         (Method::DELETE, false, false) => {
             let limits = state.query.limits();
             collection::delete(&target, query.as_deref(), &user, &grant, limits).await

@@ -22,7 +22,11 @@ const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANU
     .remove(b'~');
 
 /// `GET /T/id`: the record, with only the attributes the role may read.
-pub(super) fn get(target: &Target, headers: &HeaderMap, grant: &Grant) -> Result<Response, ApiError> {
+pub(super) fn get(
+    target: &Target,
+    headers: &HeaderMap,
+    grant: &Grant,
+) -> Result<Response, ApiError> {
     let format = format::negotiate(headers, target.suffix)?;
     let snapshot = target.db.snapshot()?;
     for key in target.keys() {
