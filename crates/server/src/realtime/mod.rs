@@ -6,6 +6,7 @@
 mod subscription;
 
 use std::convert::Infallible;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -18,6 +19,7 @@ use subscription::Viewer;
 pub(crate) use subscription::{Filter, Start};
 
 use shoal_auth::User;
+use shoal_store::SYSTEM_DATABASE;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -60,6 +62,8 @@ fn subscribe(
         auth: state.auth.clone(),
         username: user.username.clone(),
         database: target.db.name().to_owned(),
+        system: state.store.database(SYSTEM_DATABASE)?.watch_commits(),
+        asked: Mutex::new(None),
     };
     let limits = subscription::Limits {
         max_lag: state.rest.subscription_max_lag,

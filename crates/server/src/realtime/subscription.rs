@@ -7,16 +7,15 @@
 //! a bounded amount of memory and never slows writers. A consumer that goes away ends
 //! its subscription at once, even on a table where nothing is committed.
 //!
-//! Permissions are asked again before each commit that has changes to deliver (a
-//! [`Viewer`]): a dropped or deactivated user, or a role that no longer reads the table,
-//! ends the subscription with the refusal as its reason, and a role's attribute rules
-//! as they are now decide what each event shows. That is two reads of `system` per
-//! delivered commit, as a request's login costs, and nothing for commits that do not
-//! match.
+//! Permissions are asked again before a commit is delivered whenever users or roles
+//! have changed since they were last asked (a [`Viewer`]): a dropped or deactivated
+//! user, or a role that no longer reads the table, ends the subscription with the
+//! refusal as its reason, and a role's attribute rules as they are now decide what each
+//! event shows.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -27,7 +26,7 @@ use shoal_store::{
     UPDATED_TIME, key,
 };
 use shoal_workers::{Ctx, Workers};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Where a subscription starts.
 #[derive(Debug, Clone, Copy)]
@@ -57,7 +56,10 @@ pub(crate) struct Filter {
     pub(crate) key: Option<Value>,
 }
 
-/// Who a subscription delivers to, asked again before each commit it delivers.
+/// Who a subscription delivers to: what the user may read is asked again before a
+/// commit is delivered whenever `system` (users, roles) has changed since it was last
+/// asked, so a dropped or deactivated user, or a role that no longer reads the table,
+/// stops receiving at once, while a quiet `system` costs one atomic read per commit.
 pub(crate) struct Viewer {
     /// Where users and roles are read.
     pub(crate) auth: Arc<Auth>,
@@ -65,11 +67,23 @@ pub(crate) struct Viewer {
     pub(crate) username: String,
     /// The subscription's database.
     pub(crate) database: String,
+    /// The `system` database's last commit.
+    pub(crate) system: watch::Receiver<u64>,
+    /// The grant last answered, and the `system` commit it was asked after.
+    pub(crate) asked: Mutex<Option<(u64, Grant)>>,
 }
 
 impl Viewer {
     /// What the user may read of `table` now; the refusal, as the subscriber is told.
     fn grant(&self, table: &str) -> Result<Grant, Ended> {
+        // Read before asking: a change landing meanwhile is asked about next time.
+        let head = *self.system.borrow();
+        let mut asked = self.asked.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((seen, grant)) = asked.as_ref()
+            && *seen == head
+        {
+            return Ok(grant.clone());
+        }
         let refused = |e: AuthError| Ended(e.to_string());
         let user = self.auth.user_named(&self.username).map_err(refused)?;
         let access = Access {
@@ -79,7 +93,9 @@ impl Viewer {
             database: Some(&self.database),
             table: Some(table),
         };
-        self.auth.check(&user, &access).map_err(refused)
+        let grant = self.auth.check(&user, &access).map_err(refused)?;
+        *asked = Some((head, grant.clone()));
+        Ok(grant)
     }
 }
 
