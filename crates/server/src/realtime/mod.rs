@@ -1,9 +1,12 @@
 //! Real-time subscriptions on REST URLs: a WebSocket upgrade or `Accept:
-//! text/event-stream` on `/T/id` or `/T/` subscribes to that record or table.
+//! text/event-stream` on `/T/id` or `/T/` subscribes to that record or table. Events
+//! show what the subscriber's role may read as each commit is delivered; a subscriber
+//! that may no longer read is told why (`event: error`, close code 1008) and cut off.
 
 mod subscription;
 
 use std::convert::Infallible;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -12,7 +15,11 @@ use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
 use tokio_stream::StreamExt;
 
+use subscription::Viewer;
 pub(crate) use subscription::{Filter, Start};
+
+use shoal_auth::User;
+use shoal_store::SYSTEM_DATABASE;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -49,7 +56,15 @@ fn subscribe(
     state: &AppState,
     target: &Target,
     start: Start,
+    user: &User,
 ) -> Result<subscription::Subscriber, ApiError> {
+    let viewer = Viewer {
+        auth: state.auth.clone(),
+        username: user.username.clone(),
+        database: target.db.name().to_owned(),
+        system: state.store.database(SYSTEM_DATABASE)?.watch_commits(),
+        asked: Mutex::new(None),
+    };
     let limits = subscription::Limits {
         max_lag: state.rest.subscription_max_lag,
         max_buffer_bytes: state.rest.subscription_max_buffer_bytes,
@@ -57,6 +72,7 @@ fn subscribe(
     Ok(subscription::subscribe(
         target.db.clone(),
         target.filter()?,
+        viewer,
         start,
         limits,
         state.store.workers(),
@@ -64,8 +80,13 @@ fn subscribe(
 }
 
 /// Server-Sent Events: `event: put|patch|delete`, `data: <json>`, `id: <sequence>`.
-pub(crate) fn sse(state: &AppState, target: &Target, start: Start) -> Result<Response, ApiError> {
-    let stream = subscribe(state, target, start)?.map(|item| {
+pub(crate) fn sse(
+    state: &AppState,
+    target: &Target,
+    start: Start,
+    user: &User,
+) -> Result<Response, ApiError> {
+    let stream = subscribe(state, target, start, user)?.map(|item| {
         Ok::<_, Infallible>(match item {
             Ok(event) => SseEvent::default()
                 .event(event.kind)
@@ -86,9 +107,10 @@ pub(crate) fn websocket(
     state: &AppState,
     target: &Target,
     start: Start,
+    user: &User,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let rx = subscribe(state, target, start)?;
+    let rx = subscribe(state, target, start, user)?;
     let workers = state.store.workers().clone();
     let name = format!(
         "server/websocket/{}/{}",

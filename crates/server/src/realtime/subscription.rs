@@ -6,17 +6,27 @@
 //! `max_buffer_bytes` of events pile up, is cut off with a reason, so a slow client costs
 //! a bounded amount of memory and never slows writers. A consumer that goes away ends
 //! its subscription at once, even on a table where nothing is committed.
+//!
+//! Permissions are asked again before a commit is delivered whenever users or roles
+//! have changed since they were last asked (a [`Viewer`]): a dropped or deactivated
+//! user, or a role that no longer reads the table, ends the subscription with the
+//! refusal as its reason, and a role's attribute rules as they are now decide what each
+//! event shows.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use shoal_store::{ChangeKind, Committed, Database, FollowError, FollowOptions, Follower, key};
+use shoal_auth::{Access, Action, Auth, AuthError, Grant, Via};
+use shoal_store::{
+    CREATED_TIME, ChangeKind, Committed, Database, FollowError, FollowOptions, Follower,
+    UPDATED_TIME, key,
+};
 use shoal_workers::{Ctx, Workers};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Where a subscription starts.
 #[derive(Debug, Clone, Copy)]
@@ -40,8 +50,53 @@ pub(crate) enum Start {
 pub(crate) struct Filter {
     /// Table name.
     pub(crate) table: String,
+    /// The table's primary key.
+    pub(crate) primary_key: String,
     /// One record, or the whole table.
     pub(crate) key: Option<Value>,
+}
+
+/// Who a subscription delivers to: what the user may read is asked again before a
+/// commit is delivered whenever `system` (users, roles) has changed since it was last
+/// asked, so a dropped or deactivated user, or a role that no longer reads the table,
+/// stops receiving at once, while a quiet `system` costs one atomic read per commit.
+pub(crate) struct Viewer {
+    /// Where users and roles are read.
+    pub(crate) auth: Arc<Auth>,
+    /// The subscribing user.
+    pub(crate) username: String,
+    /// The subscription's database.
+    pub(crate) database: String,
+    /// The `system` database's last commit.
+    pub(crate) system: watch::Receiver<u64>,
+    /// The grant last answered, and the `system` commit it was asked after.
+    pub(crate) asked: Mutex<Option<(u64, Grant)>>,
+}
+
+impl Viewer {
+    /// What the user may read of `table` now; the refusal, as the subscriber is told.
+    fn grant(&self, table: &str) -> Result<Grant, Ended> {
+        // Read before asking: a change landing meanwhile is asked about next time.
+        let head = *self.system.borrow();
+        let mut asked = self.asked.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((seen, grant)) = asked.as_ref()
+            && *seen == head
+        {
+            return Ok(grant.clone());
+        }
+        let refused = |e: AuthError| Ended(e.to_string());
+        let user = self.auth.user_named(&self.username).map_err(refused)?;
+        let access = Access {
+            via: Via::Http,
+            operation: "GET",
+            action: Action::Read,
+            database: Some(&self.database),
+            table: Some(table),
+        };
+        let grant = self.auth.check(&user, &access).map_err(refused)?;
+        *asked = Some((head, grant.clone()));
+        Ok(grant)
+    }
 }
 
 /// One change delivered to a subscriber.
@@ -162,6 +217,7 @@ const LAG_CHECK: Duration = Duration::from_millis(100);
 pub(crate) fn subscribe(
     db: Arc<Database>,
     filter: Filter,
+    viewer: Viewer,
     start: Start,
     limits: Limits,
     workers: &Workers,
@@ -190,7 +246,7 @@ pub(crate) fn subscribe(
     workers.spawn(name, move |ctx| async move {
         // A consumer that went away is noticed at once, not at the next commit.
         tokio::select! {
-            result = run(follower, filter, skip, limits, &queue, &ctx) => {
+            result = run(follower, filter, viewer, skip, limits, &queue, &ctx) => {
                 if let Err(ended) = result {
                     let _ = end_tx.send(ended);
                 }
@@ -215,6 +271,7 @@ pub(crate) fn subscribe(
 async fn run(
     mut follower: Follower,
     filter: Filter,
+    viewer: Viewer,
     mut skip: Option<(u64, usize)>,
     limits: Limits,
     queue: &Queue,
@@ -222,6 +279,7 @@ async fn run(
 ) -> Result<(), Ended> {
     let sink = Sink {
         filter: &filter,
+        viewer: &viewer,
         limits,
         queue,
         ctx,
@@ -244,6 +302,7 @@ fn ended(error: FollowError) -> Ended {
 /// Where a subscription's events go.
 struct Sink<'a> {
     filter: &'a Filter,
+    viewer: &'a Viewer,
     limits: Limits,
     queue: &'a Queue,
     /// The subscription's worker, which counts the events delivered.
@@ -286,8 +345,35 @@ impl Sink<'_> {
                         .is_none_or(|k| key::same(k, &change.key))
             })
             .collect();
-        let count = matching.len();
-        for (n, (index, change)) in matching.into_iter().enumerate() {
+        if matching.is_empty() {
+            return Ok(());
+        }
+        let grant = self.viewer.grant(&self.filter.table)?;
+        let events: Vec<(usize, &shoal_store::Change, Option<Value>)> = matching
+            .into_iter()
+            .filter_map(|(index, change)| {
+                let value = change.value.clone().map(|mut value| {
+                    if let Value::Object(record) = &mut value {
+                        grant.filter(record);
+                    }
+                    value
+                });
+                // A patch of hidden attributes only would tell nothing but that they
+                // changed: it is not told.
+                let hidden = change.kind == ChangeKind::Patch
+                    && value.as_ref().and_then(Value::as_object).is_some_and(|v| {
+                        v.keys().all(|name| {
+                            *name == self.filter.primary_key
+                                || name == CREATED_TIME
+                                || name == UPDATED_TIME
+                        })
+                    });
+                (!hidden).then_some((index, change, value))
+            })
+            .collect();
+        let count = events.len();
+        for (n, (index, change, value)) in events.into_iter().enumerate() {
+            let size = json_size(&change.key) + value.as_ref().map_or(0, json_size);
             let mut event = Event {
                 seq: committed.seq,
                 index,
@@ -298,11 +384,10 @@ impl Sink<'_> {
                     ChangeKind::Delete => "delete",
                 },
                 id: change.key.clone(),
-                value: change.value.clone(),
+                value,
                 timestamp: entry.timestamp(),
-                size: json_size(&change.key) + change.value.as_ref().map_or(0, json_size),
+                size,
             };
-            let size = event.size;
             let before = self.queue.buffered.fetch_add(size, Ordering::AcqRel);
             if before > 0 && before + size > self.limits.max_buffer_bytes {
                 return Err(Ended(format!(

@@ -3,21 +3,27 @@
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use shoal_auth::User;
+use shoal_auth::{Grant, User};
 use shoal_query::{Limits, Projection, Query, QueryError, parse_rest_query};
 use shoal_store::{Snapshot, TableDef, Write};
 
+use super::attributes;
 use super::format::{self, Format};
 use super::target::Target;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::stream::{self, JsonArray, Out};
 
-/// `GET /T`: the table's description.
-pub(super) fn describe(target: &Target, headers: &HeaderMap) -> Result<Response, ApiError> {
+/// `GET /T`: the table's description, with the attributes the role may see.
+pub(super) fn describe(
+    target: &Target,
+    headers: &HeaderMap,
+    grant: &Grant,
+) -> Result<Response, ApiError> {
     let format = format::negotiate(headers, target.suffix)?;
     let snapshot = target.db.snapshot()?;
-    let value = crate::describe::describe(&target.db, &snapshot, &target.table)?;
+    let mut value = crate::describe::describe(&target.db, &snapshot, &target.table)?;
+    attributes::describe(grant, &mut value);
     let columns: Vec<String> = value
         .as_object()
         .map(|m| m.keys().cloned().collect())
@@ -43,18 +49,32 @@ fn parse(query: Option<&str>, limits: Limits) -> Result<Query, ApiError> {
 
 /// `GET /T/?query`: matching records, streamed as they are found. MessagePack arrays
 /// start with their length: a small answer is gathered and sent with it; a larger one
-/// is counted first, on the same snapshot, then streamed.
+/// is counted first, on the same snapshot, then streamed. The query may name only
+/// attributes the role may read, and records show only those.
 pub(super) async fn query(
     state: &AppState,
     target: &Target,
     headers: &HeaderMap,
     raw: Option<&str>,
+    grant: Grant,
 ) -> Result<Response, ApiError> {
     let format = format::negotiate(headers, target.suffix)?;
     let query = parse(raw, state.query.limits())?;
+    attributes::check_query(&grant, &query)?;
     let columns = match &query.projection {
         Projection::Only(list) => list.clone(),
-        Projection::All => target.table.attributes.clone(),
+        Projection::All => target
+            .table
+            .attributes
+            .iter()
+            .filter(|a| grant.may_read(a))
+            .cloned()
+            .collect(),
+    };
+    // A select names only readable attributes (checked above): nothing to filter then.
+    let grant = match query.projection {
+        Projection::All => grant,
+        Projection::Only(_) => Grant::whole(),
     };
     let db = target.db.clone();
     let table = target.table.clone();
@@ -62,10 +82,12 @@ pub(super) async fn query(
     stream::respond(format.mime(), state.query.stall_timeout, move |out| {
         let snapshot = db.snapshot()?;
         if format == Format::MsgPack {
-            return msgpack(&snapshot, &table, &query, gather, out);
+            return msgpack(&snapshot, &table, &query, &grant, gather, out);
         }
         let mut records = Records::new(format, &columns, out);
-        shoal_query::for_each(&snapshot, &table, &query, |json| records.push(json))?;
+        shoal_query::for_each(&snapshot, &table, &query, |json| {
+            records.push(&attributes::shown(&grant, json)?)
+        })?;
         records.finish();
         Ok(())
     })
@@ -99,6 +121,7 @@ fn msgpack(
     snapshot: &Snapshot,
     table: &TableDef,
     query: &Query,
+    grant: &Grant,
     gather: usize,
     out: &mut Out,
 ) -> Result<(), ApiError> {
@@ -106,7 +129,7 @@ fn msgpack(
     let mut count = 0;
     let mut whole = true;
     shoal_query::for_each(snapshot, table, query, |json| {
-        gathered.extend_from_slice(&msgpack_record(json)?);
+        gathered.extend_from_slice(&msgpack_record(&attributes::shown(grant, json)?)?);
         count += 1;
         whole = gathered.len() <= gather;
         Ok(whole)
@@ -129,7 +152,7 @@ fn msgpack(
             return Ok(false);
         }
         sent += 1;
-        open = records.push(json)?;
+        open = records.push(&attributes::shown(grant, json)?)?;
         Ok(open)
     })?;
     if open && sent != total {
@@ -198,14 +221,17 @@ impl<'a> Records<'a> {
     }
 }
 
-/// `DELETE /T/?query`: deletes every matching record.
+/// `DELETE /T/?query`: deletes every matching record. Its conditions may name only
+/// attributes the role may read: what it deletes would tell their values.
 pub(super) async fn delete(
     target: &Target,
     raw: Option<&str>,
     user: &User,
+    grant: &Grant,
     limits: Limits,
 ) -> Result<Response, ApiError> {
     let mut query = parse(raw, limits)?;
+    attributes::check_query(grant, &query)?;
     let pk = target.table.primary_key.clone();
     query.projection = Projection::Only(vec![pk.clone()]);
     let db = target.db.clone();

@@ -17,7 +17,12 @@
 //!
 //! Every request asks the permission check first; tables of the `system` database are
 //! never served here (404, as if they did not exist), whatever path would name them.
+//! The check answers a [`shoal_auth::Grant`] that the handlers apply attribute by
+//! attribute (see [`attributes`]): reads show only readable attributes, queries may
+//! name only readable ones, writes are refused whole if they touch an attribute the role
+//! may not write.
 
+mod attributes;
 mod collection;
 mod format;
 mod record;
@@ -63,7 +68,8 @@ async fn route(state: AppState, request: Request) -> Result<Response, ApiError> 
         database: Some(target.db.name()),
         table: Some(&target.table.name),
     };
-    state.auth.check(&user, &access)?;
+    // What the role may do attribute by attribute: every handler below applies it.
+    let grant = state.auth.check(&user, &access)?;
     let query = parts.uri.query().map(str::to_owned);
     let method = parts.method.clone();
     let wants_events = parts
@@ -76,11 +82,11 @@ async fn route(state: AppState, request: Request) -> Result<Response, ApiError> 
             .await
             .map_err(|e| ApiError::bad_request(format!("WebSocket upgrade failed: {e}")))?;
         let start = realtime::start(query.as_deref(), &parts.headers)?;
-        return realtime::websocket(&state, &target, start, upgrade);
+        return realtime::websocket(&state, &target, start, &user, upgrade);
     }
     if method == Method::GET && wants_events && !target.is_describe() {
         let start = realtime::start(query.as_deref(), &parts.headers)?;
-        return realtime::sse(&state, &target, start);
+        return realtime::sse(&state, &target, start, &user);
     }
     if method == Method::OPTIONS {
         return Ok((
@@ -102,17 +108,18 @@ async fn route(state: AppState, request: Request) -> Result<Response, ApiError> 
         _ => Default::default(),
     };
     match (method, target.id.is_some(), target.is_describe()) {
-        (Method::GET | Method::HEAD, _, true) => collection::describe(&target, headers),
-        (Method::GET | Method::HEAD, true, _) => record::get(&target, headers),
+        (Method::GET | Method::HEAD, _, true) => collection::describe(&target, headers, &grant),
+        (Method::GET | Method::HEAD, true, _) => record::get(&target, headers, &grant),
         (Method::GET | Method::HEAD, false, _) => {
-            collection::query(&state, &target, headers, query.as_deref()).await
+            collection::query(&state, &target, headers, query.as_deref(), grant).await
         }
-        (Method::PUT, true, _) => record::put(&target, headers, &body, &user).await,
-        (Method::PATCH, true, _) => record::patch(&target, headers, &body, &user).await,
+        (Method::PUT, true, _) => record::put(&target, headers, &body, &user, &grant).await,
+        (Method::PATCH, true, _) => record::patch(&target, headers, &body, &user, &grant).await,
         (Method::DELETE, true, _) => record::delete(&target, &user).await,
-        (Method::POST, false, false) => record::post(&target, headers, &body, &user).await,
+        (Method::POST, false, false) => record::post(&target, headers, &body, &user, &grant).await,
         (Method::DELETE, false, false) => {
-            collection::delete(&target, query.as_deref(), &user, state.query.limits()).await
+            let limits = state.query.limits();
+            collection::delete(&target, query.as_deref(), &user, &grant, limits).await
         }
         (method, _, _) => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,

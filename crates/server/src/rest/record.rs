@@ -6,9 +6,10 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
-use shoal_auth::User;
+use shoal_auth::{Action, Grant, User};
 use shoal_store::{Mode, Write};
 
+use super::attributes;
 use super::format::{self, Format};
 use super::target::Target;
 use crate::error::ApiError;
@@ -20,18 +21,24 @@ const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANU
     .remove(b'_')
     .remove(b'~');
 
-/// `GET /T/id`.
-pub(super) fn get(target: &Target, headers: &HeaderMap) -> Result<Response, ApiError> {
+/// `GET /T/id`: the record, with only the attributes the role may read.
+pub(super) fn get(
+    target: &Target,
+    headers: &HeaderMap,
+    grant: &Grant,
+) -> Result<Response, ApiError> {
     let format = format::negotiate(headers, target.suffix)?;
     let snapshot = target.db.snapshot()?;
     for key in target.keys() {
         let Some(version) = snapshot.get(&target.table, &key)? else {
             continue;
         };
-        let Some(json) = version.json else {
+        let Some(stored) = version.json else {
             continue;
         };
-        let etag = format!("\"{:x}\"", version.hlc);
+        let json = attributes::shown(grant, stored)?;
+        let json = json.as_ref();
+        let etag = attributes::etag(grant, version.hlc, json);
         let mut response = if if_none_match(headers, &etag) {
             StatusCode::NOT_MODIFIED.into_response()
         } else if format == Format::Json {
@@ -51,7 +58,10 @@ pub(super) fn get(target: &Target, headers: &HeaderMap) -> Result<Response, ApiE
         if let Ok(etag) = HeaderValue::from_str(&etag) {
             h.insert(header::ETAG, etag);
         }
-        if let Some(modified) = last_modified(version.hlc, SystemTime::now()) {
+        // The version's time is when any attribute last changed, hidden ones too.
+        if grant.is_whole()
+            && let Some(modified) = last_modified(version.hlc, SystemTime::now())
+        {
             h.insert(header::LAST_MODIFIED, modified);
         }
         return Ok(response);
@@ -131,28 +141,51 @@ fn record_body(
     Ok(record)
 }
 
-/// `PUT /T/id`: replace or create.
+/// `PUT /T/id`: replace or create. Replacing needs update on every attribute sent,
+/// creating needs insert; attributes the role may not update keep their stored values.
 pub(super) async fn put(
     target: &Target,
     headers: &HeaderMap,
     body: &Bytes,
     user: &User,
+    grant: &Grant,
 ) -> Result<Response, ApiError> {
     let key = target.key()?;
-    let record = record_body(target, headers, body, key.as_ref())?;
+    let mut record = record_body(target, headers, body, key.as_ref())?;
+    if !grant.is_whole() {
+        let pk = Some(target.table.primary_key.as_str());
+        let stored = match &key {
+            Some(key) => {
+                let snapshot = target.db.snapshot()?;
+                let version = snapshot.get(&target.table, key)?;
+                version.map(|v| v.value()).transpose()?.flatten()
+            }
+            None => None,
+        };
+        match stored {
+            Some(stored) => {
+                attributes::check_write(grant, Action::Update, &record, pk)?;
+                attributes::keep_unwritable(grant, &mut record, stored);
+            }
+            None => attributes::check_write(grant, Action::Insert, &record, pk)?,
+        }
+    }
     write(target, Mode::Put, record, user).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// `PATCH /T/id`: merge into an existing record.
+/// `PATCH /T/id`: merge into an existing record; needs update on every attribute sent.
 pub(super) async fn patch(
     target: &Target,
     headers: &HeaderMap,
     body: &Bytes,
     user: &User,
+    grant: &Grant,
 ) -> Result<Response, ApiError> {
     let key = target.key()?;
     let record = record_body(target, headers, body, key.as_ref())?;
+    let pk = Some(target.table.primary_key.as_str());
+    attributes::check_write(grant, Action::Update, &record, pk)?;
     let outcome = write(target, Mode::Update, record, user).await?;
     if outcome.written.is_empty() {
         return Err(missing(target));
@@ -160,14 +193,17 @@ pub(super) async fn patch(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// `POST /T/`: create a record, with a generated id unless the body has one.
+/// `POST /T/`: create a record, with a generated id unless the body has one; needs
+/// insert on every attribute sent.
 pub(super) async fn post(
     target: &Target,
     headers: &HeaderMap,
     body: &Bytes,
     user: &User,
+    grant: &Grant,
 ) -> Result<Response, ApiError> {
     let record = record_body(target, headers, body, None)?;
+    attributes::check_write(grant, Action::Insert, &record, None)?;
     let outcome = write(target, Mode::Insert, record, user).await?;
     let Some(id) = outcome.written.first() else {
         let key = outcome.skipped.first().cloned().unwrap_or(Value::Null);

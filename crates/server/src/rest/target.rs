@@ -119,6 +119,7 @@ impl Target {
     pub(crate) fn filter(&self) -> Result<Filter, ApiError> {
         Ok(Filter {
             table: self.table.name.clone(),
+            primary_key: self.table.primary_key.clone(),
             key: self.key()?,
         })
     }
