@@ -336,7 +336,12 @@ async fn rest(a: &Actor<'_>) -> anyhow::Result<()> {
         // Records the actors added have no `secret` to hide: some of the seeded must show it.
         let records = answer.1.as_array().cloned().unwrap_or_default();
         let shown = records.iter().filter(|r| r.get("secret").is_some()).count();
-        assert_eq!(shown > 0, !kind.filtered, "{}: {records:?}", what("GET collection"));
+        assert_eq!(
+            shown > 0,
+            !kind.filtered,
+            "{}: {records:?}",
+            what("GET collection")
+        );
     }
     expect(node, &what("GET collection"), kind.read, answer, &before).await?;
 
