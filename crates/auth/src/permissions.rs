@@ -8,11 +8,18 @@
 //!   names `system` is refused, to super users too.
 //! - Only super users read `system`, and only through the Operations API; HTTP (REST and
 //!   subscriptions) does not show it at all, as if it did not exist.
-//! - Schema changes and every operation that is not about data are for super users.
+//! - A role is never granted `system`, whatever its `permission` lists.
+//! - Reads and writes need the table permission Harper names (`read`, `insert`, `update`,
+//!   both for an upsert, `delete`); a database or table the role grants nothing on is
+//!   told as not existing (`invalid_schema_items`), a missing permission is listed
+//!   (`unauthorized_access`). The answer is a [`Grant`], which the caller applies to the
+//!   attributes it reads and writes.
+//! - Tables and attributes are created and dropped by structure users in their
+//!   databases, databases only by `structure_user: true`; every other operation that is
+//!   not about data is for super users, except what concerns the caller itself
+//!   ([`Action::Own`]: its tokens, sessions and user record).
 //!
-//! Roles with per-database, per-table and per-attribute grants extend [`Action`] and this
-//! check (and add attribute filtering beside it); callers keep asking the same question.
-//! SQL asks it once per table a statement touches.
+//! SQL will ask it once per table a statement touches.
 
 use serde_json::json;
 use shoal_store::SYSTEM_DATABASE;

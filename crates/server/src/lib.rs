@@ -10,16 +10,20 @@
 //!   parts ([`App`]), shared by every handler.
 //! - **Serving.** [`serve()`] runs a router on a listener as a named worker, with a
 //!   connection cap and counters ([`Port`], [`ServerStats`]), header and keep-alive
-//!   timeouts ([`ServeOptions`]) and a graceful shutdown.
+//!   timeouts ([`ServeOptions`]) and a graceful shutdown; [`serve_tls()`] the same over
+//!   TLS, with a handshake timeout and, when configured, client certificates that name
+//!   a user ([`ServerTls`]).
 //! - **Requests and answers.** Bodies are read within a size limit, a stall timeout and a
 //!   memory budget shared by all requests ([`BodyBudget`]); records go over the wire as
 //!   JSON, CBOR, MessagePack or CSV; long answers stream ([`QueryOptions`]). Every failure
 //!   is Harper's `{"error": "..."}` with a fitting status ([`ApiError`]).
 //!
 //! Every request is authenticated (Basic against the system user table, a Bearer
-//! operation token, or a session cookie) except `GET /health`, which only says the node
+//! operation token, a verified client certificate, or a session cookie) except `GET /health`, which only says the node
 //! is up, and the Operations API's credential operations, which bring their own (a
-//! password, a refresh token); each asks `shoal_auth`'s permission check before it acts.
+//! password, a refresh token); each asks `shoal_auth`'s permission check before it acts
+//! and applies the grant it answers: reads show only the attributes the role may read,
+//! writes are refused whole when one attribute may not be written.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
