@@ -360,6 +360,15 @@ async fn roles_and_users_replicate() -> anyhow::Result<()> {
         json!({"id": "kv_reader", "role": "kv_reader", "permission": grant(true)})
     );
 
+    let read_on_b = async || {
+        let search = json!({"operation": "search_by_id", "database": "dev", "table": "kv",
+            "ids": ["k1"], "get_attributes": ["*"]});
+        let (status, rows) = b.ops_as("carol", "carol-pw", search).await?;
+        anyhow::ensure!(status == 200, "carol's read on b: {status} {rows}");
+        Ok::<_, anyhow::Error>(strip_timestamps(&rows[0]))
+    };
+    assert_eq!(read_on_b().await?["value"], json!(1));
+
     a.op_ok(json!({"operation": "alter_role", "id": "kv_reader", "permission": grant(false)}))
         .await?;
     wait_until(deadline, "the altered role reaches b", async || {
@@ -369,5 +378,65 @@ async fn roles_and_users_replicate() -> anyhow::Result<()> {
         Ok(info.1["role"]["permission"] == grant(false))
     })
     .await?;
+    // The change made on a decides what carol reads on b.
+    let row = read_on_b().await?;
+    assert!(row.get("value").is_none(), "{row}");
+    Ok(())
+}
+
+/// Harper's `cluster_user` role authenticates a join, and may do nothing else; a role
+/// without it (or super_user) cannot authenticate one.
+#[tokio::test]
+async fn a_cluster_user_may_join_and_nothing_else() -> anyhow::Result<()> {
+    let a = cluster::Member::start("cj-a", "127.0.113.1", false, &[]).await?;
+    let b = cluster::Member::start("cj-b", "127.0.113.2", false, &[]).await?;
+    create_table(&b.node, "kv").await?;
+    b.node
+        .op_ok(
+            json!({"operation": "add_user", "username": "repl", "password": "repl-pw",
+            "role": "cluster_user", "active": true}),
+        )
+        .await?;
+    b.node
+        .op_ok(
+            json!({"operation": "add_role", "role": "kv_all", "permission": {"dev": {"tables":
+            {"kv": {"read": true, "insert": true, "update": true, "delete": true}}}}}),
+        )
+        .await?;
+    b.node
+        .op_ok(
+            json!({"operation": "add_user", "username": "app", "password": "app-pw",
+            "role": "kv_all", "active": true}),
+        )
+        .await?;
+    for op in [
+        json!({"operation": "search_by_id", "database": "dev", "table": "kv", "ids": [1]}),
+        json!({"operation": "insert", "database": "dev", "table": "kv", "records": [{"id": 1}]}),
+        json!({"operation": "cluster_status"}),
+    ] {
+        let (status, body) = b.node.ops_as("repl", "repl-pw", op.clone()).await?;
+        assert_eq!(status, 403, "{op} by a cluster_user: {body}");
+    }
+
+    let as_user = |user: &str, password: &str| {
+        cluster::add_node_request(
+            &b.url(),
+            json!({"authorization": {"username": user, "password": password}}),
+        )
+    };
+    let (status, body) = a.node.ops(as_user("app", "app-pw")).await?;
+    assert_ne!(status, 200, "a data role authenticated a join: {body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cluster_user"),
+        "{body}"
+    );
+    let joined = a.node.op_ok(as_user("repl", "repl-pw")).await?;
+    assert_eq!(
+        joined["message"],
+        json!(format!("Successfully added '{}' to the cluster", b.name()))
+    );
     Ok(())
 }

@@ -65,17 +65,22 @@ pub(crate) async fn handle(
         Err(refused @ (AuthError::MissingCredentials | AuthError::InvalidToken)) => Err(refused),
         Err(e) => return Err(e.into()),
     };
-    let parsed = read_operation(&state, body, &headers).await;
+    // The body keeps its share of the body budget until the answer is made: the parsed
+    // operation lives that long.
+    let parsed = match crate::body::bytes(&state, body, &headers).await {
+        Ok(held) => parse_operation(&held).map(|operation| (held, operation)),
+        Err(e) => Err(e),
+    };
     let call = Call {
         headers: &headers,
         peer: address,
     };
     match (user, parsed) {
         (Ok(user), parsed) => {
-            let (operation, request) = parsed?;
+            let (_held, (operation, request)) = parsed?;
             dispatch(&state, &user, operation, request, call).await
         }
-        (Err(refused), Ok((operation, request))) => {
+        (Err(refused), Ok((_held, (operation, request)))) => {
             tokens::without_credentials(&state, operation, request, call, refused).await
         }
         // As before any body is looked at: the credentials' answer comes first.
@@ -83,17 +88,14 @@ pub(crate) async fn handle(
     }
 }
 
-/// The request's body, read within its limits and parsed as an operation.
-async fn read_operation(
-    state: &AppState,
-    body: Body,
-    headers: &HeaderMap,
+/// The request's body parsed as an operation.
+fn parse_operation(
+    body: &[u8],
 ) -> Result<(Result<Operation, UnknownOperation>, OpRequest), ApiError> {
-    let body = crate::body::bytes(state, body, headers).await?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("Invalid JSON."));
     }
-    let body = crate::body::json(&body).map_err(|e| e.bad_request("Invalid JSON"))?;
+    let body = crate::body::json(body).map_err(|e| e.bad_request("Invalid JSON"))?;
     OpRequest::new(body)
 }
 
