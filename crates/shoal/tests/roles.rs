@@ -400,7 +400,8 @@ async fn a_cluster_user_may_join_and_nothing_else() -> anyhow::Result<()> {
     b.node
         .op_ok(
             json!({"operation": "add_role", "role": "kv_all", "permission": {"dev": {"tables":
-            {"kv": {"read": true, "insert": true, "update": true, "delete": true}}}}}),
+            {"kv": {"read": true, "insert": true, "update": true, "delete": true,
+                "attribute_permissions": []}}}}}),
         )
         .await?;
     b.node
