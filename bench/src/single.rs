@@ -303,14 +303,7 @@ async fn run_workloads(
         let (unit, make, check, note): (&str, MakeReq, Option<CheckBody>, String) = match workload {
             "rest_get" => (
                 "req/s",
-                Arc::new(move |rng: &mut SmallRng, _: &AtomicU64| Req {
-                    method: Method::GET,
-                    path: format!("/{DB}/items/{}", rng.random_range(0..n)),
-                    body: Bytes::new(),
-                    json: false,
-                    expect: 200,
-                    items: 1,
-                }),
+                get_items(n),
                 Some(Arc::new(|b: &Bytes| {
                     if b.first() == Some(&b'{') {
                         Ok(())
@@ -322,14 +315,7 @@ async fn run_workloads(
             ),
             "rest_get_role" => (
                 "req/s",
-                Arc::new(move |rng: &mut SmallRng, _: &AtomicU64| Req {
-                    method: Method::GET,
-                    path: format!("/{DB}/items/{}", rng.random_range(0..n)),
-                    body: Bytes::new(),
-                    json: false,
-                    expect: 200,
-                    items: 1,
-                }),
+                get_items(n),
                 // The role may not read `payload`: an answer with it is a permission bug.
                 Some(Arc::new(|b: &Bytes| {
                     let filtered = !b.windows(9).any(|w| w == b"\"payload\"");
@@ -449,6 +435,18 @@ async fn run_workloads(
         report.rows.push(row);
     }
     Ok(())
+}
+
+/// REST reads of random records of `bench.items`.
+fn get_items(n: u64) -> MakeReq {
+    Arc::new(move |rng: &mut SmallRng, _: &AtomicU64| Req {
+        method: Method::GET,
+        path: format!("/{DB}/items/{}", rng.random_range(0..n)),
+        body: Bytes::new(),
+        json: false,
+        expect: 200,
+        items: 1,
+    })
 }
 
 /// Adds a role that may read `bench.items` but not its `payload` attribute, and a user

@@ -8,8 +8,8 @@
 //! When required, a connection without a certificate from the configured CA fails its
 //! handshake.
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -342,9 +342,13 @@ fn generate(dir: &Path, names: &[String]) -> Result<(), TlsError> {
 
     // The certificate last: a start interrupted before it leaves no usable pair, and
     // the next start makes a new one.
-    write_file(dir, GENERATED_CA, &ca.pem(), false)?;
-    write_file(dir, GENERATED_KEY, &key.serialize_pem(), true)?;
-    write_file(dir, GENERATED_CERT, &cert.pem(), false)?;
+    let write = |file, contents: String, secret| {
+        shoal_cluster::identity::write_file(dir, file, &contents, secret)
+            .map_err(|e| TlsError(e.to_string()))
+    };
+    write(GENERATED_CA, ca.pem(), false)?;
+    write(GENERATED_KEY, key.serialize_pem(), true)?;
+    write(GENERATED_CERT, cert.pem(), false)?;
     tracing::info!(dir = %dir.display(), "generated a TLS certificate; clients trust {GENERATED_CA}");
     Ok(())
 }
@@ -355,28 +359,3 @@ fn subject(cn: &str) -> DistinguishedName {
     dn
 }
 
-/// Writes via a temporary file and a rename, so a crash never leaves half a file; a key
-/// is readable by its owner only.
-fn write_file(dir: &Path, file: &str, contents: &str, secret: bool) -> Result<(), TlsError> {
-    let tmp = dir.join(format!(".{file}.tmp"));
-    let io_err = |path: &Path, e: io::Error| TlsError(format!("{}: {e}", path.display()));
-    match fs::remove_file(&tmp) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(&tmp, e)),
-        _ => {}
-    }
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(if secret { 0o600 } else { 0o644 });
-    }
-    #[cfg(not(unix))]
-    let _ = secret;
-    let mut f = options.open(&tmp).map_err(|e| io_err(&tmp, e))?;
-    f.write_all(contents.as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(|e| io_err(&tmp, e))?;
-    let path = dir.join(file);
-    fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))
-}
