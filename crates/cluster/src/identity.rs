@@ -240,7 +240,12 @@ fn common_name(cn: &str) -> DistinguishedName {
 
 /// Writes via a temporary file and rename so a crash never leaves a truncated key or
 /// certificate; a `secret` file is readable by its owner only.
-pub fn write_file(dir: &Path, file: &str, contents: &str, secret: bool) -> Result<(), ClusterError> {
+pub fn write_file(
+    dir: &Path,
+    file: &str,
+    contents: &str,
+    secret: bool,
+) -> Result<(), ClusterError> {
     let tmp = dir.join(format!(".{file}.tmp"));
     // A leftover from a crash would keep its old permissions through `create`, so start afresh.
     match fs::remove_file(&tmp) {

@@ -212,11 +212,17 @@ async fn answer_refusal<S: AsyncRead + AsyncWrite + Unpin>(
          content-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
+    // The answer waits for the request to begin: an answer that reaches a client before
+    // it has asked is, to the client, a broken connection (HTTP clients check that an
+    // idle connection has nothing to read, which a TLS client's may until it writes).
+    let mut sink = [0u8; 4096];
+    if stream.read(&mut sink).await? == 0 {
+        return Ok(());
+    }
     stream.write_all(answer.as_bytes()).await?;
     stream.shutdown().await?;
     // Read (and drop) what the client sent until it closes: closing with unread bytes
     // would send a reset, which may destroy the answer before it is read.
-    let mut sink = [0u8; 4096];
     while stream.read(&mut sink).await? > 0 {}
     Ok(())
 }

@@ -358,4 +358,3 @@ fn subject(cn: &str) -> DistinguishedName {
     dn.push(DnType::CommonName, cn);
     dn
 }
-
