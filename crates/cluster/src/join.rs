@@ -32,6 +32,7 @@ use tokio_rustls::TlsConnector;
 use crate::cluster::Shared;
 use crate::credentials::KeyParams;
 use crate::error::ClusterError;
+
 use crate::identity::validate_node_name;
 use crate::nodes::{self, NodeRecord};
 use crate::proto::{self, Frame};
@@ -39,6 +40,8 @@ use crate::tls;
 
 /// Length of each side's nonce.
 const NONCE_LEN: usize = 32;
+/// The least a join waits for the other side's next frame.
+const JOIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// What the decoy salts of unknown users are derived from (see
 /// [`crate::Credentials::challenge`]).
 pub(crate) const DECOY_PURPOSE: &str = "add_node decoy salts";
@@ -88,7 +91,7 @@ pub(crate) async fn join(
     password: &str,
     ca_fingerprint: Option<&str>,
 ) -> Result<String, ClusterError> {
-    let timeout = shared.options.idle_timeout;
+    let timeout = join_timeout(shared);
     let tcp = tokio::time::timeout(timeout, TcpStream::connect(url))
         .await
         .map_err(|_| ClusterError::Refused(format!("connecting to {url} timed out")))?
@@ -195,6 +198,13 @@ async fn admit(shared: &Shared, record: &NodeRecord, ca_pem: &str) -> Result<(),
     Ok(())
 }
 
+/// How long either side of a join waits for the other's next frame. Not the links' idle
+/// timeout: a join waits on password hashing and on commits of `system` on a node that
+/// may be busy, once, by an operator's request.
+fn join_timeout(shared: &Shared) -> std::time::Duration {
+    shared.options.idle_timeout.max(JOIN_TIMEOUT)
+}
+
 /// The next frame, within `timeout`; a refusal becomes an error.
 async fn answer<S: AsyncRead + Unpin>(
     conn: &mut S,
@@ -288,7 +298,7 @@ where
         nonce: me.nonce.to_vec(),
     };
     proto::write(conn, &ask).await?;
-    let proof = match answer(conn, shared.options.idle_timeout).await? {
+    let proof = match answer(conn, join_timeout(shared)).await? {
         Frame::JoinProof { proof } => proof,
         other => return Err(unexpected(other)),
     };
