@@ -62,24 +62,35 @@ pub(crate) fn session_id(headers: &HeaderMap) -> Option<String> {
 }
 
 /// `Set-Cookie` for a new session: only for this origin's path `/`, not for scripts
-/// (`HttpOnly`), until the session expires.
-pub(crate) fn set(headers: &HeaderMap, session: &Session) -> Option<HeaderValue> {
+/// (`HttpOnly`), until the session expires; over HTTPS only over HTTPS (`Secure`), and
+/// then also from pages of other sites (`SameSite=None`), as Harper sets it.
+pub(crate) fn set(headers: &HeaderMap, session: &Session, secure: bool) -> Option<HeaderValue> {
     let expires = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(session.expires));
     let cookie = format!(
-        "{}={}; Path=/; Expires={expires}; HttpOnly",
+        "{}={}; Path=/; Expires={expires}; HttpOnly{}",
         name(headers),
-        session.id
+        session.id,
+        attributes(secure)
     );
     HeaderValue::from_str(&cookie).ok()
 }
 
 /// `Set-Cookie` that makes a browser forget the session cookie.
-pub(crate) fn clear(headers: &HeaderMap) -> Option<HeaderValue> {
+pub(crate) fn clear(headers: &HeaderMap, secure: bool) -> Option<HeaderValue> {
     let cookie = format!(
-        "{}=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly",
-        name(headers)
+        "{}=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly{}",
+        name(headers),
+        attributes(secure)
     );
     HeaderValue::from_str(&cookie).ok()
+}
+
+fn attributes(secure: bool) -> &'static str {
+    if secure {
+        "; Secure; SameSite=None"
+    } else {
+        ""
+    }
 }
 
 #[cfg(test)]

@@ -275,24 +275,29 @@ pub fn http_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Who is asking. First the client's IP address, when the server recorded it: a
-/// `ConnectInfo<SocketAddr>` request extension, which `into_make_service_with_connect_info`
-/// (or any accept loop that inserts one) provides; failed logins are limited per address
-/// when it is known. Then the user the connection's verified client certificate names
-/// (mTLS), which [`serve_tls`] records.
-pub(crate) struct Peer(pub(crate) Option<IpAddr>, pub(crate) Option<Arc<str>>);
+/// Who is asking, as the connection recorded it in the request's extensions.
+pub(crate) struct Peer {
+    /// The client's IP address: a `ConnectInfo<SocketAddr>` extension, which
+    /// `into_make_service_with_connect_info` (or any accept loop that inserts one)
+    /// provides. Failed logins are limited per address when it is known.
+    pub(crate) address: Option<IpAddr>,
+    /// Whether the request came over TLS ([`serve_tls`]).
+    pub(crate) secure: bool,
+    /// The user the connection's verified client certificate names (mTLS).
+    pub(crate) certificate_user: Option<Arc<str>>,
+}
 
 impl Peer {
-    /// The address and certificate user recorded in a request's extensions.
+    /// What a request's extensions say of its client.
     pub(crate) fn of(extensions: &Extensions) -> Self {
-        Peer(
-            extensions
+        let tls = extensions.get::<tls::TlsClient>();
+        Peer {
+            address: extensions
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|info| info.0.ip()),
-            extensions
-                .get::<tls::CertificateUser>()
-                .map(|user| user.0.clone()),
-        )
+            secure: tls.is_some(),
+            certificate_user: tls.and_then(|tls| tls.user.clone()),
+        }
     }
 }
 
@@ -326,7 +331,7 @@ pub(crate) async fn credentials(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     if authorization.is_none() {
-        if let Some(name) = &peer.1 {
+        if let Some(name) = &peer.certificate_user {
             return state.auth.user_named(name);
         }
         if state.tokens.sessions_enabled
@@ -335,7 +340,10 @@ pub(crate) async fn credentials(
             return state.auth.session_user(&id);
         }
     }
-    state.auth.authenticate_from(authorization, peer.0).await
+    state
+        .auth
+        .authenticate_from(authorization, peer.address)
+        .await
 }
 
 async fn health() -> axum::Json<serde_json::Value> {

@@ -35,7 +35,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tower_service::Service;
 
-use crate::tls::{CertificateUser, ServerTls};
+use crate::tls::{ServerTls, TlsClient};
 
 /// Longest a refused connection is kept to deliver its 503.
 const REFUSE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -250,7 +250,9 @@ async fn connection(
         _ = stop.wait_for(|stop| *stop) => return,
     };
     match accepted {
-        Ok((stream, user)) => http(stream, peer, user, permit, router, options, stop).await,
+        Ok((stream, client)) => {
+            http(stream, peer, Some(client), permit, router, options, stop).await
+        }
         Err(e) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
     }
 }
@@ -259,7 +261,7 @@ async fn connection(
 async fn http<S>(
     stream: S,
     peer: SocketAddr,
-    user: Option<CertificateUser>,
+    tls: Option<TlsClient>,
     permit: OwnedSemaphorePermit,
     router: Router,
     options: ServeOptions,
@@ -276,8 +278,8 @@ async fn http<S>(
             // Who is asking, for handlers that limit per client address (`ConnectInfo`,
             // as axum's own server records it).
             request.extensions_mut().insert(ConnectInfo(peer));
-            if let Some(user) = &user {
-                request.extensions_mut().insert(user.clone());
+            if let Some(tls) = &tls {
+                request.extensions_mut().insert(tls.clone());
             }
             async move {
                 let response = router.call(request.map(Body::new)).await?;

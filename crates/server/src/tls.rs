@@ -88,10 +88,13 @@ pub enum MtlsUser {
     Nobody,
 }
 
-/// The user a connection's verified client certificate logs in as, carried as a request
-/// extension from the connection to `authenticate`.
+/// What a secure connection tells its requests, carried as a request extension: that
+/// they came over TLS, and the user its verified client certificate logs in as, if any.
 #[derive(Debug, Clone)]
-pub(crate) struct CertificateUser(pub(crate) Arc<str>);
+pub(crate) struct TlsClient {
+    /// The user a verified client certificate names (mTLS).
+    pub(crate) user: Option<Arc<str>>,
+}
 
 /// A secure port's TLS set-up, shared by its connections.
 pub struct ServerTls {
@@ -177,15 +180,15 @@ impl ServerTls {
     pub(crate) async fn accept(
         &self,
         stream: TcpStream,
-    ) -> io::Result<(TlsStream<TcpStream>, Option<CertificateUser>)> {
+    ) -> io::Result<(TlsStream<TcpStream>, TlsClient)> {
         let stream = tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(stream))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
         let user = self.certificate_user(&stream);
-        Ok((stream, user))
+        Ok((stream, TlsClient { user }))
     }
 
-    fn certificate_user(&self, stream: &TlsStream<TcpStream>) -> Option<CertificateUser> {
+    fn certificate_user(&self, stream: &TlsStream<TcpStream>) -> Option<Arc<str>> {
         let mtls = self.mtls.as_ref()?;
         let (end_entity, intermediates) = stream.get_ref().1.peer_certificates()?.split_first()?;
         // Checked again even when the handshake checked it: a certificate let through
@@ -198,7 +201,7 @@ impl ServerTls {
             MtlsUser::Named(name) => name.clone(),
             MtlsUser::Nobody => return None,
         };
-        Some(CertificateUser(name.into()))
+        Some(name.into())
     }
 }
 

@@ -131,6 +131,25 @@ async fn a_generated_certificate_serves_both_apis_beside_the_plain_ports() -> an
     let (status, _) = answer(client.get(https_url(&node, "/dev/dog/1")?)).await?;
     assert_eq!(status, 401, "TLS alone logs nobody in");
 
+    // A session cookie set over HTTPS is for HTTPS only, as Harper sets it.
+    let login = client
+        .post(ops_tls_url(&node)?)
+        .json(
+            &json!({"operation": "login", "username": DEFAULT_ADMIN_USER,
+            "password": DEFAULT_ADMIN_PASSWORD}),
+        )
+        .send()
+        .await?;
+    let cookie = login
+        .headers()
+        .get(reqwest::header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(
+        cookie.contains("-hdb-session=") && cookie.ends_with("; Secure; SameSite=None"),
+        "{cookie}"
+    );
+
     // curl, trusting the generated CA.
     let ca_arg = path_str(&ca_path)?;
     let health = curl_json(&["--cacert", ca_arg, &https_url(&node, "/health")?]).await?;

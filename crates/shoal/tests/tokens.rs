@@ -149,6 +149,8 @@ async fn login(node: &Node, user: &str, password: &str) -> anyhow::Result<String
     }
     assert_eq!(body, json!({"message": "Login successful"}));
     let set_cookie = set_cookie.context("login set no cookie")?;
+    // Over plain HTTP: a cookie marked `Secure` would never be sent back.
+    assert!(!set_cookie.contains("Secure"), "{set_cookie}");
     Ok(session_cookie(&set_cookie, &cookie_name(node.ops_addr())))
 }
 

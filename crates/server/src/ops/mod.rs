@@ -56,7 +56,7 @@ pub(crate) async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Reply, ApiError> {
-    let address = peer.0;
+    let (address, secure) = (peer.address, peer.secure);
     let user = match crate::credentials(&state, &headers, peer).await {
         Ok(user) => Ok(user),
         // A request with no credentials, or a refresh token as its bearer, may bring its
@@ -74,6 +74,7 @@ pub(crate) async fn handle(
     let call = Call {
         headers: &headers,
         peer: address,
+        secure,
     };
     match (user, parsed) {
         (Ok(user), parsed) => {
@@ -106,6 +107,8 @@ pub(crate) struct Call<'a> {
     pub(crate) headers: &'a HeaderMap,
     /// The client's address, when known.
     pub(crate) peer: Option<std::net::IpAddr>,
+    /// Whether the request came over TLS.
+    pub(crate) secure: bool,
 }
 
 async fn dispatch(

@@ -111,7 +111,10 @@ pub(super) async fn login(
         .login(&username, &password, call.peer, &state.tokens)
         .await?;
     check(state, &user, Operation::Login)?;
-    with_cookie("Login successful", cookie::set(call.headers, &session))
+    with_cookie(
+        "Login successful",
+        cookie::set(call.headers, &session, call.secure),
+    )
 }
 
 /// Ends the request's session, if it has one, and tells the browser to forget it.
@@ -119,7 +122,10 @@ pub(super) async fn logout(state: &AppState, call: Call<'_>) -> Result<Reply, Ap
     if let Some(id) = cookie::session_id(call.headers) {
         state.auth.logout(&id).await?;
     }
-    with_cookie("Logout successful", cookie::clear(call.headers))
+    with_cookie(
+        "Logout successful",
+        cookie::clear(call.headers, call.secure),
+    )
 }
 
 fn check(state: &AppState, user: &User, operation: Operation) -> Result<(), ApiError> {
