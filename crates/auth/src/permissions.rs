@@ -197,7 +197,9 @@ impl Auth {
         if allowed {
             return Ok(Grant::whole());
         }
-        if permission.structure == Structure::None {
+        // Databases themselves are for `structure_user: true` only: to a role limited to
+        // some databases, creating or dropping one is a super user's operation (Harper).
+        if permission.structure == Structure::None || access.table.is_none() {
             return Err(super_user_only(access.operation));
         }
         Err(Denial::unauthorized(format!(
@@ -429,7 +431,10 @@ mod tests {
                 "User does not have access to perform 'op' against schema 'prod'"
             )]
         );
-        assert!(auth.check(&some, &ddl("dev", None)).is_err());
+        assert_eq!(
+            denial(auth.check(&some, &ddl("dev", None))).unauthorized_access,
+            [json!("Operation 'op' is restricted to 'super_user' roles")]
+        );
         assert!(auth.check(&all, &ddl("prod", None)).is_ok());
         assert!(auth.check(&all, &ddl("prod", Some("t"))).is_ok());
         // Structure covers the data of its databases too.
