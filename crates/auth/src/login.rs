@@ -209,6 +209,12 @@ impl Auth {
         let mut attempt = self.limiter.begin(username, peer)?;
         let commits = self.system_commits()?;
         let stored = self.stored_user(username)?;
+        // Read with the user, refused or not: a remembered refusal is reused only while
+        // both records stay as they were.
+        let role = match &stored {
+            Some(user) => self.stored_role(&user.record)?,
+            None => None,
+        };
         let hash = stored
             .as_ref()
             .and_then(Stored::password_hash)
@@ -219,7 +225,7 @@ impl Auth {
             username: username.to_owned(),
             commits,
             record: stored.as_ref().map(|s| s.bytes.clone()),
-            role: None,
+            role: role.as_ref().map(|r| r.bytes.clone()),
             outcome: Err(AuthError::LoginFailed),
         };
         let Some(user) = stored.filter(|_| matches) else {
@@ -227,8 +233,6 @@ impl Auth {
             return Ok(checked);
         };
         drop(attempt);
-        let role = self.stored_role(&user.record)?;
-        checked.role = role.as_ref().map(|r| r.bytes.clone());
         checked.outcome =
             User::from_record(username, &user.record, role.as_ref().map(|r| &r.record));
         Ok(checked)
@@ -622,6 +626,15 @@ mod tests {
                 Err(AuthError::LoginFailed)
             ));
         }
+        // A change elsewhere in `system` leaves the user and its role as they were: the
+        // remembered refusal still holds, and the repeat is still no new guess.
+        auth.add_user("carol", "x", "super_user", true)
+            .await
+            .unwrap();
+        assert!(matches!(
+            auth.authenticate(Some(&stale)).await,
+            Err(AuthError::LoginFailed)
+        ));
         assert!(
             matches!(
                 auth.authenticate(Some(&basic("admin", "other"))).await,
