@@ -122,7 +122,7 @@ impl Auth {
         match access.action {
             Action::Own => Ok(Grant::whole()),
             Action::Admin => Err(super_user_only(access.operation)),
-            Action::Structure => self.check_structure(permission, access),
+            Action::Structure => check_structure(permission, access),
             Action::Describe
             | Action::Read
             | Action::Insert
@@ -183,32 +183,6 @@ impl Auth {
         }
     }
 
-    /// Creating and dropping: databases by `structure_user: true` roles, tables and
-    /// attributes by roles that structure their database.
-    fn check_structure(
-        &self,
-        permission: &Permission,
-        access: &Access<'_>,
-    ) -> Result<Grant, AuthError> {
-        let allowed = match (access.database, access.table) {
-            (Some(database), Some(_)) => permission.structures(database),
-            _ => permission.structure == Structure::All,
-        };
-        if allowed {
-            return Ok(Grant::whole());
-        }
-        // Databases themselves are for `structure_user: true` only: to a role limited to
-        // some databases, creating or dropping one is a super user's operation (Harper).
-        if permission.structure == Structure::None || access.table.is_none() {
-            return Err(super_user_only(access.operation));
-        }
-        Err(Denial::unauthorized(format!(
-            "User does not have access to perform '{}' against schema '{}'",
-            access.operation,
-            access.database.unwrap_or_default()
-        )))
-    }
-
     /// A table's primary key, for the attribute rules that derive its grant; empty if the
     /// table does not exist (the operation then fails on its own).
     fn primary_key(&self, database: &str, table: &str) -> String {
@@ -223,6 +197,28 @@ impl Auth {
             })
             .unwrap_or_default()
     }
+}
+
+/// Creating and dropping: databases by `structure_user: true` roles, tables and
+/// attributes by roles that structure their database.
+fn check_structure(permission: &Permission, access: &Access<'_>) -> Result<Grant, AuthError> {
+    let allowed = match (access.database, access.table) {
+        (Some(database), Some(_)) => permission.structures(database),
+        _ => permission.structure == Structure::All,
+    };
+    if allowed {
+        return Ok(Grant::whole());
+    }
+    // Databases themselves are for `structure_user: true` only: to a role limited to
+    // some databases, creating or dropping one is a super user's operation (Harper).
+    if permission.structure == Structure::None || access.table.is_none() {
+        return Err(super_user_only(access.operation));
+    }
+    Err(Denial::unauthorized(format!(
+        "User does not have access to perform '{}' against schema '{}'",
+        access.operation,
+        access.database.unwrap_or_default()
+    )))
 }
 
 fn super_user_only(operation: &str) -> AuthError {
