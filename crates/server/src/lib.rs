@@ -19,11 +19,12 @@
 //!   is Harper's `{"error": "..."}` with a fitting status ([`ApiError`]).
 //!
 //! Every request is authenticated (Basic against the system user table, a Bearer
-//! operation token, a verified client certificate, or a session cookie) except `GET /health`, which only says the node
-//! is up, and the Operations API's credential operations, which bring their own (a
-//! password, a refresh token); each asks `shoal_auth`'s permission check before it acts
-//! and applies the grant it answers: reads show only the attributes the role may read,
-//! writes are refused whole when one attribute may not be written.
+//! operation token, a verified client certificate, or a session cookie) except
+//! `GET /health`, which only says the node is up, and the Operations API's credential
+//! operations, which bring their own (a password, a refresh token); each asks
+//! `shoal_auth`'s permission check before it acts and applies the grant it answers:
+//! reads show only the attributes the role may read, writes are refused whole when one
+//! attribute may not be written.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
