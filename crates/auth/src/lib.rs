@@ -7,7 +7,7 @@
 //!   [`Auth::alter_user`] and [`Auth::drop_user`] change it. Passwords are kept only as
 //!   argon2id hashes. A record with `active: false` cannot log in.
 //! - **Roles** (`roles`): the role table ([`ROLE_TABLE`]: `hdb_role`, keyed by `id`), with
-//!   the built-in `super_user` and `cluster_user` roles ([`Auth::bootstrap_roles`]);
+//!   the built-in `super_user` and `cluster_user` roles (made by [`Auth::bootstrap`]);
 //!   Harper's role operations, their checks of a role's `permission` object
 //!   ([`RoleReport`]), and the views of users that expand their roles and never show a
 //!   password hash. Users name roles by their name; records keep the role's id. No change

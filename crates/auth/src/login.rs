@@ -25,7 +25,6 @@ use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use base64::Engine;
 use serde_json::{Map, Value};
-use std::ops::Bound;
 
 use shoal_store::{SYSTEM_DATABASE, Snapshot, TableDef};
 use tokio::sync::{OnceCell, Semaphore};
@@ -261,8 +260,7 @@ impl Auth {
         stored(&snapshot, &table, username)
     }
 
-    /// The live role record a user record names: by id, as Harper's user records do, or
-    /// else by role name.
+    /// The live role record a user record names (by its id, as Harper's user records do).
     pub(crate) fn stored_role(
         &self,
         user: &Map<String, Value>,
@@ -273,19 +271,7 @@ impl Auth {
         let db = self.store.database(SYSTEM_DATABASE)?;
         let snapshot = db.snapshot()?;
         let table = snapshot.table(ROLE_TABLE)?;
-        if let Some(stored) = stored(&snapshot, &table, role)? {
-            return Ok(Some(stored));
-        }
-        for row in snapshot.scan(&table, Bound::Unbounded, Bound::Unbounded, false)? {
-            let (_, version) = row?;
-            if let Some(record) = version.value()?
-                && record.get("role").and_then(Value::as_str) == Some(role)
-            {
-                let bytes = Arc::from(version.bytes());
-                return Ok(Some(Stored { bytes, record }));
-            }
-        }
-        Ok(None)
+        stored(&snapshot, &table, role)
     }
 }
 
@@ -491,8 +477,6 @@ mod tests {
     #[tokio::test]
     async fn remembered_logins_follow_the_record() {
         let (_dir, store, auth) = open(AuthOptions::default());
-        // alter_user names roles that must exist.
-        auth.bootstrap_roles().await.unwrap();
         auth.bootstrap("admin", Some("pw")).await.unwrap();
         auth.add_user("bob", "one", "reader", true).await.unwrap();
         let old = basic("bob", "one");

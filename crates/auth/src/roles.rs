@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::ops::Bound;
 
 use serde_json::{Map, Value, json};
-use shoal_store::{Mode, SYSTEM_DATABASE, Store, StoreError, TableSpec, Write};
+use shoal_store::{Mode, SYSTEM_DATABASE, Store, StoreError, Write};
 
 use crate::error::AuthError;
 use crate::users::{Auth, USER_TABLE};
@@ -439,25 +439,10 @@ pub(crate) enum NamedBy {
 }
 
 impl Auth {
-    /// Creates the role table if missing, with the built-in `super_user` and
-    /// `cluster_user` roles (their ids are their names, so every node makes the same
-    /// records and replication has nothing to reconcile).
-    pub async fn bootstrap_roles(&self) -> Result<(), AuthError> {
-        let db = match self.store.database(SYSTEM_DATABASE) {
-            Ok(db) => db,
-            Err(StoreError::DatabaseNotFound(_)) => {
-                self.store.create_database(SYSTEM_DATABASE).await?
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if !db.catalog().tables.contains_key(ROLE_TABLE) {
-            let spec = TableSpec {
-                name: ROLE_TABLE.into(),
-                primary_key: "id".into(),
-                ..TableSpec::default()
-            };
-            db.write(Write::CreateTable(spec), None).await?;
-        }
+    /// Adds the built-in `super_user` and `cluster_user` roles where missing (their ids are
+    /// their names, so every node makes the same records and replication has nothing to
+    /// reconcile). Part of [`Auth::bootstrap`].
+    pub(crate) async fn add_built_in_roles(&self) -> Result<(), AuthError> {
         let roles = self.roles()?;
         let records = BUILT_IN_ROLES
             .iter()
@@ -465,12 +450,7 @@ impl Auth {
             .map(|name| role_record(&json!(name), name, json!({ *name: true })))
             .collect::<Vec<_>>();
         if !records.is_empty() {
-            let write = Write::Records {
-                table: ROLE_TABLE.into(),
-                mode: Mode::Insert,
-                records,
-            };
-            db.write(write, None).await?;
+            self.write_roles(Mode::Insert, records).await?;
         }
         Ok(())
     }
@@ -755,17 +735,13 @@ fn role_record(id: &Value, name: &str, permission: Value) -> Map<String, Value> 
     record
 }
 
-/// The role a user record names: by id, else (records written before roles had ids) by
-/// name.
+/// The role a user record names, by its id.
 pub(crate) fn role_of<'a>(
     user: &Map<String, Value>,
     roles: &'a [Map<String, Value>],
 ) -> Option<&'a Map<String, Value>> {
-    let named = user.get("role")?;
-    roles
-        .iter()
-        .find(|r| r.get("id") == Some(named))
-        .or_else(|| roles.iter().find(|r| r.get("role") == Some(named)))
+    let id = user.get("role")?;
+    roles.iter().find(|r| r.get("id") == Some(id))
 }
 
 fn active_super_users(users: &[Map<String, Value>], roles: &[Map<String, Value>]) -> usize {

@@ -24,7 +24,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use shoal_store::{Mode, SYSTEM_DATABASE, StoreError, TableSpec, Write};
+use shoal_store::{Mode, SYSTEM_DATABASE, Write};
 
 use crate::error::AuthError;
 use crate::users::{Auth, User};
@@ -123,24 +123,8 @@ impl StoredKey {
 }
 
 impl Auth {
-    /// Creates the token key and session tables if missing, and a signing key if there is
-    /// none yet. Called by [`Auth::bootstrap`].
-    pub(crate) async fn bootstrap_tokens(&self) -> Result<(), AuthError> {
-        let db = self.store.database(SYSTEM_DATABASE)?;
-        for table in [TOKEN_KEY_TABLE, crate::sessions::SESSION_TABLE] {
-            if db.catalog().tables.contains_key(table) {
-                continue;
-            }
-            let spec = TableSpec {
-                name: table.into(),
-                primary_key: "id".into(),
-                ..TableSpec::default()
-            };
-            match db.write(Write::CreateTable(spec), None).await {
-                Ok(_) | Err(StoreError::TableExists { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+    /// Makes a token signing key if there is none yet. Part of [`Auth::bootstrap`].
+    pub(crate) async fn add_signing_key(&self) -> Result<(), AuthError> {
         if self.signing_key()?.is_some() {
             return Ok(());
         }
@@ -162,7 +146,10 @@ impl Auth {
             mode: Mode::Insert,
             records: vec![record],
         };
-        db.write(write, None).await?;
+        self.store
+            .database(SYSTEM_DATABASE)?
+            .write(write, None)
+            .await?;
         Ok(())
     }
 

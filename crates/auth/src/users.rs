@@ -12,7 +12,9 @@ use crate::error::AuthError;
 use crate::limiter::Limiter;
 use crate::login::{Flights, Outcomes, hash_password};
 use crate::permission::Permission;
-use crate::roles::NamedBy;
+use crate::roles::{NamedBy, ROLE_TABLE};
+use crate::sessions::SESSION_TABLE;
+use crate::tokens::TOKEN_KEY_TABLE;
 
 /// Table of users, keyed by username.
 pub const USER_TABLE: &str = "hdb_user";
@@ -132,8 +134,9 @@ impl Auth {
         }
     }
 
-    /// Creates the system database and user table if missing, and the first super user if
-    /// there is no user yet. Returns the password when it had to be generated.
+    /// Creates the system database and its user, role, token key and session tables if
+    /// missing, the built-in roles, a token signing key if there is none, and the first
+    /// super user if there is no user yet. Returns the password when it had to be generated.
     pub async fn bootstrap(
         &self,
         username: &str,
@@ -146,16 +149,29 @@ impl Auth {
             }
             Err(e) => return Err(e.into()),
         };
-        if !db.catalog().tables.contains_key(USER_TABLE) {
+        let tables = [
+            (USER_TABLE, "username"),
+            (ROLE_TABLE, "id"),
+            (TOKEN_KEY_TABLE, "id"),
+            (SESSION_TABLE, "id"),
+        ];
+        for (table, primary_key) in tables {
+            if db.catalog().tables.contains_key(table) {
+                continue;
+            }
             let spec = TableSpec {
-                name: USER_TABLE.into(),
-                primary_key: "username".into(),
+                name: table.into(),
+                primary_key: primary_key.into(),
                 ..TableSpec::default()
             };
-            db.write(Write::CreateTable(spec), None).await?;
+            match db.write(Write::CreateTable(spec), None).await {
+                // Made meanwhile by replication from a node that started first.
+                Ok(_) | Err(StoreError::TableExists { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
-        self.bootstrap_roles().await?;
-        self.bootstrap_tokens().await?;
+        self.add_built_in_roles().await?;
+        self.add_signing_key().await?;
         let snapshot = db.snapshot()?;
         let table = snapshot.table(USER_TABLE)?;
         if snapshot.record_count(&table)? > 0 {

@@ -286,7 +286,6 @@ async fn auth() -> (tempfile::TempDir, Auth) {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(StoreOptions::new(dir.path(), "n")).unwrap());
     let auth = Auth::new(store);
-    auth.bootstrap_roles().await.unwrap();
     auth.bootstrap("admin", Some("pw")).await.unwrap();
     (dir, auth)
 }
@@ -305,7 +304,7 @@ fn strip(mut record: Map<String, Value>) -> Value {
 #[tokio::test]
 async fn bootstrap_makes_the_built_in_roles() {
     let (_dir, auth) = auth().await;
-    auth.bootstrap_roles().await.unwrap();
+    auth.bootstrap("admin", Some("pw")).await.unwrap();
     let roles: Vec<Value> = auth.list_roles().unwrap().into_iter().map(strip).collect();
     assert_eq!(
         roles,
