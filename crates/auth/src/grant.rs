@@ -1,7 +1,7 @@
 //! What the permission check lets through on one table ([`Grant`]), and how a refusal is
 //! told ([`Denial`]): Harper's 403 body, which says which permissions were missing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
@@ -181,16 +181,15 @@ impl Grant {
             _ => return Ok(()),
         };
         let mut denial = Denial::default();
-        let mut missing: Vec<(String, Vec<&str>)> = Vec::new();
-        for name in names {
+        let mut missing: Vec<(&str, Vec<&str>)> = Vec::new();
+        // Each name once, however often the request repeats it (every record of a write).
+        let mut seen = HashSet::new();
+        for name in names.into_iter().filter(|name| seen.insert(*name)) {
             let Some(grant) = self.attribute(name) else {
-                let item = format!(
+                denial.invalid_schema_items.push(format!(
                     "Attribute '{name}' does not exist on '{}.{}'",
                     a.database, a.table
-                );
-                if !denial.invalid_schema_items.contains(&item) {
-                    denial.invalid_schema_items.push(item);
-                }
+                ));
                 continue;
             };
             let lacking: Vec<&str> = needed
@@ -202,8 +201,8 @@ impl Grant {
                     _ => !grant.update,
                 })
                 .collect();
-            if !lacking.is_empty() && !missing.iter().any(|(n, _)| n == name) {
-                missing.push((name.to_owned(), lacking));
+            if !lacking.is_empty() {
+                missing.push((name, lacking));
             }
         }
         if !missing.is_empty() {

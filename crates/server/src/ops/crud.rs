@@ -1,7 +1,5 @@
 //! insert, update, upsert, delete.
 
-use std::collections::HashSet;
-
 use serde_json::{Map, Value, json};
 use shoal_auth::{Action, Grant, User};
 use shoal_store::{Mode, Write};
@@ -86,12 +84,7 @@ fn check_attributes(
         Mode::Update => Action::Update,
         Mode::Upsert | Mode::Put => Action::Upsert,
     };
-    let mut seen = HashSet::new();
-    let names = records
-        .iter()
-        .flat_map(Map::keys)
-        .map(String::as_str)
-        .filter(|name| seen.insert(*name));
+    let names = records.iter().flat_map(Map::keys).map(String::as_str);
     Ok(grant.check_attributes(action, names)?)
 }
 
