@@ -78,6 +78,8 @@ pub enum Via {
     Operations,
     /// The HTTP port: REST, WebSocket and Server-Sent Events.
     Http,
+    /// The MQTT broker: subscribing reads, publishing writes.
+    Mqtt,
 }
 
 /// One request, as the permission check sees it.

@@ -8,15 +8,41 @@
 //! broker. Packets are read and written with rumqttc's codecs; everything else (sessions,
 //! flows, routing, limits) is here.
 
+mod codec;
+mod connection;
+mod message;
+mod records;
+mod retained;
+mod router;
+mod session;
+mod topic;
+
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use shoal_auth::Auth;
+use base64::Engine;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{
+    ConnectReturnCode, DisconnectReasonCode, Filter, LastWill, Login, RetainForwardRule,
+    SubscribeReasonCode,
+};
+use shoal_auth::{Access, Action, Auth, User, Via};
 use shoal_cluster::Cluster;
 use shoal_components::Components;
 use shoal_store::Store;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+
+use crate::codec::Refusal;
+use crate::connection::End;
+use crate::message::{Message, Relay};
+use crate::records::Tables;
+use crate::router::Router;
+use crate::session::{QueueLimits, Session, State, SubOptions, Subscribed, Target};
+use crate::topic::Subscription;
 
 /// Who may use plain topics (those that name no table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,16 +121,50 @@ pub struct Peer {
 
 /// The MQTT broker of one node.
 pub struct Broker {
-    #[allow(dead_code)]
     parts: BrokerParts,
-    #[allow(dead_code)]
     options: MqttOptions,
+    limits: QueueLimits,
+    /// Sessions by client identifier.
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// Plain-topic subscriptions.
+    router: Router,
+    /// Table-topic subscriptions and the feeds that serve them.
+    tables: Arc<Tables>,
+    /// Numbers connections (and generated client identifiers).
+    connections: AtomicU64,
+    /// Set when the broker closes.
+    closing: watch::Sender<bool>,
+}
+
+/// A session taken by a new connection.
+pub(crate) struct Attached {
+    session: Arc<Session>,
+    present: bool,
+    connection: u64,
+    close: watch::Receiver<Option<DisconnectReasonCode>>,
 }
 
 impl Broker {
-    /// Starts the broker: restores persistent sessions and starts following the tables.
+    /// Starts the broker: makes the retained-message table if missing, and relays
+    /// messages peers send to local subscribers.
     pub async fn start(parts: BrokerParts, options: MqttOptions) -> Arc<Broker> {
-        Arc::new(Broker { parts, options })
+        if let Err(error) = retained::prepare(&parts.store).await {
+            tracing::warn!(%error, "MQTT retained messages are not kept: no table for them");
+        }
+        let limits = QueueLimits {
+            messages: options.max_queued_messages,
+            bytes: options.max_queued_bytes,
+        };
+        Arc::new(Broker {
+            tables: Arc::new(Tables::new(parts.clone(), limits)),
+            parts,
+            options,
+            limits,
+            sessions: Mutex::default(),
+            router: Router::default(),
+            connections: AtomicU64::new(0),
+            closing: watch::Sender::new(false),
+        })
     }
 
     /// Serves one client connection until it closes or the broker closes.
@@ -112,10 +172,414 @@ impl Broker {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let _ = (stream, peer);
+        if *self.closing.borrow() {
+            return;
+        }
+        connection::serve(self, stream, peer).await;
     }
 
     /// Ends every connection (5.0 clients are told the server is shutting down) and
     /// saves persistent sessions; returns when done.
-    pub async fn close(&self) {}
+    pub async fn close(&self) {
+        self.closing.send_replace(true);
+        let sessions: Vec<Arc<Session>> = self.sessions().values().cloned().collect();
+        for session in sessions {
+            if let Some((_, close)) = session.state().connection.as_ref() {
+                close.send_replace(Some(DisconnectReasonCode::ServerShuttingDown));
+            }
+        }
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
+        self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn next_connection(&self) -> u64 {
+        self.connections.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The user a CONNECT logs in as: its username and password, else the user its
+    /// client certificate names; anonymous (`None`) only when that is allowed.
+    async fn login(
+        &self,
+        login: Option<&Login>,
+        peer: &Peer,
+    ) -> Result<Option<Arc<User>>, ConnectReturnCode> {
+        let auth = &self.parts.auth;
+        if let Some(login) = login.filter(|l| !l.username.is_empty()) {
+            let credentials = format!("{}:{}", login.username, login.password);
+            let header = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(credentials)
+            );
+            return auth
+                .authenticate_from(Some(&header), Some(peer.address.ip()))
+                .await
+                .map(Some)
+                .map_err(|_| ConnectReturnCode::BadUserNamePassword);
+        }
+        if let Some(name) = &peer.certificate_user {
+            return auth
+                .user_named(name)
+                .map(Some)
+                .map_err(|_| ConnectReturnCode::NotAuthorized);
+        }
+        if self.options.require_authentication {
+            // Harper's answer to a client without credentials.
+            return Err(ConnectReturnCode::BadUserNamePassword);
+        }
+        Ok(None)
+    }
+
+    /// Gives `client_id`'s session to a new connection: the existing one (whose
+    /// connection, if live, is told it was taken over) unless `clean` asks for a new one.
+    fn attach(&self, client_id: &str, clean: bool, set: impl FnOnce(&mut State)) -> Attached {
+        let mut sessions = self.sessions();
+        let existing = sessions.get(client_id).cloned();
+        if let Some(existing) = &existing
+            && let Some((_, close)) = existing.state().connection.take()
+        {
+            close.send_replace(Some(DisconnectReasonCode::SessionTakenOver));
+        }
+        let (session, present) = match existing {
+            Some(existing) if !clean => (existing, true),
+            existing => {
+                if let Some(old) = existing {
+                    self.discard(&old);
+                }
+                let session = Arc::new(Session::new(client_id.to_owned()));
+                sessions.insert(client_id.to_owned(), session.clone());
+                (session, false)
+            }
+        };
+        let connection = self.next_connection();
+        let (close_tx, close) = watch::channel(None);
+        {
+            let mut state = session.state();
+            set(&mut state);
+            state.connection = Some((connection, close_tx));
+            state.generation += 1;
+        }
+        Attached {
+            session,
+            present,
+            connection,
+            close,
+        }
+    }
+
+    /// A connection ended: its session ends too unless it is kept (then it expires
+    /// later, unless a connection takes it first).
+    fn detach(self: &Arc<Self>, session: &Arc<Session>, connection: u64, end: &End) {
+        let (expiry, generation) = {
+            let mut state = session.state();
+            if state.connection.as_ref().map(|c| c.0) != Some(connection) {
+                // Taken over: the session is the new connection's now.
+                return;
+            }
+            state.connection = None;
+            state.generation += 1;
+            // QoS 0 messages are not kept for an absent client.
+            let mut freed = 0;
+            state.queue.retain(|d| {
+                let keep = d.qos != QoS::AtMostOnce;
+                if !keep {
+                    freed += d.message.size();
+                }
+                keep
+            });
+            state.queued_bytes = state.queued_bytes.saturating_sub(freed);
+            (state.expiry, state.generation)
+        };
+        tracing::debug!(client = %session.client_id, ?end, "MQTT connection ended");
+        if expiry.is_zero() {
+            self.forget(session);
+            return;
+        }
+        let (broker, session) = (self.clone(), session.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(expiry).await;
+            let current = session.state().generation == generation;
+            if current {
+                broker.forget(&session);
+            }
+        });
+    }
+
+    /// Removes a session and its subscriptions.
+    fn forget(&self, session: &Arc<Session>) {
+        let mut sessions = self.sessions();
+        if sessions
+            .get(&session.client_id)
+            .is_some_and(|s| Arc::ptr_eq(s, session))
+        {
+            sessions.remove(&session.client_id);
+        }
+        drop(sessions);
+        self.discard(session);
+    }
+
+    /// Removes a session's subscriptions from the indexes.
+    fn discard(&self, session: &Arc<Session>) {
+        let subscriptions: Vec<Subscribed> = session
+            .state()
+            .subscriptions
+            .drain()
+            .map(|(_, s)| s)
+            .collect();
+        for subscribed in subscriptions {
+            self.unindex(&subscribed.target, &session.client_id);
+        }
+    }
+
+    fn unindex(&self, target: &Target, client: &str) -> bool {
+        match target {
+            Target::Plain(subscription) => self.router.remove(subscription, client),
+            Target::Table(filter) => self.tables.remove(filter, client),
+        }
+    }
+
+    /// Publishes a client's will: now, or after its delay unless the client is back.
+    fn will(self: &Arc<Self>, session: &Arc<Session>, will: LastWill, user: Option<Arc<User>>) {
+        let message = Message::will(&will, &session.client_id);
+        let delay = will
+            .properties
+            .as_ref()
+            .and_then(|p| p.delay_interval)
+            .map(|s| Duration::from_secs(s.into()))
+            .unwrap_or_default();
+        let (delay, generation) = {
+            let state = session.state();
+            // The will waits no longer than the session lives.
+            (delay.min(state.expiry), state.generation)
+        };
+        let (broker, session) = (self.clone(), session.clone());
+        tokio::spawn(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+                if session.state().generation != generation {
+                    return;
+                }
+            }
+            if let Err(refusal) = broker.publish(message, user.as_deref()).await {
+                tracing::debug!(client = %session.client_id, ?refusal, "MQTT will not published");
+            }
+        });
+    }
+
+    /// Whether `user` may publish and subscribe to plain topics.
+    fn may_use_plain(&self, user: Option<&User>) -> bool {
+        let Some(user) = user else {
+            return !self.options.require_authentication
+                && self.options.plain_topics == PlainTopics::Authenticated;
+        };
+        let action = match self.options.plain_topics {
+            PlainTopics::SuperUsers => Action::Admin,
+            PlainTopics::Authenticated => Action::Own,
+        };
+        let access = Access {
+            via: Via::Mqtt,
+            operation: "plain topic",
+            action,
+            database: None,
+            table: None,
+        };
+        // Asked of the user as it is now: a dropped or deactivated one may do nothing.
+        self.parts
+            .auth
+            .user_named(&user.username)
+            .is_ok_and(|live| self.parts.auth.check(&live, &access).is_ok())
+    }
+
+    /// Takes a message a client (or a will) published: a record write for a retained
+    /// message on a table topic, a live delivery otherwise; peers get what they need.
+    async fn publish(&self, message: Message, user: Option<&User>) -> Result<(), Refusal> {
+        if let Some(resolved) = records::resolve(&self.parts, &message.topic, false) {
+            if message.retain {
+                // Subscribers here and on every peer learn of it from the commit.
+                return records::write(&self.parts.auth, user, &resolved, &message).await;
+            }
+            let (database, table) = (resolved.db.name(), resolved.table.name.as_str());
+            records::grant(
+                &self.parts.auth,
+                user,
+                Action::Upsert,
+                "publish",
+                database,
+                table,
+            )
+            .ok_or(Refusal::NotAuthorized)?;
+            let key = resolved.key().ok_or(Refusal::TopicInvalid)?;
+            self.relay(&message);
+            self.tables
+                .deliver(database, &resolved.table, &key, None, Some(&message));
+            return Ok(());
+        }
+        if !self.may_use_plain(user) {
+            return Err(Refusal::NotAuthorized);
+        }
+        if message.retain {
+            retained::keep(&self.parts.store, &message)
+                .await
+                .map_err(|error| {
+                    tracing::warn!(%error, "MQTT retained message not kept");
+                    Refusal::Failed
+                })?;
+        }
+        self.relay(&message);
+        self.route(Arc::new(message));
+        Ok(())
+    }
+
+    /// Delivers a plain-topic message to this node's subscribers.
+    fn route(&self, message: Arc<Message>) {
+        for (session, delivery) in self.router.route(&message) {
+            session.push(delivery, self.limits);
+        }
+    }
+
+    /// Sends a live message to the cluster's other nodes.
+    fn relay(&self, message: &Message) {
+        if let Some(cluster) = &self.parts.cluster
+            && let Some(bytes) = Relay::encode(message)
+        {
+            // RELAY-PENDING: the cluster's relay lands with the replication-link frames.
+            let _ = (cluster, bytes);
+        }
+    }
+
+    /// Delivers a message a peer relayed to this node's subscribers.
+    fn relayed(&self, message: Message) {
+        if let Some(resolved) = records::resolve(&self.parts, &message.topic, false) {
+            if let Some(key) = resolved.key() {
+                self.tables.deliver(
+                    resolved.db.name(),
+                    &resolved.table,
+                    &key,
+                    None,
+                    Some(&message),
+                );
+            }
+            return;
+        }
+        self.route(Arc::new(message));
+    }
+
+    /// Adds one subscription of a SUBSCRIBE: the QoS granted and the retained messages
+    /// it starts with, or the reason it is refused.
+    fn subscribe(
+        &self,
+        session: &Arc<Session>,
+        user: Option<&User>,
+        filter: &Filter,
+        id: Option<usize>,
+    ) -> Result<(QoS, Vec<Arc<Message>>), SubscribeReasonCode> {
+        let subscription =
+            Subscription::parse(&filter.path).ok_or(SubscribeReasonCode::TopicFilterInvalid)?;
+        let options = SubOptions {
+            qos: filter.qos,
+            no_local: filter.nolocal,
+            retain_as_published: filter.preserve_retain,
+            id,
+        };
+        let username = user.map(|u| u.username.clone());
+        let resolved = subscription
+            .group
+            .is_none()
+            .then(|| records::resolve(&self.parts, &subscription.filter, true))
+            .flatten();
+        let (target, existed) = match resolved {
+            Some(resolved) => {
+                let filter = resolved.filter();
+                records::grant(
+                    &self.parts.auth,
+                    user,
+                    Action::Read,
+                    "subscribe",
+                    &filter.database,
+                    &filter.table,
+                )
+                .ok_or(SubscribeReasonCode::NotAuthorized)?;
+                let existed = self.remember(
+                    session,
+                    &subscription.filter,
+                    Target::Table(filter.clone()),
+                    options.clone(),
+                );
+                self.tables
+                    .add(session, &filter, options.clone(), username.clone());
+                (Target::Table(filter), existed)
+            }
+            None => {
+                if !self.may_use_plain(user) {
+                    return Err(SubscribeReasonCode::NotAuthorized);
+                }
+                let existed = self.remember(
+                    session,
+                    &filter.path,
+                    Target::Plain(subscription.clone()),
+                    options.clone(),
+                );
+                self.router.add(&subscription, session, options.clone());
+                (Target::Plain(subscription), existed)
+            }
+        };
+        let send_retained = match filter.retain_forward_rule {
+            RetainForwardRule::OnEverySubscribe => true,
+            RetainForwardRule::OnNewSubscribe => !existed,
+            RetainForwardRule::Never => false,
+        };
+        let retained = match (&target, send_retained) {
+            (_, false) => Vec::new(),
+            (Target::Plain(s), true) if s.group.is_some() => Vec::new(),
+            (Target::Plain(s), true) => retained::matching(&self.parts.store, &s.filter),
+            (Target::Table(table), true) => self
+                .tables
+                .current(table, username.as_deref(), &filter.path)
+                .map(Arc::new)
+                .into_iter()
+                .collect(),
+        };
+        Ok((filter.qos, retained))
+    }
+
+    /// Records a subscription in the session; whether one existed for the same filter.
+    fn remember(
+        &self,
+        session: &Arc<Session>,
+        path: &str,
+        target: Target,
+        options: SubOptions,
+    ) -> bool {
+        let mut state = session.state();
+        state.dirty = true;
+        let previous = state
+            .subscriptions
+            .insert(path.to_owned(), Subscribed { target, options });
+        drop(state);
+        match previous {
+            Some(previous) => {
+                // The same filter resolving elsewhere now (a table created or dropped).
+                self.unindex(&previous.target, &session.client_id);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes a subscription; whether it existed.
+    fn unsubscribe(&self, session: &Arc<Session>, path: &str) -> bool {
+        let removed = {
+            let mut state = session.state();
+            state.dirty = true;
+            state.subscriptions.remove(path)
+        };
+        match removed {
+            Some(subscribed) => {
+                self.unindex(&subscribed.target, &session.client_id);
+                true
+            }
+            None => false,
+        }
+    }
 }

@@ -1,0 +1,158 @@
+//! Retained messages of plain topics, kept durably in `system.hdb_mqtt_retained` (one
+//! record per topic, which replicates like the rest of `system`, so every node of a
+//! cluster holds them). A subscription reads the ones its filter matches from the table.
+
+use std::ops::Bound;
+use std::sync::Arc;
+
+use base64::Engine;
+use bytes::Bytes;
+use rumqttc::v5::mqttbytes::QoS;
+use serde_json::{Map, Value, json};
+use shoal_store::{Database, Mode, SYSTEM_DATABASE, Store, TableSpec, Write};
+
+use crate::message::{Message, Properties};
+use crate::topic::matches;
+
+/// The table that holds them.
+pub(crate) const TABLE: &str = "hdb_mqtt_retained";
+/// Most retained messages one subscription is sent, however many its filter matches.
+pub(crate) const MAX_SENT: usize = 10_000;
+
+/// Makes the table if it is missing.
+pub(crate) async fn prepare(store: &Store) -> Result<(), shoal_store::StoreError> {
+    let system = store.database(SYSTEM_DATABASE)?;
+    if system.catalog().tables.contains_key(TABLE) {
+        return Ok(());
+    }
+    let spec = TableSpec {
+        name: TABLE.into(),
+        primary_key: "topic".into(),
+        attributes: Vec::new(),
+        replicate: Some(true),
+    };
+    match system.write(Write::CreateTable(spec), None).await {
+        Ok(_) | Err(shoal_store::StoreError::TableExists { .. }) => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+/// Keeps `message` as its topic's retained message, or forgets the topic's retained
+/// message when the payload is empty.
+pub(crate) async fn keep(store: &Store, message: &Message) -> Result<(), shoal_store::StoreError> {
+    let system = store.database(SYSTEM_DATABASE)?;
+    let write = if message.payload.is_empty() {
+        Write::Delete {
+            table: TABLE.into(),
+            ids: vec![Value::String(message.topic.clone())],
+        }
+    } else {
+        Write::Records {
+            table: TABLE.into(),
+            mode: Mode::Upsert,
+            records: vec![record(message)],
+        }
+    };
+    system.write(write, None).await.map(drop)
+}
+
+fn record(message: &Message) -> Map<String, Value> {
+    let payload = base64::engine::general_purpose::STANDARD.encode(&message.payload);
+    let mut record = json!({
+        "topic": message.topic,
+        "payload": payload,
+        "qos": message.qos as u8,
+        "properties": serde_json::to_value(&message.properties).unwrap_or(Value::Null),
+    });
+    if let Some(at) = message.expires {
+        let left = at.saturating_duration_since(std::time::Instant::now());
+        record["expires"] = json!(shoal_store::wall_ms() + left.as_millis() as u64);
+    }
+    match record {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+fn message(record: &Map<String, Value>, now_ms: u64) -> Option<Message> {
+    let topic = record.get("topic")?.as_str()?.to_owned();
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(record.get("payload")?.as_str()?)
+        .ok()?;
+    let expires = match record.get("expires").and_then(Value::as_u64) {
+        Some(at) if at <= now_ms => return None,
+        Some(at) => Some(std::time::Instant::now() + std::time::Duration::from_millis(at - now_ms)),
+        None => None,
+    };
+    Some(Message {
+        topic,
+        payload: Bytes::from(payload),
+        qos: match record.get("qos").and_then(Value::as_u64) {
+            Some(0) => QoS::AtMostOnce,
+            Some(1) => QoS::AtLeastOnce,
+            _ => QoS::ExactlyOnce,
+        },
+        retain: true,
+        properties: record
+            .get("properties")
+            .and_then(|p| serde_json::from_value::<Properties>(p.clone()).ok())
+            .unwrap_or_default(),
+        expires,
+        publisher: None,
+    })
+}
+
+/// The retained messages `filter` matches, at most [`MAX_SENT`]: read from the range of
+/// topics that share the filter's levels before its first wildcard.
+pub(crate) fn matching(store: &Store, filter: &str) -> Vec<Arc<Message>> {
+    let Ok(system) = store.database(SYSTEM_DATABASE) else {
+        return Vec::new();
+    };
+    read(&system, filter).unwrap_or_default()
+}
+
+fn read(system: &Database, filter: &str) -> Result<Vec<Arc<Message>>, shoal_store::StoreError> {
+    let snapshot = system.snapshot()?;
+    let Ok(table) = snapshot.table(TABLE) else {
+        return Ok(Vec::new());
+    };
+    let now_ms = shoal_store::wall_ms();
+    if !filter.contains(['+', '#']) {
+        let key = Value::String(filter.to_owned());
+        let found = snapshot
+            .get(&table, &key)?
+            .and_then(|v| v.value().ok().flatten())
+            .and_then(|record| message(&record, now_ms));
+        return Ok(found.into_iter().map(Arc::new).collect());
+    }
+    // The literal levels before the first wildcard bound the scan.
+    let literal: Vec<&str> = filter
+        .split('/')
+        .take_while(|level| *level != "+" && *level != "#")
+        .collect();
+    let prefix = literal.join("/");
+    let lower = Value::String(prefix.clone());
+    let upper = Value::String(format!("{prefix}\u{10ffff}"));
+    let mut found = Vec::new();
+    for row in snapshot.scan(
+        &table,
+        Bound::Included(&lower),
+        Bound::Included(&upper),
+        false,
+    )? {
+        let (_, version) = row?;
+        let Some(record) = version.value()? else {
+            continue;
+        };
+        let Some(message) = message(&record, now_ms) else {
+            continue;
+        };
+        if matches(filter, &message.topic) {
+            found.push(Arc::new(message));
+            if found.len() >= MAX_SENT {
+                break;
+            }
+        }
+    }
+    Ok(found)
+}
