@@ -11,6 +11,7 @@
 mod codec;
 mod connection;
 mod message;
+mod persist;
 mod records;
 mod retained;
 mod router;
@@ -76,6 +77,9 @@ pub struct MqttOptions {
     pub connect_timeout: Duration,
     /// A write to a client that blocks this long drops the connection.
     pub write_timeout: Duration,
+    /// How often sessions that outlive their connections are saved (those that
+    /// changed); they are also saved when the broker closes.
+    pub save_interval: Duration,
 }
 
 impl Default for MqttOptions {
@@ -90,6 +94,7 @@ impl Default for MqttOptions {
             max_session_expiry: Duration::from_secs(24 * 3600),
             connect_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
+            save_interval: Duration::from_secs(1),
         }
     }
 }
@@ -119,6 +124,9 @@ pub struct Peer {
     pub certificate_user: Option<String>,
 }
 
+/// Longest [`Broker::close`] waits for connections to end before saving sessions.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
 /// The MQTT broker of one node.
 pub struct Broker {
     parts: BrokerParts,
@@ -134,6 +142,8 @@ pub struct Broker {
     connections: AtomicU64,
     /// Set when the broker closes.
     closing: watch::Sender<bool>,
+    /// Sessions that ended since sessions were last saved.
+    ended: Mutex<Vec<String>>,
 }
 
 /// A session taken by a new connection.
@@ -145,17 +155,20 @@ pub(crate) struct Attached {
 }
 
 impl Broker {
-    /// Starts the broker: makes the retained-message table if missing, and relays
-    /// messages peers send to local subscribers.
+    /// Starts the broker: makes its tables if missing, restores the sessions it saved,
+    /// and starts saving them.
     pub async fn start(parts: BrokerParts, options: MqttOptions) -> Arc<Broker> {
         if let Err(error) = retained::prepare(&parts.store).await {
             tracing::warn!(%error, "MQTT retained messages are not kept: no table for them");
+        }
+        if let Err(error) = persist::prepare(&parts.store).await {
+            tracing::warn!(%error, "MQTT sessions are not saved: no table for them");
         }
         let limits = QueueLimits {
             messages: options.max_queued_messages,
             bytes: options.max_queued_bytes,
         };
-        Arc::new(Broker {
+        let broker = Arc::new(Broker {
             tables: Arc::new(Tables::new(parts.clone(), limits)),
             parts,
             options,
@@ -164,7 +177,73 @@ impl Broker {
             router: Router::default(),
             connections: AtomicU64::new(0),
             closing: watch::Sender::new(false),
-        })
+            ended: Mutex::default(),
+        });
+        broker.restore();
+        let saver = broker.clone();
+        broker
+            .parts
+            .store
+            .workers()
+            .spawn("mqtt/sessions", move |ctx| async move {
+                let mut tick = tokio::time::interval(saver.options.save_interval);
+                loop {
+                    ctx.set_idle();
+                    tokio::select! {
+                        _ = tick.tick() => saver.save().await,
+                        () = ctx.stopping() => return,
+                    }
+                }
+            });
+        broker
+    }
+
+    /// Restores the saved sessions, each expiring when it would have.
+    fn restore(self: &Arc<Self>) {
+        let saved = match persist::load(&self.parts.store) {
+            Ok(saved) => saved,
+            Err(error) => {
+                tracing::warn!(%error, "MQTT sessions not restored");
+                return;
+            }
+        };
+        let count = saved.len();
+        for saved in saved {
+            let (session, left, subscriptions) = saved.restore();
+            let username = session.state().username.clone();
+            for saved in subscriptions {
+                if let Some(target) = self.target(&saved.path) {
+                    let options = saved.options();
+                    self.index(&session, &saved.path, &target, options, username.clone());
+                }
+            }
+            self.sessions()
+                .insert(session.client_id.clone(), session.clone());
+            self.expire(&session, left, session.state().generation);
+        }
+        if count > 0 {
+            tracing::info!(sessions = count, "MQTT sessions restored");
+        }
+    }
+
+    /// Saves the sessions that changed and forgets those that ended.
+    async fn save(&self) {
+        let sessions: Vec<Arc<Session>> = self.sessions().values().cloned().collect();
+        let mut changed = Vec::new();
+        for session in sessions {
+            let mut state = session.state();
+            if state.dirty && !state.expiry.is_zero() {
+                state.dirty = false;
+                changed.push(persist::save(&session.client_id, &state));
+            }
+        }
+        let ended = std::mem::take(&mut *self.ended.lock().unwrap_or_else(PoisonError::into_inner));
+        if changed.is_empty() && ended.is_empty() {
+            return;
+        }
+        if let Err(error) = persist::write(&self.parts.store, changed, ended).await {
+            tracing::warn!(%error, "MQTT sessions not saved");
+        }
     }
 
     /// Serves one client connection until it closes or the broker closes.
@@ -183,11 +262,20 @@ impl Broker {
     pub async fn close(&self) {
         self.closing.send_replace(true);
         let sessions: Vec<Arc<Session>> = self.sessions().values().cloned().collect();
-        for session in sessions {
+        for session in &sessions {
             if let Some((_, close)) = session.state().connection.as_ref() {
                 close.send_replace(Some(DisconnectReasonCode::ServerShuttingDown));
             }
         }
+        // Connections give their sessions back as they end; what they leave in flight
+        // is saved with the rest.
+        let deadline = tokio::time::Instant::now() + self.options.write_timeout.min(CLOSE_WAIT);
+        while sessions.iter().any(|s| s.state().connection.is_some())
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.save().await;
     }
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
@@ -296,9 +384,14 @@ impl Broker {
             self.forget(session);
             return;
         }
+        self.expire(session, expiry, generation);
+    }
+
+    /// Forgets `session` after `after`, unless a connection takes it first.
+    fn expire(self: &Arc<Self>, session: &Arc<Session>, after: Duration, generation: u64) {
         let (broker, session) = (self.clone(), session.clone());
         tokio::spawn(async move {
-            tokio::time::sleep(expiry).await;
+            tokio::time::sleep(after).await;
             let current = session.state().generation == generation;
             if current {
                 broker.forget(&session);
@@ -316,6 +409,12 @@ impl Broker {
             sessions.remove(&session.client_id);
         }
         drop(sessions);
+        if !session.state().expiry.is_zero() {
+            self.ended
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(session.client_id.clone());
+        }
         self.discard(session);
     }
 
@@ -465,6 +564,21 @@ impl Broker {
         self.route(Arc::new(message));
     }
 
+    /// What a subscription filter follows: a table (or a record of it), or plain topics;
+    /// `None` if it is not a valid filter.
+    fn target(&self, path: &str) -> Option<Target> {
+        let subscription = Subscription::parse(path)?;
+        let resolved = subscription
+            .group
+            .is_none()
+            .then(|| records::resolve(&self.parts, &subscription.filter, true))
+            .flatten();
+        Some(match resolved {
+            Some(resolved) => Target::Table(resolved.filter()),
+            None => Target::Plain(subscription),
+        })
+    }
+
     /// Adds one subscription of a SUBSCRIBE: the QoS granted and the retained messages
     /// it starts with, or the reason it is refused.
     fn subscribe(
@@ -474,8 +588,24 @@ impl Broker {
         filter: &Filter,
         id: Option<usize>,
     ) -> Result<(QoS, Vec<Arc<Message>>), SubscribeReasonCode> {
-        let subscription =
-            Subscription::parse(&filter.path).ok_or(SubscribeReasonCode::TopicFilterInvalid)?;
+        let target = self
+            .target(&filter.path)
+            .ok_or(SubscribeReasonCode::TopicFilterInvalid)?;
+        let allowed = match &target {
+            Target::Table(table) => records::grant(
+                &self.parts.auth,
+                user,
+                Action::Read,
+                "subscribe",
+                &table.database,
+                &table.table,
+            )
+            .is_some(),
+            Target::Plain(_) => self.may_use_plain(user),
+        };
+        if !allowed {
+            return Err(SubscribeReasonCode::NotAuthorized);
+        }
         let options = SubOptions {
             qos: filter.qos,
             no_local: filter.nolocal,
@@ -483,47 +613,7 @@ impl Broker {
             id,
         };
         let username = user.map(|u| u.username.clone());
-        let resolved = subscription
-            .group
-            .is_none()
-            .then(|| records::resolve(&self.parts, &subscription.filter, true))
-            .flatten();
-        let (target, existed) = match resolved {
-            Some(resolved) => {
-                let filter = resolved.filter();
-                records::grant(
-                    &self.parts.auth,
-                    user,
-                    Action::Read,
-                    "subscribe",
-                    &filter.database,
-                    &filter.table,
-                )
-                .ok_or(SubscribeReasonCode::NotAuthorized)?;
-                let existed = self.remember(
-                    session,
-                    &subscription.filter,
-                    Target::Table(filter.clone()),
-                    options.clone(),
-                );
-                self.tables
-                    .add(session, &filter, options.clone(), username.clone());
-                (Target::Table(filter), existed)
-            }
-            None => {
-                if !self.may_use_plain(user) {
-                    return Err(SubscribeReasonCode::NotAuthorized);
-                }
-                let existed = self.remember(
-                    session,
-                    &filter.path,
-                    Target::Plain(subscription.clone()),
-                    options.clone(),
-                );
-                self.router.add(&subscription, session, options.clone());
-                (Target::Plain(subscription), existed)
-            }
-        };
+        let existed = self.index(session, &filter.path, &target, options, username.clone());
         let send_retained = match filter.retain_forward_rule {
             RetainForwardRule::OnEverySubscribe => true,
             RetainForwardRule::OnNewSubscribe => !existed,
@@ -541,6 +631,26 @@ impl Broker {
                 .collect(),
         };
         Ok((filter.qos, retained))
+    }
+
+    /// Records a subscription in the session and its index; whether one existed for the
+    /// same filter.
+    fn index(
+        &self,
+        session: &Arc<Session>,
+        path: &str,
+        target: &Target,
+        options: SubOptions,
+        username: Option<String>,
+    ) -> bool {
+        let existed = self.remember(session, path, target.clone(), options.clone());
+        match target {
+            Target::Table(filter) => self.tables.add(session, filter, options, username),
+            Target::Plain(subscription) => {
+                self.router.add(subscription, session, options);
+            }
+        }
+        existed
     }
 
     /// Records a subscription in the session; whether one existed for the same filter.

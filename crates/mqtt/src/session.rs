@@ -99,7 +99,7 @@ pub(crate) struct State {
     pub(crate) receive_maximum: u16,
     /// Largest packet the client accepts (5.0 maximum packet size).
     pub(crate) max_packet: Option<u32>,
-    /// When the session was saved last with what it holds now (persistence).
+    /// Changed since it was last saved.
     pub(crate) dirty: bool,
 }
 
