@@ -175,11 +175,10 @@ where
     let end = tokio::select! {
         end = conn.read_loop(reader, buf, keep_alive) => {
             if let End::Refused(reason) = &end {
+                // The writer sends what is queued, the DISCONNECT last, within its timeout.
                 let _ = control.send(Out::Close(*reason)).await;
+                let _ = tokio::time::timeout(broker.options.write_timeout, &mut writing).await;
             }
-            drop(control);
-            // Let the writer send what is queued (the DISCONNECT last), within its timeout.
-            let _ = tokio::time::timeout(broker.options.write_timeout, &mut writing).await;
             end
         }
         end = &mut writing => end,

@@ -14,20 +14,17 @@ use shoal_store::{Mode, Store, StoreOptions, TableSpec, Write};
 use tokio::net::TcpListener;
 
 struct Node {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     store: Arc<Store>,
+    broker: Arc<Broker>,
     port: u16,
+    accept: tokio::task::JoinHandle<()>,
 }
 
 async fn node(options: MqttOptions) -> Node {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store =
-        Arc::new(Store::open(StoreOptions::new(dir.path().join("db"), "n1")).expect("store"));
-    let auth = Arc::new(Auth::new(store.clone()));
-    auth.bootstrap("admin", Some("secret"))
-        .await
-        .expect("bootstrap");
-    let data = store.create_database("data").await.expect("db");
+    let node = open(dir, options, 0).await;
+    let data = node.store.create_database("data").await.expect("db");
     let spec = TableSpec {
         name: "dog".into(),
         primary_key: "id".into(),
@@ -36,6 +33,17 @@ async fn node(options: MqttOptions) -> Node {
     data.write(Write::CreateTable(spec), None)
         .await
         .expect("table");
+    node
+}
+
+/// Opens the node in `dir`, its broker listening on `port` (0: any).
+async fn open(dir: tempfile::TempDir, options: MqttOptions, port: u16) -> Node {
+    let store =
+        Arc::new(Store::open(StoreOptions::new(dir.path().join("db"), "n1")).expect("store"));
+    let auth = Arc::new(Auth::new(store.clone()));
+    auth.bootstrap("admin", Some("secret"))
+        .await
+        .expect("bootstrap");
     let parts = BrokerParts {
         store: store.clone(),
         auth,
@@ -43,22 +51,39 @@ async fn node(options: MqttOptions) -> Node {
         cluster: None,
     };
     let broker = Broker::start(parts, options).await;
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
-    tokio::spawn(async move {
+    let serving = broker.clone();
+    let accept = tokio::spawn(async move {
         while let Ok((stream, address)) = listener.accept().await {
             let peer = Peer {
                 address,
                 secure: false,
                 certificate_user: None,
             };
-            tokio::spawn(broker.clone().connection(stream, peer));
+            tokio::spawn(serving.clone().connection(stream, peer));
         }
     });
     Node {
-        _dir: dir,
+        dir,
         store,
+        broker,
         port,
+        accept,
+    }
+}
+
+impl Node {
+    /// Closes the broker and the store, and opens them again on the same port.
+    async fn restart(self, options: MqttOptions) -> Node {
+        self.broker.close().await;
+        self.accept.abort();
+        let _ = self.accept.await;
+        self.store.workers().shutdown(Duration::from_secs(5)).await;
+        self.store.close().await;
+        drop(self.broker);
+        drop(self.store);
+        open(self.dir, options, self.port).await
     }
 }
 
@@ -242,4 +267,264 @@ async fn a_plain_retained_message_is_sent_to_later_subscribers() {
     let got = until4(&mut sub_events, publish4).await;
     assert!(got.retain);
     assert_eq!(got.payload.as_ref(), b"open");
+}
+
+fn publish5(event: &rumqttc::v5::Event) -> Option<rumqttc::v5::mqttbytes::v5::Publish> {
+    match event {
+        rumqttc::v5::Event::Incoming(Packet5::Publish(p)) => Some(p.clone()),
+        _ => None,
+    }
+}
+
+fn suback5(event: &rumqttc::v5::Event) -> Option<()> {
+    matches!(event, rumqttc::v5::Event::Incoming(Packet5::SubAck(_))).then_some(())
+}
+
+/// Drives an event loop in the background until it fails.
+fn drive4(mut events: rumqttc::EventLoop) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move { while events.poll().await.is_ok() {} })
+}
+
+fn drive5(mut events: rumqttc::v5::EventLoop) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move { while events.poll().await.is_ok() {} })
+}
+
+#[tokio::test]
+async fn a_persistent_session_gets_qos1_messages_published_while_away_even_across_a_restart() {
+    let node = node(MqttOptions::default()).await;
+    let persistent = |node: &Node| {
+        let mut options = rumqttc::MqttOptions::new("keeper", "127.0.0.1", node.port);
+        options.set_credentials("admin", "secret");
+        options.set_clean_session(false);
+        rumqttc::AsyncClient::new(options, 100)
+    };
+    let (sub, mut events) = persistent(&node);
+    sub.subscribe("jobs/#", QoS::AtLeastOnce).await.unwrap();
+    until4(&mut events, suback4).await;
+    sub.disconnect().await.unwrap();
+    until4(&mut events, |e| {
+        matches!(e, Event::Outgoing(rumqttc::Outgoing::Disconnect)).then_some(())
+    })
+    .await;
+    drop(events);
+
+    let (publisher, mut pub_events) = client4(&node, "pub", "secret");
+    publisher
+        .publish("jobs/1", QoS::AtLeastOnce, false, "first")
+        .await
+        .unwrap();
+    publisher
+        .publish("jobs/2", QoS::AtLeastOnce, false, "second")
+        .await
+        .unwrap();
+    // Both taken (acknowledged) before the restart.
+    for _ in 0..2 {
+        until4(&mut pub_events, |e| {
+            matches!(e, Event::Incoming(Packet::PubAck(_))).then_some(())
+        })
+        .await;
+    }
+    drop(publisher);
+    drop(pub_events);
+
+    let node = node.restart(MqttOptions::default()).await;
+    let (_sub, mut events) = persistent(&node);
+    let connack = until4(&mut events, |e| match e {
+        Event::Incoming(Packet::ConnAck(ack)) => Some(ack.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(connack.session_present, "the session was restored");
+    let first = until4(&mut events, publish4).await;
+    let second = until4(&mut events, publish4).await;
+    assert_eq!(
+        (first.payload.as_ref(), second.payload.as_ref()),
+        (&b"first"[..], &b"second"[..])
+    );
+}
+
+#[tokio::test]
+async fn a_will_is_published_when_a_client_vanishes_but_not_when_it_says_goodbye() {
+    let node = node(MqttOptions::default()).await;
+    let (watcher, mut watching) = client4(&node, "watcher", "secret");
+    watcher
+        .subscribe("wills/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    until4(&mut watching, suback4).await;
+    for (id, vanish) in [("polite", false), ("vanishing", true)] {
+        let mut options = rumqttc::MqttOptions::new(id, "127.0.0.1", node.port);
+        options.set_credentials("admin", "secret");
+        options.set_last_will(rumqttc::LastWill::new(
+            format!("wills/{id}"),
+            "gone",
+            QoS::AtLeastOnce,
+            false,
+        ));
+        let (client, mut events) = rumqttc::AsyncClient::new(options, 10);
+        until4(&mut events, |e| {
+            matches!(e, Event::Incoming(Packet::ConnAck(_))).then_some(())
+        })
+        .await;
+        if vanish {
+            // The socket closes without DISCONNECT.
+            drop(events);
+        } else {
+            client.disconnect().await.unwrap();
+            until4(&mut events, |e| {
+                matches!(e, Event::Outgoing(rumqttc::Outgoing::Disconnect)).then_some(())
+            })
+            .await;
+        }
+    }
+    let will = until4(&mut watching, publish4).await;
+    assert_eq!(
+        will.topic, "wills/vanishing",
+        "only the vanished client's will"
+    );
+    assert_eq!(will.payload.as_ref(), b"gone");
+}
+
+/// Sends raw bytes on a new connection and returns what the broker answers until it
+/// closes the connection.
+async fn raw(node: &Node, bytes: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", node.port))
+        .await
+        .unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("the broker closes the connection")
+        .ok();
+    answer
+}
+
+/// A 5.0 CONNECT for `admin:secret`.
+fn connect5() -> Vec<u8> {
+    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 5, 0b1100_0010, 0, 60, 0];
+    body.extend([0, 1, b'r']);
+    body.extend([0, 5]);
+    body.extend(b"admin");
+    body.extend([0, 6]);
+    body.extend(b"secret");
+    let mut packet = vec![0x10, body.len() as u8];
+    packet.extend(body);
+    packet
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_packets_close_the_connection_with_a_reason() {
+    let options = MqttOptions {
+        max_packet_bytes: 64,
+        ..MqttOptions::default()
+    };
+    let node = node(options).await;
+    // A first packet that is not CONNECT: closed without an answer.
+    assert!(raw(&node, &[0x30, 3, 0, 1, b'a']).await.is_empty());
+    // A protocol level this broker does not speak: CONNACK 0x01 (3.1.1's form).
+    let mut old = vec![
+        0x10, 0, 0, 6, b'M', b'Q', b'I', b's', b'd', b'p', 3, 2, 0, 60, 0, 1, b'c',
+    ];
+    old[1] = (old.len() - 2) as u8;
+    assert_eq!(raw(&node, &old).await, vec![0x20, 2, 0, 1]);
+
+    // After a good CONNECT: a SUBSCRIBE with wrong reserved flags is malformed (0x81)...
+    let mut bytes = connect5();
+    bytes.extend([0x80, 7, 0, 1, 0, 0, 1, b'a', 0]);
+    let answer = raw(&node, &bytes).await;
+    assert_eq!(answer[0], 0x20, "CONNACK first: {answer:?}");
+    assert_eq!(&answer[answer.len() - 3..], &[0xe0, 1, 0x81], "{answer:?}");
+    // ...and a PUBLISH over the size limit is too large (0x95).
+    let mut bytes = connect5();
+    bytes.extend([0x30, 100]);
+    bytes.extend([0u8; 100]);
+    let answer = raw(&node, &bytes).await;
+    assert_eq!(&answer[answer.len() - 3..], &[0xe0, 1, 0x95], "{answer:?}");
+
+    // The broker still serves.
+    let (client, mut events) = client5(&node, "after");
+    client
+        .subscribe("x", rumqttc::v5::mqttbytes::QoS::AtMostOnce)
+        .await
+        .unwrap();
+    until5(&mut events, suback5).await;
+}
+
+#[tokio::test]
+async fn a_slow_subscriber_never_slows_a_publisher_and_keeps_only_the_newest_messages() {
+    let options = MqttOptions {
+        max_queued_messages: 10,
+        max_inflight: 5,
+        ..MqttOptions::default()
+    };
+    let node = node(options).await;
+    // A subscriber that connects, subscribes, then reads nothing.
+    let mut bytes = connect5();
+    bytes.extend([0x82, 9, 0, 1, 0, 0, 3, b'f', b'/', b'#', 1]);
+    let mut stalled = tokio::net::TcpStream::connect(("127.0.0.1", node.port))
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stalled, &bytes)
+        .await
+        .unwrap();
+
+    let (publisher, mut events) = client4(&node, "fast", "secret");
+    let payload = vec![7u8; 8 << 10];
+    let count = 4000;
+    let send = async {
+        for i in 0..count {
+            publisher
+                .publish(format!("f/{i}"), QoS::AtLeastOnce, false, payload.clone())
+                .await
+                .unwrap();
+        }
+    };
+    let acks = async {
+        let mut acked = 0;
+        while acked < count {
+            acked += until4(&mut events, |e| {
+                matches!(e, Event::Incoming(Packet::PubAck(_))).then_some(1)
+            })
+            .await;
+        }
+    };
+    // 32 MiB published to a subscriber that reads none of it: every publish is taken.
+    tokio::join!(send, acks);
+
+    // What the subscriber gets once it reads: its window, then the newest queued ones.
+    let mut received = Vec::new();
+    let mut buf = bytes::BytesMut::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut pkids = Vec::new();
+    while received.len() < 15 && tokio::time::Instant::now() < deadline {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        match rumqttc::v5::mqttbytes::v5::Packet::read(&mut buf, None) {
+            Ok(Packet5::Publish(p)) => {
+                pkids.push(p.pkid);
+                received.push(String::from_utf8_lossy(&p.topic).into_owned());
+                // Acknowledge, so that the window moves on.
+                let ack = [0x40, 2, (p.pkid >> 8) as u8, p.pkid as u8];
+                stalled.write_all(&ack).await.unwrap();
+            }
+            Ok(_) => {}
+            Err(_) => {
+                let mut chunk = vec![0u8; 1 << 16];
+                let n = tokio::time::timeout_at(deadline, stalled.read(&mut chunk))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert!(n > 0, "connection closed");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+        }
+    }
+    assert_eq!(
+        received.len(),
+        15,
+        "five in flight, then the ten newest: {received:?}"
+    );
+    let newest: Vec<String> = (count - 10..count).map(|i| format!("f/{i}")).collect();
+    assert_eq!(&received[5..], &newest[..]);
 }
