@@ -237,11 +237,11 @@ impl Cluster {
 
     /// Sends `payload` to every peer that has a live system database link from this node
     /// now, to come out of its [`Cluster::relayed`] in the order of the calls here. Best
-    /// effort and never waits: a peer with no live link, or whose queue
-    /// ([`ClusterOptions::relay_queue_messages`] and `relay_queue_bytes`) is full, misses
-    /// it (counted as `dropped` in `cluster_status`). Peers do not forward what they are
-    /// relayed: in a full mesh every node gets each message once, in a partial mesh only
-    /// the direct peers do.
+    /// effort and never waits: a peer with no live link misses it, and so does one whose
+    /// queue ([`ClusterOptions::relay_queue_messages`] and `relay_queue_bytes`) is full
+    /// (counted as `relayed.dropped` in `cluster_status`). Peers do not forward what they
+    /// are relayed: in a full mesh every node gets each message once, in a partial mesh
+    /// only the direct peers do.
     pub fn relay(&self, payload: Bytes) {
         self.shared.relays.relay(&payload);
     }

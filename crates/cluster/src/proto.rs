@@ -364,6 +364,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn relayed_messages_travel_as_binaries_in_order() {
+        let messages = vec![
+            Payload(Bytes::from(vec![0xff; 1000])),
+            Payload(Bytes::new()),
+            Payload(Bytes::from_static(b"last")),
+        ];
+        let mut buf = Vec::new();
+        write(&mut buf, &Frame::Messages { messages })
+            .await
+            .unwrap();
+        // Binaries: about a byte of framing per payload byte would mean arrays of numbers.
+        assert!(buf.len() < 1100, "{} bytes on the wire", buf.len());
+        let Some(Frame::Messages { messages }) =
+            read(&mut buf.as_slice(), MAX_FRAME_BYTES).await.unwrap()
+        else {
+            panic!("not the frame written");
+        };
+        let got: Vec<Bytes> = messages.into_iter().map(|p| p.0).collect();
+        assert_eq!(got, [vec![0xff; 1000], vec![], b"last".to_vec()]);
+    }
+
+    #[tokio::test]
     async fn a_frame_past_the_reader_bound_is_refused_at_its_prefix() {
         let frame = Frame::Refused {
             reason: "r".repeat(JOIN_FRAME_BYTES),
