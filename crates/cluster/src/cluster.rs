@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde_json::{Value, json};
 use shoal_store::{SYSTEM_DATABASE, Store};
 use shoal_workers::{Backoff, Ctx, WorkerHandle};
@@ -21,6 +22,7 @@ use crate::gate::{Gate, Streams};
 use crate::identity::Identity;
 use crate::nodes::{self, NodeRecord};
 use crate::proto::{self, Frame};
+use crate::relay::{RelayedMessages, Relays};
 use crate::status::StatusBoard;
 use crate::tls::{self, TrustStore};
 use crate::{join, receiver, sender};
@@ -48,6 +50,11 @@ pub struct ClusterOptions {
     pub receive_window_bytes: usize,
     /// A peer that accepts no byte of a pending write for this long is dropped.
     pub write_timeout: Duration,
+    /// Messages each peer's relay queue holds (see [`Cluster::relay`]); also how many
+    /// received messages a consumer of [`Cluster::relayed`] may fall behind.
+    pub relay_queue_messages: usize,
+    /// Bytes each peer's relay queue holds; a message larger than this is never relayed.
+    pub relay_queue_bytes: usize,
 }
 
 impl ClusterOptions {
@@ -63,6 +70,8 @@ impl ClusterOptions {
             batch_bytes: 4 << 20,
             receive_window_bytes: 32 << 20,
             write_timeout: Duration::from_secs(30),
+            relay_queue_messages: 10_000,
+            relay_queue_bytes: 16 << 20,
         }
     }
 }
@@ -81,6 +90,8 @@ pub(crate) struct Shared {
     pub(crate) wake: Notify,
     /// The sending streams peers have open with this node.
     pub(crate) streams: Streams,
+    /// Messages relayed to and from peers.
+    pub(crate) relays: Arc<Relays>,
 }
 
 /// Shortest and longest pause after a failed accept (out of file descriptors, say):
@@ -130,10 +141,14 @@ impl Cluster {
             credentials,
             identity,
             trust,
-            options,
             status: StatusBoard::default(),
             wake: Notify::new(),
             streams: Streams::default(),
+            relays: Arc::new(Relays::new(
+                options.relay_queue_messages,
+                options.relay_queue_bytes,
+            )),
+            options,
         });
         // Our own CA and record replicate like any others, so the mesh learns who and
         // where we are. Only we write our CA's row; rewriting it also repairs one that a
@@ -220,6 +235,23 @@ impl Cluster {
         Ok(())
     }
 
+    /// Sends `payload` to every peer that has a live system database link from this node
+    /// now, to come out of its [`Cluster::relayed`] in the order of the calls here. Best
+    /// effort and never waits: a peer with no live link misses it, and so does one whose
+    /// queue ([`ClusterOptions::relay_queue_messages`] and `relay_queue_bytes`) is full
+    /// (counted as `relayed.dropped` in `cluster_status`). Peers do not forward what they
+    /// are relayed: in a full mesh every node gets each message once, in a partial mesh
+    /// only the direct peers do.
+    pub fn relay(&self, payload: Bytes) {
+        self.shared.relays.relay(&payload);
+    }
+
+    /// Messages peers relay to this node from now on, each peer's in the order it sent
+    /// them.
+    pub fn relayed(&self) -> RelayedMessages {
+        self.shared.relays.subscribe()
+    }
+
     /// Harper's cluster_status: this node and, per peer, each database's link; and the
     /// replication workers running now.
     pub fn status(&self) -> Result<Value, ClusterError> {
@@ -262,6 +294,7 @@ impl Cluster {
             "max_clock_offset_ms": self.shared.store.hlc().max_offset_ms(),
             "connections": connections,
             "workers": workers,
+            "relayed": self.shared.relays.status(),
         }))
     }
 }

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use shoal_store::{CopyProgress, CopyRow, LogEntry, SchemaChange};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -15,10 +16,11 @@ use tokio::time::{Instant, Sleep};
 use crate::credentials::KeyParams;
 use crate::error::ClusterError;
 
-/// Version 2: joins prove credentials, subscriptions carry a version vector, copies and
-/// the database list carry drop markers. Nodes of different versions refuse each other's
-/// frames rather than misread them.
-const FORMAT: u8 = 2;
+/// Version 3: the system database link carries relayed messages. Version 2: joins prove
+/// credentials, subscriptions carry a version vector, copies and the database list carry
+/// drop markers. Nodes of different versions refuse each other's frames rather than
+/// misread them.
+const FORMAT: u8 = 3;
 /// Largest frame accepted. Senders aim far below (`ClusterOptions::batch_bytes`); only a
 /// single transaction or record larger than that target makes a frame this side of it,
 /// and the store refuses those past its `max_transaction_bytes`, which the node keeps
@@ -130,6 +132,12 @@ pub(crate) enum Frame {
         /// Final progress.
         progress: CopyProgress,
     },
+    /// Sender → receiver on the system database link: messages relayed to the receiver
+    /// (see `relay.rs`), in the order they were relayed.
+    Messages {
+        /// Each message's opaque bytes.
+        messages: Vec<Payload>,
+    },
     /// Receiver → sender: applied and durable up to this sequence.
     Ack {
         /// Sender's sequence.
@@ -145,6 +153,23 @@ pub(crate) enum Frame {
         /// The ping's `sent_ms`.
         sent_ms: u64,
     },
+}
+
+/// Opaque bytes, carried as a MessagePack binary (not an array of numbers).
+#[derive(Debug, Clone)]
+pub(crate) struct Payload(pub(crate) Bytes);
+
+impl Serialize for Payload {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Payload {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let buf = serde_bytes::ByteBuf::deserialize(deserializer)?;
+        Ok(Payload(Bytes::from(buf.into_vec())))
+    }
 }
 
 /// A database as a node knows it: when it was created, when it was last dropped. It
@@ -336,6 +361,28 @@ mod tests {
             read(&mut b, MAX_FRAME_BYTES).await.is_err(),
             "oversized frames are refused before allocation"
         );
+    }
+
+    #[tokio::test]
+    async fn relayed_messages_travel_as_binaries_in_order() {
+        let messages = vec![
+            Payload(Bytes::from(vec![0xff; 1000])),
+            Payload(Bytes::new()),
+            Payload(Bytes::from_static(b"last")),
+        ];
+        let mut buf = Vec::new();
+        write(&mut buf, &Frame::Messages { messages })
+            .await
+            .unwrap();
+        // Binaries: about a byte of framing per payload byte would mean arrays of numbers.
+        assert!(buf.len() < 1100, "{} bytes on the wire", buf.len());
+        let Some(Frame::Messages { messages }) =
+            read(&mut buf.as_slice(), MAX_FRAME_BYTES).await.unwrap()
+        else {
+            panic!("not the frame written");
+        };
+        let got: Vec<Bytes> = messages.into_iter().map(|p| p.0).collect();
+        assert_eq!(got, [vec![0xff; 1000], vec![], b"last".to_vec()]);
     }
 
     #[tokio::test]

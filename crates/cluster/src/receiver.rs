@@ -277,6 +277,12 @@ async fn session(
                     Then::Copied(Some(seq)),
                 )
             }
+            Frame::Messages { messages } => {
+                // Not durable and not in the log: handed out at once, in order.
+                let payloads = messages.into_iter().map(|p| p.0).collect();
+                shared.relays.deliver(&peer.name, payloads);
+                continue;
+            }
             Frame::Ping { sent_ms } => {
                 proto::write(&mut wr, &Frame::Pong { sent_ms }).await?;
                 continue;

@@ -18,7 +18,8 @@ use tokio::sync::mpsc;
 use crate::cluster::Shared;
 use crate::error::ClusterError;
 use crate::gate::Gate;
-use crate::proto::{self, DatabaseState, Deadline, Frame, MAX_FRAME_BYTES};
+use crate::proto::{self, DatabaseState, Deadline, Frame, MAX_FRAME_BYTES, Payload};
+use crate::relay::Mailbox;
 
 /// Most log entries per frame.
 const BATCH_ENTRIES: usize = 500;
@@ -118,7 +119,20 @@ where
         max_changes: BATCH_CHANGES,
     };
     let mut log = db.follow_batches(Start::Seq(next), limits, for_receiver(node.clone()));
+    // Messages relayed to the peer go between runs of log entries, one frame of them
+    // before each run, so neither waits for the other.
+    let mut mailbox = (database == SYSTEM_DATABASE).then(|| shared.relays.open(&node));
     loop {
+        if let Some(mailbox) = &mut mailbox {
+            let messages = mailbox.take(shared.options.batch_bytes);
+            if !messages.is_empty() {
+                gate.enforce(&mut wr).await?;
+                let sent = messages.len();
+                let messages = messages.into_iter().map(Payload).collect();
+                proto::write(&mut wr, &Frame::Messages { messages }).await?;
+                mailbox.sent(sent);
+            }
+        }
         let read = log.read().await.map_err(|e| follow_error(e, &database))?;
         // Before the floor: a receiver membership no longer allows is told so, rather
         // than to subscribe again.
@@ -153,9 +167,11 @@ where
             ctx.count(sent);
             continue;
         }
-        // Caught up: wait for a commit, a ping to send or answer, or the end.
+        // Caught up: wait for a commit, a message to relay, a ping to send or answer, or
+        // the end.
         tokio::select! {
             changed = log.changed() => changed.map_err(|e| follow_error(e, &database))?,
+            () = queued(&mut mailbox) => {}
             _ = ping.tick() => {
                 proto::write(&mut wr, &Frame::Ping { sent_ms: shoal_store::wall_ms() }).await?;
             }
@@ -165,6 +181,14 @@ where
             },
             () = reader.finished() => return Ok(()),
         }
+    }
+}
+
+/// Resolves once `mailbox` holds a message; never without one.
+async fn queued(mailbox: &mut Option<Mailbox>) {
+    match mailbox {
+        Some(mailbox) => mailbox.ready().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -241,6 +241,13 @@ pub(crate) struct ReplicationSection {
     /// A peer that accepts no byte of a pending write for this long is dropped, in
     /// milliseconds.
     pub(crate) write_timeout_ms: u64,
+    /// Messages (MQTT publishes) waiting to be relayed to each peer; past this, a peer
+    /// misses new ones rather than slow the publisher. Also how many relayed messages a
+    /// node holds for a consumer that falls behind.
+    pub(crate) relay_queue_messages: usize,
+    /// Bytes of messages waiting to be relayed to each peer; a larger message is never
+    /// relayed.
+    pub(crate) relay_queue_bytes: usize,
 }
 
 impl Default for ReplicationSection {
@@ -254,6 +261,8 @@ impl Default for ReplicationSection {
             batch_bytes: 4 << 20,
             receive_window_bytes: 32 << 20,
             write_timeout_ms: 30_000,
+            relay_queue_messages: 10_000,
+            relay_queue_bytes: 16 << 20,
         }
     }
 }
@@ -495,6 +504,13 @@ pub(crate) struct Overrides {
     /// milliseconds.
     #[arg(long, env = "SHOAL_REPLICATION_WRITE_TIMEOUT_MS")]
     pub(crate) replication_write_timeout_ms: Option<u64>,
+    /// Messages waiting to be relayed to each replication peer before new ones are dropped.
+    #[arg(long, env = "SHOAL_REPLICATION_RELAY_QUEUE_MESSAGES")]
+    pub(crate) replication_relay_queue_messages: Option<usize>,
+    /// Bytes of messages waiting to be relayed to each replication peer before new ones
+    /// are dropped.
+    #[arg(long, env = "SHOAL_REPLICATION_RELAY_QUEUE_BYTES")]
+    pub(crate) replication_relay_queue_bytes: Option<usize>,
     /// Log entries a subscriber may fall behind before it is disconnected.
     #[arg(long, env = "SHOAL_SUBSCRIPTION_MAX_LAG")]
     pub(crate) subscription_max_lag: Option<u64>,
@@ -643,6 +659,12 @@ impl Config {
         self.replication.write_timeout_ms = o
             .replication_write_timeout_ms
             .unwrap_or(self.replication.write_timeout_ms);
+        self.replication.relay_queue_messages = o
+            .replication_relay_queue_messages
+            .unwrap_or(self.replication.relay_queue_messages);
+        self.replication.relay_queue_bytes = o
+            .replication_relay_queue_bytes
+            .unwrap_or(self.replication.relay_queue_bytes);
         self.storage.max_batch = o.max_batch.unwrap_or(self.storage.max_batch);
         self.storage.map_size_mb = o.map_size_mb.unwrap_or(self.storage.map_size_mb);
         self.transaction_log.retention_seconds = o

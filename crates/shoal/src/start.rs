@@ -132,6 +132,8 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
     cluster_options.receive_window_bytes = config.replication.receive_window_bytes.max(1);
     cluster_options.write_timeout =
         Duration::from_millis(config.replication.write_timeout_ms.max(100));
+    cluster_options.relay_queue_messages = config.replication.relay_queue_messages.max(1);
+    cluster_options.relay_queue_bytes = config.replication.relay_queue_bytes;
     if !config.replication.advertise.is_empty() {
         cluster_options.advertise = Some(config.replication.advertise.clone());
     }
