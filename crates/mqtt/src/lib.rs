@@ -180,6 +180,33 @@ impl Broker {
             ended: Mutex::default(),
         });
         broker.restore();
+        if let Some(cluster) = &broker.parts.cluster {
+            let mut relayed = cluster.relayed();
+            let receiver = broker.clone();
+            broker
+                .parts
+                .store
+                .workers()
+                .spawn("mqtt/relayed", move |ctx| async move {
+                    loop {
+                        ctx.set_idle();
+                        let next = tokio::select! {
+                            next = relayed.recv() => next,
+                            () = ctx.stopping() => return,
+                        };
+                        let Some(next) = next else {
+                            return;
+                        };
+                        match Relay::decode(&next.payload) {
+                            Some(message) => receiver.relayed(message),
+                            None => {
+                                tracing::debug!(origin = %next.origin, "MQTT relay not understood")
+                            }
+                        }
+                        ctx.count(1);
+                    }
+                });
+        }
         let saver = broker.clone();
         broker
             .parts
@@ -542,8 +569,7 @@ impl Broker {
         if let Some(cluster) = &self.parts.cluster
             && let Some(bytes) = Relay::encode(message)
         {
-            // RELAY-PENDING: the cluster's relay lands with the replication-link frames.
-            let _ = (cluster, bytes);
+            cluster.relay(bytes.into());
         }
     }
 

@@ -281,10 +281,6 @@ fn suback5(event: &rumqttc::v5::Event) -> Option<()> {
 }
 
 /// Drives an event loop in the background until it fails.
-fn drive4(mut events: rumqttc::EventLoop) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move { while events.poll().await.is_ok() {} })
-}
-
 fn drive5(mut events: rumqttc::v5::EventLoop) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move { while events.poll().await.is_ok() {} })
 }
@@ -527,4 +523,164 @@ async fn a_slow_subscriber_never_slows_a_publisher_and_keeps_only_the_newest_mes
     );
     let newest: Vec<String> = (count - 10..count).map(|i| format!("f/{i}")).collect();
     assert_eq!(&received[5..], &newest[..]);
+}
+
+#[tokio::test]
+async fn five_point_o_properties_and_subscription_options_are_honoured() {
+    use rumqttc::v5::mqttbytes::QoS as Q;
+    use rumqttc::v5::mqttbytes::v5::{
+        Filter, PublishProperties, RetainForwardRule, SubscribeProperties,
+    };
+    let node = node(MqttOptions::default()).await;
+    // A retained message that exists before the subscriptions.
+    let (early, mut early_events) = client5(&node, "early");
+    early
+        .publish("opts/kept", Q::AtLeastOnce, true, "old")
+        .await
+        .unwrap();
+    until5(&mut early_events, |e| {
+        matches!(e, rumqttc::v5::Event::Incoming(Packet5::PubAck(_))).then_some(())
+    })
+    .await;
+    let _early = drive5(early_events);
+
+    let (sub, mut events) = client5(&node, "sub");
+    let filter = |path: &str, nolocal: bool, rap: bool, rule: RetainForwardRule| Filter {
+        path: path.into(),
+        qos: Q::AtLeastOnce,
+        nolocal,
+        preserve_retain: rap,
+        retain_forward_rule: rule,
+    };
+    let id = SubscribeProperties {
+        id: Some(7),
+        user_properties: Vec::new(),
+    };
+    sub.subscribe_many_with_properties(
+        [
+            filter("props/#", false, false, RetainForwardRule::OnEverySubscribe),
+            filter("mine/#", true, false, RetainForwardRule::OnEverySubscribe),
+            filter("opts/#", false, true, RetainForwardRule::Never),
+        ],
+        id,
+    )
+    .await
+    .unwrap();
+    until5(&mut events, suback5).await;
+
+    // Properties travel from publisher to subscriber.
+    let properties = PublishProperties {
+        payload_format_indicator: Some(1),
+        message_expiry_interval: Some(3600),
+        content_type: Some("text/plain".into()),
+        response_topic: Some("replies/1".into()),
+        correlation_data: Some(bytes::Bytes::from_static(b"corr")),
+        user_properties: vec![("k".into(), "v".into()), ("k".into(), "w".into())],
+        ..PublishProperties::default()
+    };
+    early
+        .publish_with_properties("props/a", Q::AtLeastOnce, false, "hello", properties)
+        .await
+        .unwrap();
+    let got = until5(&mut events, publish5).await;
+    let p = got.properties.expect("properties");
+    assert_eq!(p.content_type.as_deref(), Some("text/plain"));
+    assert_eq!(p.response_topic.as_deref(), Some("replies/1"));
+    assert_eq!(p.correlation_data.as_deref(), Some(&b"corr"[..]));
+    assert_eq!(
+        p.user_properties,
+        vec![
+            ("k".to_owned(), "v".to_owned()),
+            ("k".to_owned(), "w".to_owned())
+        ]
+    );
+    assert_eq!(p.payload_format_indicator, Some(1));
+    assert!(
+        p.message_expiry_interval
+            .is_some_and(|s| s <= 3600 && s > 3500)
+    );
+    assert_eq!(p.subscription_identifiers, vec![7]);
+
+    // No-local: the subscriber's own message on `mine/#` does not come back; a retained
+    // live message keeps its flag only on the retain-as-published subscription; the
+    // message already retained was never sent (retain handling 2).
+    sub.publish("mine/x", Q::AtLeastOnce, false, "own")
+        .await
+        .unwrap();
+    early
+        .publish("opts/live", Q::AtLeastOnce, true, "new")
+        .await
+        .unwrap();
+    early
+        .publish("props/b", Q::AtLeastOnce, true, "plain")
+        .await
+        .unwrap();
+    let first = until5(&mut events, publish5).await;
+    let second = until5(&mut events, publish5).await;
+    assert_eq!(
+        first.topic.as_ref(),
+        b"opts/live",
+        "own message and old retained one skipped"
+    );
+    assert!(first.retain, "retain as published");
+    assert_eq!(second.topic.as_ref(), b"props/b");
+    assert!(!second.retain, "live delivery clears the flag");
+}
+
+#[tokio::test]
+async fn a_share_group_splits_messages_among_its_members() {
+    use rumqttc::v5::mqttbytes::QoS as Q;
+    let node = node(MqttOptions::default()).await;
+    let counts = Arc::new([
+        std::sync::atomic::AtomicUsize::new(0),
+        std::sync::atomic::AtomicUsize::new(0),
+    ]);
+    let mut members = Vec::new();
+    for i in 0..2 {
+        let (member, mut events) = client5(&node, &format!("member{i}"));
+        member
+            .subscribe("$share/workers/tasks/+", Q::AtLeastOnce)
+            .await
+            .unwrap();
+        until5(&mut events, suback5).await;
+        let counts = counts.clone();
+        members.push((
+            member,
+            tokio::spawn(async move {
+                while let Ok(event) = events.poll().await {
+                    if publish5(&event).is_some() {
+                        counts[i].fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+            }),
+        ));
+    }
+    let (publisher, events) = client5(&node, "boss");
+    let _driving = drive5(events);
+    for i in 0..20 {
+        publisher
+            .publish(format!("tasks/{i}"), Q::AtLeastOnce, false, "t")
+            .await
+            .unwrap();
+    }
+    let total = || {
+        counts
+            .iter()
+            .map(|c| c.load(std::sync::atomic::Ordering::SeqCst))
+            .sum::<usize>()
+    };
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while total() < 20 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("all delivered");
+    assert_eq!(total(), 20, "each message to one member");
+    assert!(
+        counts
+            .iter()
+            .all(|c| c.load(std::sync::atomic::Ordering::SeqCst) > 0),
+        "both members get some"
+    );
 }
