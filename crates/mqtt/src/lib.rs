@@ -124,6 +124,19 @@ pub struct Peer {
     pub certificate_user: Option<String>,
 }
 
+/// What the broker holds now, for operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MqttStats {
+    /// Sessions, connected or kept for a client that is away.
+    pub sessions: usize,
+    /// Sessions with a live connection.
+    pub connected: usize,
+    /// Messages queued for sessions and not yet sent.
+    pub queued: usize,
+    /// Messages dropped from full session queues since the node started.
+    pub dropped: u64,
+}
+
 /// Longest [`Broker::close`] waits for connections to end before saving sessions.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
@@ -303,6 +316,23 @@ impl Broker {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         self.save().await;
+    }
+
+    /// What the broker holds now.
+    pub fn stats(&self) -> MqttStats {
+        let sessions: Vec<Arc<Session>> = self.sessions().values().cloned().collect();
+        let mut stats = MqttStats {
+            sessions: sessions.len(),
+            connected: 0,
+            queued: 0,
+            dropped: session::DROPPED.load(Ordering::Relaxed),
+        };
+        for session in sessions {
+            let state = session.state();
+            stats.connected += usize::from(state.connection.is_some());
+            stats.queued += state.queue.len();
+        }
+        stats
     }
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {

@@ -684,3 +684,82 @@ async fn a_share_group_splits_messages_among_its_members() {
         "both members get some"
     );
 }
+
+/// A 5.0 PUBLISH at QoS 2 with packet id `pkid`, its topic or a topic alias.
+fn publish_qos2(topic: &str, alias: Option<u16>, pkid: u16, dup: bool, payload: &[u8]) -> Vec<u8> {
+    let mut body = vec![0, topic.len() as u8];
+    body.extend(topic.as_bytes());
+    body.extend(pkid.to_be_bytes());
+    match alias {
+        Some(alias) => body.extend([3, 0x23, (alias >> 8) as u8, alias as u8]),
+        None => body.push(0),
+    }
+    body.extend(payload);
+    let mut packet = vec![0x34 | if dup { 0x08 } else { 0 }, body.len() as u8];
+    packet.extend(body);
+    packet
+}
+
+#[tokio::test]
+async fn a_resent_qos2_message_is_delivered_once_and_topic_aliases_name_topics() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let node = node(MqttOptions::default()).await;
+    let (sub, mut events) = client4(&node, "sub", "secret");
+    sub.subscribe("q2/#", QoS::ExactlyOnce).await.unwrap();
+    until4(&mut events, suback4).await;
+
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", node.port))
+        .await
+        .unwrap();
+    let mut bytes = connect5();
+    // The same message twice (the second marked DUP) before PUBREL, then PUBREL.
+    bytes.extend(publish_qos2("q2/a", Some(1), 9, false, b"once"));
+    bytes.extend(publish_qos2("q2/a", Some(1), 9, true, b"once"));
+    bytes.extend([0x62, 2, 0, 9]);
+    // The alias now names q2/a: a PUBLISH with an empty topic goes there.
+    bytes.extend(publish_qos2("", Some(1), 10, false, b"aliased"));
+    bytes.extend([0x62, 2, 0, 10]);
+    stream.write_all(&bytes).await.unwrap();
+
+    let first = until4(&mut events, publish4).await;
+    let second = until4(&mut events, publish4).await;
+    assert_eq!(
+        (first.topic.as_str(), first.payload.as_ref()),
+        ("q2/a", &b"once"[..])
+    );
+    assert_eq!(
+        (second.topic.as_str(), second.payload.as_ref()),
+        ("q2/a", &b"aliased"[..])
+    );
+
+    // The publisher got PUBREC, PUBREC, PUBCOMP, PUBREC, PUBCOMP after its CONNACK.
+    let mut answer = vec![0u8; 1024];
+    let mut got = Vec::new();
+    while got.iter().filter(|b: &&u8| **b == 0x70).count() < 2 {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut answer))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0);
+        got.extend(&answer[..n]);
+    }
+    let kinds: Vec<u8> = packets(&got).iter().map(|p| p[0]).collect();
+    assert_eq!(kinds, vec![0x20, 0x50, 0x50, 0x70, 0x50, 0x70], "{got:?}");
+    // An alias beyond the maximum the broker announced is a protocol error (0x94).
+    let mut bytes = connect5();
+    bytes.extend(publish_qos2("q2/b", Some(1000), 1, false, b"x"));
+    let answer = raw(&node, &bytes).await;
+    assert_eq!(&answer[answer.len() - 3..], &[0xe0, 1, 0x94], "{answer:?}");
+}
+
+/// Splits bytes into whole packets (lengths under 128 bytes).
+fn packets(bytes: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 2 <= bytes.len() {
+        let end = at + 2 + bytes[at + 1] as usize;
+        out.push(&bytes[at..end.min(bytes.len())]);
+        at = end;
+    }
+    out
+}
