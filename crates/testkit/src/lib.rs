@@ -19,6 +19,8 @@
 //!   [`rows`], [`ids`], [`message`] and [`strip_timestamps`] read what came back;
 //! - waiting and randomness: [`wait_until`] polls with a deadline instead of sleeping,
 //!   [`seed`] gives a replayable seed, [`now_ms`] the clock the nodes share;
+//! - MQTT: [`Node::mqtt_addr`] (an ephemeral port unless a flag or `env` sets
+//!   `--mqtt-port`) and [`Node::mqtts_addr`];
 //! - TLS: [`Node::ops_tls_addr`] and [`Node::https_addr`] give the secure ports, a
 //!   [`TestCa`] issues server and client certificates, [`https_client`] trusts a CA;
 //! - the network between nodes: [`Proxy`] (a TCP proxy that can be cut) and [`TlsMitm`]
