@@ -287,7 +287,10 @@ pub fn http_router(state: AppState) -> Router {
         ))
         .layer(DefaultBodyLimit::disable())
         // Outermost: an MQTT upgrade is no REST request, and logs in with CONNECT.
-        .layer(middleware::from_fn_with_state(state.clone(), mqtt::intercept))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            mqtt::intercept,
+        ))
         .with_state(state)
 }
 

@@ -198,7 +198,11 @@ async fn connection(
         _ = stop.wait_for(|stop| *stop) => return,
     };
     match accepted {
-        Ok((stream, client)) => broker.connection(stream, secure_peer(address, &client)).await,
+        Ok((stream, client)) => {
+            broker
+                .connection(stream, secure_peer(address, &client))
+                .await
+        }
         Err(e) => tracing::debug!(error = %e, %address, "MQTT TLS handshake failed"),
     }
 }
@@ -214,7 +218,11 @@ fn secure_peer(address: SocketAddr, client: &TlsClient) -> Peer {
 /// Middleware on the HTTP router: a WebSocket upgrade that offers the `mqtt` subprotocol
 /// goes to the broker, whatever its path and before any other handling. It asks for no
 /// HTTP credentials: the client logs in with CONNECT, which alone decides.
-pub(crate) async fn intercept(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub(crate) async fn intercept(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     match &state.mqtt {
         Some(server) if offers_mqtt(request.method(), request.headers()) => {
             upgrade(&state, server.clone(), request).await
@@ -356,7 +364,10 @@ mod tests {
         };
         let upgrade = ("upgrade", "websocket");
         let get = &Method::GET;
-        assert!(offers_mqtt(get, &headers(&[upgrade, ("sec-websocket-protocol", "mqtt")])));
+        assert!(offers_mqtt(
+            get,
+            &headers(&[upgrade, ("sec-websocket-protocol", "mqtt")])
+        ));
         assert!(offers_mqtt(
             get,
             &headers(&[upgrade, ("sec-websocket-protocol", "wamp, mqtt")])
@@ -374,7 +385,10 @@ mod tests {
             get,
             &headers(&[upgrade, ("sec-websocket-protocol", "mqttv3.1")])
         ));
-        assert!(!offers_mqtt(get, &headers(&[("sec-websocket-protocol", "mqtt")])));
+        assert!(!offers_mqtt(
+            get,
+            &headers(&[("sec-websocket-protocol", "mqtt")])
+        ));
         assert!(!offers_mqtt(
             &Method::POST,
             &headers(&[upgrade, ("sec-websocket-protocol", "mqtt")])

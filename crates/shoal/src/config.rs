@@ -1018,7 +1018,10 @@ mod tests {
             "mqtt:\n  plain_topics: everyone\n",
         )
         .unwrap();
-        assert!(Config::load(dir.path(), &overrides).is_err(), "unknown value");
+        assert!(
+            Config::load(dir.path(), &overrides).is_err(),
+            "unknown value"
+        );
     }
 
     #[test]

@@ -11,8 +11,8 @@ use shoal_cluster::{Cluster, ClusterOptions};
 use shoal_components::Components;
 use shoal_mqtt::{Broker, BrokerParts};
 use shoal_server::{
-    App, AppState, BodyBudget, MqttServer, NodeInfo, Port, QueryOptions, RestOptions,
-    ServeOptions, ServerStats, ServerTls, StoreTables, TlsOptions,
+    App, AppState, BodyBudget, MqttServer, NodeInfo, Port, QueryOptions, RestOptions, ServeOptions,
+    ServerStats, ServerTls, StoreTables, TlsOptions,
 };
 use shoal_store::{Retention, Store, StoreOptions};
 use tokio::net::TcpListener;
