@@ -42,6 +42,20 @@ async fn mqtt_connections(node: &Node) -> anyhow::Result<Value> {
     Ok(info["connections"]["mqtt"].clone())
 }
 
+/// The names of the node's running workers.
+async fn workers(node: &Node) -> anyhow::Result<Vec<String>> {
+    let info = node
+        .op_ok(json!({"operation": "system_information", "attributes": ["workers"]}))
+        .await?;
+    let active = info["workers"]["active"]
+        .as_array()
+        .context("workers.active")?;
+    Ok(active
+        .iter()
+        .filter_map(|w| w["name"].as_str().map(str::to_owned))
+        .collect())
+}
+
 /// Waits until the node closes `stream` (end of stream or reset), after reading and
 /// dropping whatever it sent first.
 async fn closed_by_node<S: AsyncRead + Unpin>(
@@ -135,6 +149,9 @@ async fn the_mqtt_port_accepts_and_drops_a_client_that_sends_no_connect() -> any
         "bound on the node's host"
     );
     ensure!(node.mqtts_addr().is_none(), "no secure port unless set");
+    let names = workers(&node).await?;
+    ensure!(names.iter().any(|n| n == "server/mqtt"), "{names:?}");
+    ensure!(!names.iter().any(|n| n == "server/mqtt-tls"), "{names:?}");
 
     let started = Instant::now();
     let mut client = TcpStream::connect(addr).await.context("connecting")?;
@@ -173,6 +190,10 @@ async fn the_secure_mqtt_port_alone_sets_up_tls_and_hands_over_after_the_handsha
         "only the MQTT port is secure: {}",
         node.ready_line()
     );
+    let names = workers(&node).await?;
+    for name in ["server/mqtt", "server/mqtt-tls"] {
+        ensure!(names.iter().any(|n| n == name), "{name} in {names:?}");
+    }
     let ca = generated_ca(&node)?;
     // MQTT clients may offer an application protocol of their own; none is refused.
     for alpn in [&[][..], &["mqtt"][..], &["x-amzn-mqtt-ca"][..]] {
