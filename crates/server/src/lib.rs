@@ -6,13 +6,15 @@
 //!   one of Harper's legacy aliases) is parsed once into a typed operation, which says
 //!   what the permission check must require and which handler runs. [`http_router`]
 //!   serves `/health`, REST at `/{database}/{table}/{id}` and at the names components
-//!   export, and subscriptions on the same URLs. Both take an [`AppState`]: the node's
+//!   export, and subscriptions on the same URLs; a WebSocket upgrade offering the `mqtt`
+//!   subprotocol, on any path, goes to the MQTT broker. Both take an [`AppState`]: the node's
 //!   parts ([`App`]), shared by every handler.
 //! - **Serving.** [`serve()`] runs a router on a listener as a named worker, with a
 //!   connection cap and counters ([`Port`], [`ServerStats`]), header and keep-alive
 //!   timeouts ([`ServeOptions`]) and a graceful shutdown; [`serve_tls()`] the same over
 //!   TLS, with a handshake timeout and, when configured, client certificates that name
-//!   a user ([`ServerTls`]).
+//!   a user ([`ServerTls`]). [`serve_mqtt()`] and [`serve_mqtt_tls()`] hand the MQTT
+//!   port's connections to the broker ([`MqttServer`]) under a cap of their own.
 //! - **Requests and answers.** Bodies are read within a size limit, a stall timeout and a
 //!   memory budget shared by all requests ([`BodyBudget`]); records go over the wire as
 //!   JSON, CBOR, MessagePack or CSV; long answers stream ([`QueryOptions`]). Every failure
@@ -20,8 +22,9 @@
 //!
 //! Every request is authenticated (Basic against the system user table, a Bearer
 //! operation token, a verified client certificate, or a session cookie) except
-//! `GET /health`, which only says the node is up, and the Operations API's credential
-//! operations, which bring their own (a password, a refresh token); each asks
+//! `GET /health`, which only says the node is up, the Operations API's credential
+//! operations, which bring their own (a password, a refresh token), and MQTT WebSocket
+//! upgrades, whose clients log in with CONNECT (the broker checks); each asks
 //! `shoal_auth`'s permission check before it acts and applies the grant it answers:
 //! reads show only the attributes the role may read, writes are refused whole when one
 //! attribute may not be written.
@@ -44,7 +47,8 @@
 //! let store = Arc::new(Store::open(StoreOptions::new(dir.path(), "node-a"))?);
 //! let auth = Arc::new(Auth::new(store.clone()));
 //! auth.bootstrap("admin", Some("secret")).await?;
-//! let stats = ServerStats::new(Arc::new(Port::new(100)), Arc::new(Port::new(100)));
+//! let port = || Arc::new(Port::new(100));
+//! let stats = ServerStats::new(port(), port(), port());
 //! let state = AppState::new(App {
 //!     store: store.clone(),
 //!     auth,
@@ -58,6 +62,7 @@
 //!     body_budget: BodyBudget::new(16 << 20),
 //!     stats: Arc::new(stats),
 //!     tokens: shoal_auth::TokenOptions::default(),
+//!     mqtt: None,
 //! });
 //!
 //! // What `serve` does for each request on the Operations API port.
@@ -84,6 +89,7 @@ mod cookie;
 mod databases;
 mod describe;
 mod error;
+mod mqtt;
 mod ops;
 mod realtime;
 mod request;
@@ -110,6 +116,7 @@ use shoal_store::Store;
 pub use body::BodyBudget;
 pub use databases::StoreTables;
 pub use error::ApiError;
+pub use mqtt::{MqttServer, serve_mqtt, serve_mqtt_tls};
 pub use serve::{Port, ServeOptions, serve, serve_tls};
 pub use tls::{MtlsOptions, MtlsUser, ServerTls, TlsError, TlsOptions};
 
@@ -190,12 +197,14 @@ pub struct ServerStats {
     pub ops: Arc<Port>,
     /// The HTTP port's connections.
     pub http: Arc<Port>,
+    /// MQTT connections (its ports and WebSockets together).
+    pub mqtt: Arc<Port>,
 }
 
 impl ServerStats {
-    /// Statistics over the two ports.
-    pub fn new(ops: Arc<Port>, http: Arc<Port>) -> Self {
-        ServerStats { ops, http }
+    /// Statistics over the Operations API, HTTP and MQTT connections.
+    pub fn new(ops: Arc<Port>, http: Arc<Port>, mqtt: Arc<Port>) -> Self {
+        ServerStats { ops, http, mqtt }
     }
 }
 
@@ -245,6 +254,9 @@ pub struct App {
     pub stats: Arc<ServerStats>,
     /// Token and session lifetimes, and whether session cookies are accepted.
     pub tokens: TokenOptions,
+    /// The MQTT broker that WebSocket upgrades offering the `mqtt` subprotocol go to;
+    /// `None`: MQTT is not served on the HTTP ports.
+    pub mqtt: Option<Arc<MqttServer>>,
 }
 
 /// The Operations API router.
@@ -262,7 +274,8 @@ pub fn ops_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The HTTP router: `/health`, then REST and subscriptions for everything else.
+/// The HTTP router: MQTT over WebSocket (when on), `/health`, then REST and
+/// subscriptions for everything else.
 pub fn http_router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
@@ -273,6 +286,11 @@ pub fn http_router(state: AppState) -> Router {
             body::read_before_answering,
         ))
         .layer(DefaultBodyLimit::disable())
+        // Outermost: an MQTT upgrade is no REST request, and logs in with CONNECT.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            mqtt::intercept,
+        ))
         .with_state(state)
 }
 

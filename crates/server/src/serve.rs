@@ -44,8 +44,8 @@ const REFUSE_TIMEOUT: Duration = Duration::from_secs(1);
 const REFUSING_MAX: usize = 64;
 /// Shortest and longest pause after a failed accept (out of file descriptors, say)
 /// before the next one: capped exponential, back to the shortest after a success.
-const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
-const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(2);
+pub(crate) const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+pub(crate) const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// Connection timeouts of a port.
 #[derive(Debug, Clone, Copy)]
@@ -93,6 +93,16 @@ impl Port {
     /// Connections refused because the port was full, since start.
     pub fn refused_connections(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
+    }
+
+    /// A place under the cap, held until the permit is dropped; `None` (counted as a
+    /// refusal) when the port is full.
+    pub(crate) fn try_enter(&self) -> Option<OwnedSemaphorePermit> {
+        let permit = self.permits.clone().try_acquire_owned().ok();
+        if permit.is_none() {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        permit
     }
 }
 
@@ -153,8 +163,8 @@ async fn serve_on(
         };
         backoff.reset();
         ctx.count(1);
-        match port.permits.clone().try_acquire_owned() {
-            Ok(permit) => {
+        match port.try_enter() {
+            Some(permit) => {
                 tokio::spawn(connection(
                     stream,
                     peer,
@@ -166,8 +176,7 @@ async fn serve_on(
                     alive_tx.clone(),
                 ));
             }
-            Err(_) => {
-                port.refused.fetch_add(1, Ordering::Relaxed);
+            None => {
                 if let Ok(slot) = port.refusing.clone().try_acquire_owned() {
                     let tls = tls.clone();
                     tokio::spawn(refuse(stream, tls, port.max, slot, alive_tx.clone()));
@@ -379,9 +388,9 @@ impl Drop for Busy {
 }
 
 /// A socket holding its place under the port's connection cap.
-struct Held<S> {
-    stream: S,
-    _permit: OwnedSemaphorePermit,
+pub(crate) struct Held<S> {
+    pub(crate) stream: S,
+    pub(crate) _permit: OwnedSemaphorePermit,
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Held<S> {

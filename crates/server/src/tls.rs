@@ -1,4 +1,4 @@
-//! TLS on the Operations API and HTTP ports: the server's certificate (configured, or
+//! TLS on the Operations API, HTTP and MQTT ports: the server's certificate (configured, or
 //! generated on first start and kept), the handshake and its timeout, and client
 //! certificates (mTLS) that log a user in.
 //!
@@ -99,6 +99,9 @@ pub(crate) struct TlsClient {
 /// A secure port's TLS set-up, shared by its connections.
 pub struct ServerTls {
     acceptor: TlsAcceptor,
+    /// The same, offering no application protocol: MQTT clients may ask for one (`mqtt`,
+    /// or a vendor's name) that an HTTP-only list would refuse in the handshake.
+    mqtt_acceptor: TlsAcceptor,
     handshake_timeout: Duration,
     mtls: Option<Mtls>,
 }
@@ -167,9 +170,11 @@ impl ServerTls {
         let mut config = builder
             .with_single_cert(chain, key)
             .map_err(err("the server certificate and key"))?;
+        let mqtt_acceptor = TlsAcceptor::from(Arc::new(config.clone()));
         config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
         Ok(Arc::new(ServerTls {
             acceptor: TlsAcceptor::from(Arc::new(config)),
+            mqtt_acceptor,
             handshake_timeout: options.handshake_timeout,
             mtls,
         }))
@@ -181,7 +186,23 @@ impl ServerTls {
         &self,
         stream: TcpStream,
     ) -> io::Result<(TlsStream<TcpStream>, TlsClient)> {
-        let stream = tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(stream))
+        self.accept_with(&self.acceptor, stream).await
+    }
+
+    /// Like [`ServerTls::accept`], for the MQTT port: no application protocol offered.
+    pub(crate) async fn accept_mqtt(
+        &self,
+        stream: TcpStream,
+    ) -> io::Result<(TlsStream<TcpStream>, TlsClient)> {
+        self.accept_with(&self.mqtt_acceptor, stream).await
+    }
+
+    async fn accept_with(
+        &self,
+        acceptor: &TlsAcceptor,
+        stream: TcpStream,
+    ) -> io::Result<(TlsStream<TcpStream>, TlsClient)> {
+        let stream = tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
         let user = self.certificate_user(&stream);

@@ -36,10 +36,110 @@ pub(crate) struct Config {
     pub(crate) tls: TlsSection,
     /// Client certificates on the secure ports (mTLS).
     pub(crate) mtls: MtlsSection,
+    /// The MQTT broker: its ports and limits.
+    pub(crate) mqtt: MqttSection,
 }
 
+/// `mqtt:` section (Harper's `mqtt`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct MqttSection {
+    /// MQTT port (0 picks a free port).
+    pub(crate) port: u16,
+    /// MQTT over TLS (see `tls:` and `mtls:`; 8883 is the usual port); null: none (0
+    /// picks a free port).
+    pub(crate) secure_port: Option<u16>,
+    /// Serve MQTT over WebSocket (subprotocol `mqtt`, any path) on the HTTP port and its
+    /// secure twin.
+    pub(crate) websocket: bool,
+    /// Refuse clients whose CONNECT carries no credentials (and no verified client
+    /// certificate names a user).
+    pub(crate) require_authentication: bool,
+    /// Who may publish and subscribe to topics that name no table: `authenticated`
+    /// (every logged-in user) or `super_user`.
+    pub(crate) plain_topics: PlainTopicsSetting,
+    /// Most MQTT connections at once (TCP, TLS and WebSocket together); more are closed
+    /// at once (on the HTTP port, answered 503).
+    pub(crate) max_connections: usize,
+    /// Largest MQTT packet accepted, in bytes.
+    pub(crate) max_packet_bytes: usize,
+    /// Most QoS 1 and 2 messages sent to one client and not yet acknowledged.
+    pub(crate) max_inflight: u16,
+    /// Most messages queued for one session; the oldest are dropped beyond it.
+    pub(crate) max_queued_messages: usize,
+    /// Most bytes of messages queued for one session; the oldest are dropped beyond it.
+    pub(crate) max_queued_bytes: usize,
+    /// Longest a session may outlive its connection, in seconds.
+    pub(crate) max_session_expiry_seconds: u64,
+    /// A client that sends no CONNECT this long after connecting is dropped, in
+    /// milliseconds.
+    pub(crate) connect_timeout_ms: u64,
+    /// A write to a client that blocks this long drops the connection, in milliseconds.
+    pub(crate) write_timeout_ms: u64,
+}
+
+/// `mqtt.plain_topics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub(crate) enum PlainTopicsSetting {
+    /// Super users only.
+    SuperUser,
+    /// Every authenticated user.
+    Authenticated,
+}
+
+impl Default for MqttSection {
+    fn default() -> Self {
+        let defaults = shoal_mqtt::MqttOptions::default();
+        MqttSection {
+            port: 1883,
+            secure_port: None,
+            websocket: true,
+            require_authentication: defaults.require_authentication,
+            plain_topics: match defaults.plain_topics {
+                shoal_mqtt::PlainTopics::SuperUsers => PlainTopicsSetting::SuperUser,
+                shoal_mqtt::PlainTopics::Authenticated => PlainTopicsSetting::Authenticated,
+            },
+            max_connections: 1024,
+            max_packet_bytes: defaults.max_packet_bytes,
+            max_inflight: defaults.max_inflight,
+            max_queued_messages: defaults.max_queued_messages,
+            max_queued_bytes: defaults.max_queued_bytes,
+            max_session_expiry_seconds: defaults.max_session_expiry.as_secs(),
+            connect_timeout_ms: defaults.connect_timeout.as_millis() as u64,
+            write_timeout_ms: defaults.write_timeout.as_millis() as u64,
+        }
+    }
+}
+
+impl MqttSection {
+    /// The broker's options.
+    pub(crate) fn options(&self) -> shoal_mqtt::MqttOptions {
+        use std::time::Duration;
+        shoal_mqtt::MqttOptions {
+            require_authentication: self.require_authentication,
+            plain_topics: match self.plain_topics {
+                PlainTopicsSetting::SuperUser => shoal_mqtt::PlainTopics::SuperUsers,
+                PlainTopicsSetting::Authenticated => shoal_mqtt::PlainTopics::Authenticated,
+            },
+            // Room for at least a CONNECT with long credentials.
+            max_packet_bytes: self.max_packet_bytes.max(MIN_MQTT_PACKET_BYTES),
+            max_inflight: self.max_inflight.max(1),
+            max_queued_messages: self.max_queued_messages,
+            max_queued_bytes: self.max_queued_bytes,
+            max_session_expiry: Duration::from_secs(self.max_session_expiry_seconds),
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms.max(1)),
+            write_timeout: Duration::from_millis(self.write_timeout_ms.max(1)),
+        }
+    }
+}
+
+/// The smallest `mqtt.max_packet_bytes` honoured.
+const MIN_MQTT_PACKET_BYTES: usize = 1024;
+
 /// `tls:` section (Harper's `tls`), used by the secure ports
-/// (`network.ops_secure_port`, `network.http_secure_port`).
+/// (`network.ops_secure_port`, `network.http_secure_port`, `mqtt.secure_port`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct TlsSection {
@@ -67,7 +167,7 @@ impl Default for TlsSection {
     }
 }
 
-/// `mtls:` section (Harper's `http.mtls`), for both secure ports.
+/// `mtls:` section (Harper's `http.mtls`), for every secure port.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct MtlsSection {
@@ -602,6 +702,45 @@ pub(crate) struct Overrides {
     /// Refuse connections without a verified client certificate (`true` or `false`).
     #[arg(long, env = "SHOAL_MTLS_REQUIRED")]
     pub(crate) mtls_required: Option<bool>,
+    /// MQTT port (0 = any free port).
+    #[arg(long, env = "SHOAL_MQTT_PORT")]
+    pub(crate) mqtt_port: Option<u16>,
+    /// MQTT over TLS port, usually 8883 (0 = any free port).
+    #[arg(long, env = "SHOAL_MQTT_SECURE_PORT")]
+    pub(crate) mqtt_secure_port: Option<u16>,
+    /// Serve MQTT over WebSocket on the HTTP ports (`true` or `false`).
+    #[arg(long, env = "SHOAL_MQTT_WEBSOCKET")]
+    pub(crate) mqtt_websocket: Option<bool>,
+    /// Refuse MQTT clients that send no credentials (`true` or `false`).
+    #[arg(long, env = "SHOAL_MQTT_REQUIRE_AUTHENTICATION")]
+    pub(crate) mqtt_require_authentication: Option<bool>,
+    /// Who may use MQTT topics that name no table.
+    #[arg(long, env = "SHOAL_MQTT_PLAIN_TOPICS")]
+    pub(crate) mqtt_plain_topics: Option<PlainTopicsSetting>,
+    /// Most MQTT connections at once.
+    #[arg(long, env = "SHOAL_MQTT_MAX_CONNECTIONS")]
+    pub(crate) mqtt_max_connections: Option<usize>,
+    /// Largest MQTT packet accepted, in bytes.
+    #[arg(long, env = "SHOAL_MQTT_MAX_PACKET_BYTES")]
+    pub(crate) mqtt_max_packet_bytes: Option<usize>,
+    /// Most unacknowledged QoS 1 and 2 messages sent to one MQTT client.
+    #[arg(long, env = "SHOAL_MQTT_MAX_INFLIGHT")]
+    pub(crate) mqtt_max_inflight: Option<u16>,
+    /// Most messages queued for one MQTT session.
+    #[arg(long, env = "SHOAL_MQTT_MAX_QUEUED_MESSAGES")]
+    pub(crate) mqtt_max_queued_messages: Option<usize>,
+    /// Most bytes of messages queued for one MQTT session.
+    #[arg(long, env = "SHOAL_MQTT_MAX_QUEUED_BYTES")]
+    pub(crate) mqtt_max_queued_bytes: Option<usize>,
+    /// Longest an MQTT session may outlive its connection, in seconds.
+    #[arg(long, env = "SHOAL_MQTT_MAX_SESSION_EXPIRY_SECONDS")]
+    pub(crate) mqtt_max_session_expiry_seconds: Option<u64>,
+    /// An MQTT client that sends no CONNECT this long is dropped, in milliseconds.
+    #[arg(long, env = "SHOAL_MQTT_CONNECT_TIMEOUT_MS")]
+    pub(crate) mqtt_connect_timeout_ms: Option<u64>,
+    /// A write to an MQTT client blocked this long drops it, in milliseconds.
+    #[arg(long, env = "SHOAL_MQTT_WRITE_TIMEOUT_MS")]
+    pub(crate) mqtt_write_timeout_ms: Option<u64>,
 }
 
 impl Config {
@@ -732,6 +871,26 @@ impl Config {
             mtls.user = Some(user.clone());
         }
         mtls.required = o.mtls_required.unwrap_or(mtls.required);
+        let mqtt = &mut self.mqtt;
+        mqtt.port = o.mqtt_port.unwrap_or(mqtt.port);
+        mqtt.secure_port = o.mqtt_secure_port.or(mqtt.secure_port);
+        mqtt.websocket = o.mqtt_websocket.unwrap_or(mqtt.websocket);
+        mqtt.require_authentication = o
+            .mqtt_require_authentication
+            .unwrap_or(mqtt.require_authentication);
+        mqtt.plain_topics = o.mqtt_plain_topics.unwrap_or(mqtt.plain_topics);
+        mqtt.max_connections = o.mqtt_max_connections.unwrap_or(mqtt.max_connections);
+        mqtt.max_packet_bytes = o.mqtt_max_packet_bytes.unwrap_or(mqtt.max_packet_bytes);
+        mqtt.max_inflight = o.mqtt_max_inflight.unwrap_or(mqtt.max_inflight);
+        mqtt.max_queued_messages = o
+            .mqtt_max_queued_messages
+            .unwrap_or(mqtt.max_queued_messages);
+        mqtt.max_queued_bytes = o.mqtt_max_queued_bytes.unwrap_or(mqtt.max_queued_bytes);
+        mqtt.max_session_expiry_seconds = o
+            .mqtt_max_session_expiry_seconds
+            .unwrap_or(mqtt.max_session_expiry_seconds);
+        mqtt.connect_timeout_ms = o.mqtt_connect_timeout_ms.unwrap_or(mqtt.connect_timeout_ms);
+        mqtt.write_timeout_ms = o.mqtt_write_timeout_ms.unwrap_or(mqtt.write_timeout_ms);
     }
 }
 
@@ -839,6 +998,52 @@ mod tests {
             Some(MtlsUser::Named("carol".into()))
         );
         assert_eq!(user(on, Some("")), Some(MtlsUser::Nobody));
+    }
+
+    #[test]
+    fn mqtt_section_file_then_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::load(dir.path(), &Overrides::default()).unwrap();
+        assert_eq!(config.mqtt.port, 1883);
+        assert_eq!(config.mqtt.secure_port, None);
+        assert!(config.mqtt.websocket);
+        let defaults = config.mqtt.options();
+        assert!(defaults.require_authentication);
+        assert_eq!(
+            defaults.plain_topics,
+            shoal_mqtt::PlainTopics::Authenticated
+        );
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "mqtt:\n  secure_port: 8883\n  websocket: false\n  plain_topics: super_user\n  connect_timeout_ms: 250\n",
+        )
+        .unwrap();
+        let config = Config::load(dir.path(), &Overrides::default()).unwrap();
+        assert_eq!(config.mqtt.secure_port, Some(8883));
+        assert!(!config.mqtt.websocket);
+        let options = config.mqtt.options();
+        assert_eq!(options.plain_topics, shoal_mqtt::PlainTopics::SuperUsers);
+        assert_eq!(options.connect_timeout.as_millis(), 250);
+        let overrides = Overrides {
+            mqtt_port: Some(0),
+            mqtt_plain_topics: Some(PlainTopicsSetting::Authenticated),
+            mqtt_max_inflight: Some(5),
+            ..Overrides::default()
+        };
+        let config = Config::load(dir.path(), &overrides).unwrap();
+        assert_eq!(config.mqtt.port, 0);
+        let options = config.mqtt.options();
+        assert_eq!(options.plain_topics, shoal_mqtt::PlainTopics::Authenticated);
+        assert_eq!(options.max_inflight, 5);
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "mqtt:\n  plain_topics: everyone\n",
+        )
+        .unwrap();
+        assert!(
+            Config::load(dir.path(), &overrides).is_err(),
+            "unknown value"
+        );
     }
 
     #[test]

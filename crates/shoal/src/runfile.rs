@@ -18,6 +18,9 @@ pub(crate) struct RunFile {
     pub(crate) ops: SocketAddr,
     /// HTTP address.
     pub(crate) http: SocketAddr,
+    /// MQTT address (absent from the files of nodes that predate it).
+    #[serde(default)]
+    pub(crate) mqtt: Option<SocketAddr>,
 }
 
 /// Path of the run file in `root`.

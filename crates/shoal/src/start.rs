@@ -9,8 +9,9 @@ use anyhow::{Context, bail};
 use shoal_auth::Auth;
 use shoal_cluster::{Cluster, ClusterOptions};
 use shoal_components::Components;
+use shoal_mqtt::{Broker, BrokerParts};
 use shoal_server::{
-    App, AppState, BodyBudget, NodeInfo, Port, QueryOptions, RestOptions, ServeOptions,
+    App, AppState, BodyBudget, MqttServer, NodeInfo, Port, QueryOptions, RestOptions, ServeOptions,
     ServerStats, ServerTls, StoreTables, TlsOptions,
 };
 use shoal_store::{Retention, Store, StoreOptions};
@@ -151,7 +152,20 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
     let stats = Arc::new(ServerStats::new(
         Arc::new(Port::new(net.ops_max_connections)),
         Arc::new(Port::new(net.http_max_connections)),
+        Arc::new(Port::new(config.mqtt.max_connections)),
     ));
+    let mqtt_options = config.mqtt.options();
+    let broker = Broker::start(
+        BrokerParts {
+            store: store.clone(),
+            auth: auth.clone(),
+            components: components.clone(),
+            cluster: Some(cluster.clone()),
+        },
+        mqtt_options.clone(),
+    )
+    .await;
+    let mqtt = MqttServer::new(broker, stats.mqtt.clone(), &mqtt_options);
     let serve_options = ServeOptions {
         header_read_timeout: millis(net.header_read_timeout_ms),
         keep_alive_timeout: millis(net.keep_alive_timeout_ms),
@@ -188,6 +202,7 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
                 .max(config.network.max_body_bytes),
         ),
         stats: stats.clone(),
+        mqtt: config.mqtt.websocket.then(|| mqtt.clone()),
     });
     let host = config.network.host.as_str();
     let ops = bind(host, config.network.ops_port, "operations API").await?;
@@ -195,13 +210,17 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
     let (ops_addr, http_addr) = (ops.local_addr()?, http.local_addr()?);
     let ops_tls = bind_secure(host, net.ops_secure_port, "operations API (TLS)").await?;
     let https = bind_secure(host, net.http_secure_port, "HTTP (TLS)").await?;
-    let tls = if ops_tls.is_some() || https.is_some() {
+    let mqtt_listener = bind(host, config.mqtt.port, "MQTT").await?;
+    let mqtt_addr = mqtt_listener.local_addr()?;
+    let mqtts = bind_secure(host, config.mqtt.secure_port, "MQTT (TLS)").await?;
+    let tls = if ops_tls.is_some() || https.is_some() || mqtts.is_some() {
         Some(ServerTls::new(&tls_options(root, &config)).context("setting up TLS")?)
     } else {
         None
     };
     let ops_tls_addr = ops_tls.as_ref().map(TcpListener::local_addr).transpose()?;
     let https_addr = https.as_ref().map(TcpListener::local_addr).transpose()?;
+    let mqtts_addr = mqtts.as_ref().map(TcpListener::local_addr).transpose()?;
 
     let ops_router = shoal_server::ops_router(state.clone());
     let (router, port) = (ops_router.clone(), stats.ops.clone());
@@ -220,12 +239,23 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
             shoal_server::serve_tls(listener, tls, ops_router, port, serve_options, &ctx).await
         });
     }
-    if let (Some(listener), Some(tls)) = (https, tls) {
+    if let (Some(listener), Some(tls)) = (https, tls.clone()) {
         let port = stats.http.clone();
         workers.spawn("server/https", move |ctx| async move {
             shoal_server::serve_tls(listener, tls, http_router, port, serve_options, &ctx).await
         });
     }
+    // Either MQTT loop closes the broker when asked to stop, before the workers are
+    // awaited; WebSocket connections end with it.
+    if let (Some(listener), Some(tls)) = (mqtts, tls) {
+        let server = mqtt.clone();
+        workers.spawn("server/mqtt-tls", move |ctx| async move {
+            shoal_server::serve_mqtt_tls(listener, tls, server, &ctx).await
+        });
+    }
+    workers.spawn("server/mqtt", move |ctx| async move {
+        shoal_server::serve_mqtt(mqtt_listener, mqtt, &ctx).await
+    });
     let trimmed = store.clone();
     workers.spawn("store/log-trimmer", move |ctx| async move {
         let mut tick = tokio::time::interval(TRIM_INTERVAL);
@@ -247,15 +277,20 @@ async fn serve(root: &Path, config: Config) -> anyhow::Result<()> {
         name: name.clone(),
         ops: ops_addr,
         http: http_addr,
+        mqtt: Some(mqtt_addr),
     }
     .write(root)?;
-    tracing::info!(%ops_addr, %http_addr, ?ops_tls_addr, ?https_addr, %replication_addr, "node ready");
-    let secure: String = [("ops_tls", ops_tls_addr), ("https", https_addr)]
-        .into_iter()
-        .filter_map(|(key, addr)| addr.map(|addr| format!(" {key}={addr}")))
-        .collect();
+    tracing::info!(%ops_addr, %http_addr, %mqtt_addr, ?ops_tls_addr, ?https_addr, ?mqtts_addr, %replication_addr, "node ready");
+    let secure: String = [
+        ("ops_tls", ops_tls_addr),
+        ("https", https_addr),
+        ("mqtts", mqtts_addr),
+    ]
+    .into_iter()
+    .filter_map(|(key, addr)| addr.map(|addr| format!(" {key}={addr}")))
+    .collect();
     println!(
-        "shoal ready name={name} ops={ops_addr} http={http_addr}{secure} replication={replication_addr} pid={pid}"
+        "shoal ready name={name} ops={ops_addr} http={http_addr} mqtt={mqtt_addr}{secure} replication={replication_addr} pid={pid}"
     );
 
     let mut term = signal(SignalKind::terminate())?;

@@ -108,3 +108,50 @@ pub fn https_client(ca_pem: &str, identity: Option<&Issued>) -> anyhow::Result<r
     }
     builder.build().context("building the HTTPS client")
 }
+
+/// A TLS connection to `addr` (a loopback address, also the name the certificate must
+/// carry) that trusts only the CA certificates in `ca_pem`, presents `identity` when asked
+/// for a client certificate, and offers the application protocols `alpn` (none if empty):
+/// for secure ports spoken by clients other than HTTP (MQTT, WebSocket).
+pub async fn tls_connect(
+    addr: std::net::SocketAddr,
+    ca_pem: &str,
+    identity: Option<&Issued>,
+    alpn: &[&str],
+) -> anyhow::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use std::sync::Arc;
+
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+    anyhow::ensure!(addr.ip().is_loopback(), "tests stay on loopback ({addr})");
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(ca.context("reading the CA certificates")?)?;
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        None => builder.with_no_client_auth(),
+        Some(issued) => {
+            let chain = CertificateDer::pem_slice_iter(issued.cert_pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .context("reading the client certificate")?;
+            let key = PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes())
+                .context("reading the client key")?;
+            builder.with_client_auth_cert(chain, key)?
+        }
+    };
+    config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    let tcp = tokio::time::timeout(REQUEST_TIMEOUT, tokio::net::TcpStream::connect(addr))
+        .await
+        .context("connecting timed out")??;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = ServerName::IpAddress(addr.ip().into());
+    tokio::time::timeout(REQUEST_TIMEOUT, connector.connect(name, tcp))
+        .await
+        .context("the TLS handshake timed out")?
+        .with_context(|| format!("TLS handshake with {addr}"))
+}

@@ -19,8 +19,11 @@
 //!   [`rows`], [`ids`], [`message`] and [`strip_timestamps`] read what came back;
 //! - waiting and randomness: [`wait_until`] polls with a deadline instead of sleeping,
 //!   [`seed`] gives a replayable seed, [`now_ms`] the clock the nodes share;
+//! - MQTT: [`Node::mqtt_addr`] (an ephemeral port unless a flag or `env` sets
+//!   `--mqtt-port`) and [`Node::mqtts_addr`];
 //! - TLS: [`Node::ops_tls_addr`] and [`Node::https_addr`] give the secure ports, a
-//!   [`TestCa`] issues server and client certificates, [`https_client`] trusts a CA;
+//!   [`TestCa`] issues server and client certificates, [`https_client`] trusts a CA, and
+//!   [`tls_connect`] opens a TLS stream for clients other than HTTP;
 //! - the network between nodes: [`Proxy`] (a TCP proxy that can be cut) and [`TlsMitm`]
 //!   (a TLS man in the middle);
 //! - clusters: the [`cluster`] module starts members on their own loopback addresses,
@@ -70,7 +73,7 @@ pub use answers::{
     assert_error, assert_error_prefix, assert_error_shape, ids, message, nums, rows,
     strip_timestamps,
 };
-pub use certs::{Issued, TestCa, https_client};
+pub use certs::{Issued, TestCa, https_client, tls_connect};
 pub use clock::now_ms;
 pub use http::{admin, anon, basic};
 pub use mitm::{Direction, Rewrite, TlsMitm};

@@ -411,6 +411,17 @@ impl Node {
         self.ready.addr("https").ok()
     }
 
+    /// The MQTT address (`mqtt=` in the latest ready line).
+    pub fn mqtt_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.ready.addr("mqtt")
+    }
+
+    /// The MQTT over TLS address (`mqtts=` in the latest ready line), if the node serves
+    /// one.
+    pub fn mqtts_addr(&self) -> Option<SocketAddr> {
+        self.ready.addr("mqtts").ok()
+    }
+
     /// The latest ready line, for fields beyond `ops`/`http` (e.g. `mqtt`, `replication`).
     pub fn ready_line(&self) -> &ReadyLine {
         &self.ready
@@ -462,6 +473,8 @@ impl Node {
             // Any free replication port unless a flag or `env` says otherwise: nodes of
             // parallel tests must not fight over 9933.
             .env("SHOAL_REPLICATION_PORT", "0")
+            // Likewise any free MQTT port: not 1883, which a system broker may hold.
+            .env("SHOAL_MQTT_PORT", "0")
             .envs(o.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -66,6 +66,7 @@ pub(super) fn system_information(state: &AppState, req: OpRequest) -> Result<Rep
         json!({
             "operations_api": port(&stats.ops),
             "http": port(&stats.http),
+            "mqtt": port(&stats.mqtt),
             "subscriptions": subscriptions,
             "body_bytes_in_flight": state.body_budget.in_use(),
         }),

@@ -23,8 +23,12 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     if !healthy {
         bail!("pid {} is running but /health does not answer", run.pid);
     }
+    let mqtt = run
+        .mqtt
+        .map(|addr| format!(" mqtt={addr}"))
+        .unwrap_or_default();
     println!(
-        "running name={} pid={} ops={} http={}",
+        "running name={} pid={} ops={} http={}{mqtt}",
         run.name, run.pid, run.ops, run.http
     );
     Ok(())
