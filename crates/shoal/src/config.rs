@@ -76,6 +76,10 @@ pub(crate) struct MqttSection {
     pub(crate) connect_timeout_ms: u64,
     /// A write to a client that blocks this long drops the connection, in milliseconds.
     pub(crate) write_timeout_ms: u64,
+    /// How often sessions kept for clients (and their queued messages) are saved, in
+    /// milliseconds; they are also saved on shutdown. A node killed outright loses at
+    /// most this much of their changes.
+    pub(crate) save_interval_ms: u64,
 }
 
 /// `mqtt.plain_topics`.
@@ -109,6 +113,7 @@ impl Default for MqttSection {
             max_session_expiry_seconds: defaults.max_session_expiry.as_secs(),
             connect_timeout_ms: defaults.connect_timeout.as_millis() as u64,
             write_timeout_ms: defaults.write_timeout.as_millis() as u64,
+            save_interval_ms: defaults.save_interval.as_millis() as u64,
         }
     }
 }
@@ -131,6 +136,7 @@ impl MqttSection {
             max_session_expiry: Duration::from_secs(self.max_session_expiry_seconds),
             connect_timeout: Duration::from_millis(self.connect_timeout_ms.max(1)),
             write_timeout: Duration::from_millis(self.write_timeout_ms.max(1)),
+            save_interval: Duration::from_millis(self.save_interval_ms.max(1)),
         }
     }
 }
@@ -741,6 +747,9 @@ pub(crate) struct Overrides {
     /// A write to an MQTT client blocked this long drops it, in milliseconds.
     #[arg(long, env = "SHOAL_MQTT_WRITE_TIMEOUT_MS")]
     pub(crate) mqtt_write_timeout_ms: Option<u64>,
+    /// How often MQTT sessions kept for clients are saved, in milliseconds.
+    #[arg(long, env = "SHOAL_MQTT_SAVE_INTERVAL_MS")]
+    pub(crate) mqtt_save_interval_ms: Option<u64>,
 }
 
 impl Config {
@@ -891,6 +900,7 @@ impl Config {
             .unwrap_or(mqtt.max_session_expiry_seconds);
         mqtt.connect_timeout_ms = o.mqtt_connect_timeout_ms.unwrap_or(mqtt.connect_timeout_ms);
         mqtt.write_timeout_ms = o.mqtt_write_timeout_ms.unwrap_or(mqtt.write_timeout_ms);
+        mqtt.save_interval_ms = o.mqtt_save_interval_ms.unwrap_or(mqtt.save_interval_ms);
     }
 }
 

@@ -7,13 +7,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use reqwest::Method;
 use rumqttc::v5::mqttbytes::QoS as Q5;
 use rumqttc::v5::mqttbytes::v5::{Packet as Packet5, SubscribeReasonCode};
 use rumqttc::{Event, Packet, QoS};
 use serde_json::{Value, json};
-use shoal_testkit::cluster::{Member, join, wait_links};
+use shoal_testkit::cluster::{Member, exists, join, wait_links};
 use shoal_testkit::{
     DEFAULT_ADMIN_PASSWORD, DEFAULT_ADMIN_USER, Node, add_role, add_user_with_role, admin,
     create_table_in, start, start_with, wait_until,
@@ -23,11 +23,17 @@ use shoal_testkit::{
 const DEADLINE: Duration = Duration::from_secs(20);
 
 fn mqtt(node: &Node) -> SocketAddr {
-    node.mqtt_addr().expect("the ready line names the MQTT port")
+    node.mqtt_addr()
+        .expect("the ready line names the MQTT port")
 }
 
 /// A 3.1.1 client of `node` logged in as `user`.
-fn client4(node: &Node, id: &str, user: &str, password: &str) -> (rumqttc::AsyncClient, rumqttc::EventLoop) {
+fn client4(
+    node: &Node,
+    id: &str,
+    user: &str,
+    password: &str,
+) -> (rumqttc::AsyncClient, rumqttc::EventLoop) {
     let addr = mqtt(node);
     let mut options = rumqttc::MqttOptions::new(id, addr.ip().to_string(), addr.port());
     options.set_credentials(user, password);
@@ -36,7 +42,12 @@ fn client4(node: &Node, id: &str, user: &str, password: &str) -> (rumqttc::Async
 }
 
 /// A 5.0 client of `node` logged in as `user`.
-fn client5(node: &Node, id: &str, user: &str, password: &str) -> (rumqttc::v5::AsyncClient, rumqttc::v5::EventLoop) {
+fn client5(
+    node: &Node,
+    id: &str,
+    user: &str,
+    password: &str,
+) -> (rumqttc::v5::AsyncClient, rumqttc::v5::EventLoop) {
     let addr = mqtt(node);
     let mut options = rumqttc::v5::MqttOptions::new(id, addr.ip().to_string(), addr.port());
     options.set_credentials(user, password);
@@ -44,7 +55,10 @@ fn client5(node: &Node, id: &str, user: &str, password: &str) -> (rumqttc::v5::A
     rumqttc::v5::AsyncClient::new(options, 100)
 }
 
-async fn next4<T>(events: &mut rumqttc::EventLoop, mut want: impl FnMut(&Event) -> Option<T>) -> anyhow::Result<T> {
+async fn next4<T>(
+    events: &mut rumqttc::EventLoop,
+    mut want: impl FnMut(&Event) -> Option<T>,
+) -> anyhow::Result<T> {
     tokio::time::timeout(DEADLINE, async {
         loop {
             let event = events.poll().await?;
@@ -95,6 +109,21 @@ fn puback4(event: &Event) -> Option<()> {
     matches!(event, Event::Incoming(Packet::PubAck(_))).then_some(())
 }
 
+/// Drives a client in the background, handing over the messages it receives.
+fn drive4(mut events: rumqttc::EventLoop) -> tokio::sync::mpsc::Receiver<rumqttc::Publish> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1000);
+    tokio::spawn(async move {
+        while let Ok(event) = events.poll().await {
+            if let Some(p) = publish4(&event)
+                && tx.send(p).await.is_err()
+            {
+                return;
+            }
+        }
+    });
+    rx
+}
+
 /// Runs a Mosquitto command-line client; its exit code, stdout and stderr.
 async fn mosquitto(program: &str, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
     let out = tokio::time::timeout(
@@ -115,8 +144,16 @@ async fn mosquitto(program: &str, args: &[&str]) -> anyhow::Result<(i32, String,
 fn target(node: &Node, version: &str) -> Vec<String> {
     let addr = mqtt(node);
     [
-        "-h", &addr.ip().to_string(), "-p", &addr.port().to_string(), "-V", version,
-        "-u", DEFAULT_ADMIN_USER, "-P", DEFAULT_ADMIN_PASSWORD,
+        "-h",
+        &addr.ip().to_string(),
+        "-p",
+        &addr.port().to_string(),
+        "-V",
+        version,
+        "-u",
+        DEFAULT_ADMIN_USER,
+        "-P",
+        DEFAULT_ADMIN_PASSWORD,
     ]
     .iter()
     .map(|s| (*s).to_owned())
@@ -128,7 +165,8 @@ fn strs(v: &[String]) -> Vec<&str> {
 }
 
 #[tokio::test]
-async fn mosquitto_clients_publish_and_subscribe_with_wildcards_in_both_versions() -> anyhow::Result<()> {
+async fn mosquitto_clients_publish_and_subscribe_with_wildcards_in_both_versions()
+-> anyhow::Result<()> {
     let node = start("mq-mosquitto").await?;
     for version in ["mqttv311", "mqttv5"] {
         let base = target(&node, version);
@@ -154,22 +192,38 @@ async fn mosquitto_clients_publish_and_subscribe_with_wildcards_in_both_versions
     let (port, host) = (addr.port().to_string(), addr.ip().to_string());
     let (code, _, err) = mosquitto(
         "mosquitto_pub",
-        &["-h", &host, "-p", &port, "-u", "admin", "-P", "wrong", "-t", "x", "-m", "1"],
+        &[
+            "-h", &host, "-p", &port, "-u", "admin", "-P", "wrong", "-t", "x", "-m", "1",
+        ],
     )
     .await?;
     assert_ne!(code, 0);
-    assert!(err.to_lowercase().contains("password") || err.contains("refused"), "{err}");
-    let (code, _, err) = mosquitto("mosquitto_pub", &["-h", &host, "-p", &port, "-t", "x", "-m", "1"]).await?;
+    assert!(
+        err.to_lowercase().contains("password") || err.contains("refused"),
+        "{err}"
+    );
+    let (code, _, err) = mosquitto(
+        "mosquitto_pub",
+        &["-h", &host, "-p", &port, "-t", "x", "-m", "1"],
+    )
+    .await?;
     assert_ne!(code, 0, "anonymous clients are refused by default: {err}");
     Ok(())
 }
 
 #[tokio::test]
-async fn anonymous_clients_may_use_plain_topics_when_authentication_is_not_required() -> anyhow::Result<()> {
+async fn anonymous_clients_may_use_plain_topics_when_authentication_is_not_required()
+-> anyhow::Result<()> {
     let node = start_with("mq-anon", &["--mqtt-require-authentication", "false"]).await?;
     let addr = mqtt(&node);
     let (port, host) = (addr.port().to_string(), addr.ip().to_string());
-    let (code, _, err) = mosquitto("mosquitto_pub", &["-h", &host, "-p", &port, "-t", "open/x", "-m", "1", "-q", "1"]).await?;
+    let (code, _, err) = mosquitto(
+        "mosquitto_pub",
+        &[
+            "-h", &host, "-p", &port, "-t", "open/x", "-m", "1", "-q", "1",
+        ],
+    )
+    .await?;
     assert_eq!(code, 0, "{err}");
     Ok(())
 }
@@ -180,7 +234,10 @@ async fn a_record_topic_round_trips_with_rest() -> anyhow::Result<()> {
     create_table_in(&node, "data", "dog").await?;
     let (sub, mut events) = client5(&node, "watcher", DEFAULT_ADMIN_USER, DEFAULT_ADMIN_PASSWORD);
     sub.subscribe("dog/1", Q5::AtLeastOnce).await?;
-    next5(&mut events, |e| matches!(e, rumqttc::v5::Event::Incoming(Packet5::SubAck(_))).then_some(())).await?;
+    next5(&mut events, |e| {
+        matches!(e, rumqttc::v5::Event::Incoming(Packet5::SubAck(_))).then_some(())
+    })
+    .await?;
 
     // PUT over REST reaches the MQTT subscriber...
     let response = admin(&node, Method::PUT, "/data/dog/1")
@@ -194,29 +251,54 @@ async fn a_record_topic_round_trips_with_rest() -> anyhow::Result<()> {
     assert_eq!(record["name"], "Penny");
 
     // ...a retained publish over MQTT writes the record REST reads...
-    let (publisher, mut pub_events) = client4(&node, "device", DEFAULT_ADMIN_USER, DEFAULT_ADMIN_PASSWORD);
-    publisher.publish("dog/2", QoS::AtLeastOnce, true, r#"{"name":"Rex","age":3}"#).await?;
+    let (publisher, mut pub_events) =
+        client4(&node, "device", DEFAULT_ADMIN_USER, DEFAULT_ADMIN_PASSWORD);
+    publisher
+        .publish("dog/2", QoS::AtLeastOnce, true, r#"{"name":"Rex","age":3}"#)
+        .await?;
     next4(&mut pub_events, puback4).await?;
-    let body: Value = admin(&node, Method::GET, "/data/dog/2").send().await?.json().await?;
-    assert_eq!((body["name"].clone(), body["age"].clone()), (json!("Rex"), json!(3)));
+    let body: Value = admin(&node, Method::GET, "/data/dog/2")
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(
+        (body["name"].clone(), body["age"].clone()),
+        (json!("Rex"), json!(3))
+    );
 
     // ...a new subscriber gets the record as the retained message...
-    let (late, mut late_events) = client4(&node, "late", DEFAULT_ADMIN_USER, DEFAULT_ADMIN_PASSWORD);
+    let (late, mut late_events) =
+        client4(&node, "late", DEFAULT_ADMIN_USER, DEFAULT_ADMIN_PASSWORD);
     late.subscribe("dog/2", QoS::AtLeastOnce).await?;
     let retained = next4(&mut late_events, publish4).await?;
     assert!(retained.retain);
-    assert_eq!(serde_json::from_slice::<Value>(&retained.payload)?["name"], "Rex");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&retained.payload)?["name"],
+        "Rex"
+    );
 
     // ...a payload that is not JSON is kept as a value and comes back as it was sent...
-    publisher.publish("dog/3", QoS::AtLeastOnce, true, "plain words").await?;
+    publisher
+        .publish("dog/3", QoS::AtLeastOnce, true, "plain words")
+        .await?;
     next4(&mut pub_events, puback4).await?;
-    let body: Value = admin(&node, Method::GET, "/data/dog/3").send().await?.json().await?;
+    let body: Value = admin(&node, Method::GET, "/data/dog/3")
+        .send()
+        .await?
+        .json()
+        .await?;
     assert_eq!(body["value"], "plain words");
 
     // ...and an empty retained payload deletes the record.
-    publisher.publish("dog/2", QoS::AtLeastOnce, true, Vec::<u8>::new()).await?;
+    publisher
+        .publish("dog/2", QoS::AtLeastOnce, true, Vec::<u8>::new())
+        .await?;
     next4(&mut pub_events, puback4).await?;
-    let status = admin(&node, Method::GET, "/data/dog/2").send().await?.status();
+    let status = admin(&node, Method::GET, "/data/dog/2")
+        .send()
+        .await?
+        .status();
     assert_eq!(status.as_u16(), 404);
     Ok(())
 }
@@ -225,17 +307,24 @@ async fn a_record_topic_round_trips_with_rest() -> anyhow::Result<()> {
 async fn roles_decide_who_subscribes_and_publishes_and_what_records_show() -> anyhow::Result<()> {
     let node = start_with("mq-roles", &["--mqtt-plain-topics", "super_user"]).await?;
     create_table_in(&node, "data", "dog").await?;
+    node.op_ok(
+        json!({"operation": "insert", "database": "data", "table": "dog",
+        "records": [{"id": 1, "name": "Penny", "owner": "Kyle"}]}),
+    )
+    .await?;
     let attribute = |name: &str, read: bool| json!({"attribute_name": name, "read": read, "insert": false, "update": false});
-    add_role(&node, "reader", json!({
-        "data": {"tables": {"dog": {
-            "read": true, "insert": false, "update": false, "delete": false,
-            "attribute_permissions": [attribute("name", true), attribute("owner", false)]
-        }}}
-    }))
+    add_role(
+        &node,
+        "reader",
+        json!({
+            "data": {"tables": {"dog": {
+                "read": true, "insert": false, "update": false, "delete": false,
+                "attribute_permissions": [attribute("name", true), attribute("owner", false)]
+            }}}
+        }),
+    )
     .await?;
     add_user_with_role(&node, "rita", "pw-rita", "reader").await?;
-    node.op_ok(json!({"operation": "insert", "database": "data", "table": "dog",
-        "records": [{"id": 1, "name": "Penny", "owner": "Kyle"}]})).await?;
 
     let (client, mut events) = client5(&node, "rita-1", "rita", "pw-rita");
     client.subscribe("dog/1", Q5::AtLeastOnce).await?;
@@ -250,27 +339,43 @@ async fn roles_decide_who_subscribes_and_publishes_and_what_records_show() -> an
             _ => {}
         }
     }
-    assert_eq!(codes, vec![SubscribeReasonCode::Success(Q5::AtLeastOnce), SubscribeReasonCode::NotAuthorized]);
+    assert_eq!(
+        codes,
+        vec![
+            SubscribeReasonCode::Success(Q5::AtLeastOnce),
+            SubscribeReasonCode::NotAuthorized
+        ]
+    );
     // The record shows only what the role may read.
     let record: Value = serde_json::from_slice(&retained.expect("record").payload)?;
     assert_eq!(record["name"], "Penny");
     assert!(record.get("owner").is_none(), "{record}");
 
     // Reading is not writing: a retained publish is refused, and the record is unchanged.
-    client.publish("dog/1", Q5::AtLeastOnce, true, r#"{"name":"Hacked"}"#).await?;
+    client
+        .publish("dog/1", Q5::AtLeastOnce, true, r#"{"name":"Hacked"}"#)
+        .await?;
     let ack = next5(&mut events, |e| match e {
         rumqttc::v5::Event::Incoming(Packet5::PubAck(ack)) => Some(ack.clone()),
         _ => None,
     })
     .await?;
-    assert_eq!(ack.reason, rumqttc::v5::mqttbytes::v5::PubAckReason::NotAuthorized);
-    let body: Value = admin(&node, Method::GET, "/data/dog/1").send().await?.json().await?;
+    assert_eq!(
+        ack.reason,
+        rumqttc::v5::mqttbytes::v5::PubAckReason::NotAuthorized
+    );
+    let body: Value = admin(&node, Method::GET, "/data/dog/1")
+        .send()
+        .await?
+        .json()
+        .await?;
     assert_eq!(body["name"], "Penny");
     Ok(())
 }
 
 #[tokio::test]
-async fn a_persistent_session_gets_what_was_published_across_a_node_restart() -> anyhow::Result<()> {
+async fn a_persistent_session_gets_what_was_published_across_a_node_restart() -> anyhow::Result<()>
+{
     let mut node = start("mq-restart").await?;
     let persistent = |node: &Node| {
         let addr = mqtt(node);
@@ -283,17 +388,29 @@ async fn a_persistent_session_gets_what_was_published_across_a_node_restart() ->
     sub.subscribe("orders/#", QoS::ExactlyOnce).await?;
     next4(&mut events, suback4).await?;
     sub.disconnect().await?;
-    next4(&mut events, |e| matches!(e, Event::Outgoing(rumqttc::Outgoing::Disconnect)).then_some(())).await?;
+    next4(&mut events, |e| {
+        matches!(e, Event::Outgoing(rumqttc::Outgoing::Disconnect)).then_some(())
+    })
+    .await?;
     drop(events);
 
-    let (publisher, mut pub_events) = client4(&node, "shop", DEFAULT_ADMIN_USER, DEFAULT_ADMIN_PASSWORD);
+    let (publisher, mut pub_events) =
+        client4(&node, "shop", DEFAULT_ADMIN_USER, DEFAULT_ADMIN_PASSWORD);
     for i in 0..3 {
-        publisher.publish(format!("orders/{i}"), QoS::AtLeastOnce, false, format!("order {i}")).await?;
+        publisher
+            .publish(
+                format!("orders/{i}"),
+                QoS::AtLeastOnce,
+                false,
+                format!("order {i}"),
+            )
+            .await?;
     }
     for _ in 0..3 {
         next4(&mut pub_events, puback4).await?;
     }
     drop(pub_events);
+    node.terminate().await?;
     node.restart().await?;
 
     let (_sub, mut events) = persistent(&node);
@@ -313,46 +430,103 @@ async fn two_nodes_exchange_messages_both_ways_also_after_one_restarts() -> anyh
     join(&a, &b).await?;
     wait_links(&[&a, &b], &["system"]).await?;
 
+    // A retained publish to a record on A reaches B's subscriber through replication.
+    create_table_in(&a.node, "data", "dog").await?;
+    wait_until(DEADLINE, "the table on B", || {
+        exists(&b.node, "data", Some("dog"))
+    })
+    .await?;
+    let (watcher, mut watching) = client5(
+        &b.node,
+        "watcher",
+        DEFAULT_ADMIN_USER,
+        DEFAULT_ADMIN_PASSWORD,
+    );
+    watcher.subscribe("dog/7", Q5::AtLeastOnce).await?;
+    next5(&mut watching, |e| {
+        matches!(e, rumqttc::v5::Event::Incoming(Packet5::SubAck(_))).then_some(())
+    })
+    .await?;
+    let (collar, mut collar_events) = client4(
+        &a.node,
+        "collar",
+        DEFAULT_ADMIN_USER,
+        DEFAULT_ADMIN_PASSWORD,
+    );
+    collar
+        .publish("dog/7", QoS::AtLeastOnce, true, r#"{"where":"park"}"#)
+        .await?;
+    next4(&mut collar_events, puback4).await?;
+    let seen = next5(&mut watching, publish5).await?;
+    assert_eq!(
+        serde_json::from_slice::<Value>(&seen.payload)?["where"],
+        "park"
+    );
+    drop((watcher, watching, collar, collar_events));
+
     for round in 0..2 {
         // A device on A, an application on B, QoS 1 both ways.
-        let (device, mut device_events) = client4(&a.node, &format!("device{round}"), DEFAULT_ADMIN_USER, DEFAULT_ADMIN_PASSWORD);
-        let (app, mut app_events) = client4(&b.node, &format!("app{round}"), DEFAULT_ADMIN_USER, DEFAULT_ADMIN_PASSWORD);
+        let admin = (DEFAULT_ADMIN_USER, DEFAULT_ADMIN_PASSWORD);
+        let (device, mut device_events) =
+            client4(&a.node, &format!("device{round}"), admin.0, admin.1);
+        let (app, mut app_events) = client4(&b.node, &format!("app{round}"), admin.0, admin.1);
         device.subscribe("commands/#", QoS::AtLeastOnce).await?;
         next4(&mut device_events, suback4).await?;
         app.subscribe("telemetry/#", QoS::AtLeastOnce).await?;
         next4(&mut app_events, suback4).await?;
-        // Links come up after a restart: publish until the first message crosses.
-        let mut crossed = None;
-        wait_until(DEADLINE, "a message from A reaches B", || {
-            let device = device.clone();
-            let app_events = &mut app_events;
-            let crossed = &mut crossed;
-            async move {
-                device.publish("telemetry/t", QoS::AtLeastOnce, false, format!("r{round}")).await?;
-                if let Ok(Ok(event)) = tokio::time::timeout(Duration::from_millis(300), app_events.poll()).await
-                    && let Some(p) = publish4(&event)
-                {
-                    *crossed = Some(p);
-                    return Ok(true);
-                }
-                Ok(false)
+        let mut at_device = drive4(device_events);
+        let mut at_app = drive4(app_events);
+        // Links come up after a restart: publish until a message crosses, then each
+        // one does, in order.
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "no message from A reached B"
+            );
+            device
+                .publish("telemetry/probe", QoS::AtLeastOnce, false, "probe")
+                .await?;
+            if let Ok(Some(_)) =
+                tokio::time::timeout(Duration::from_millis(300), at_app.recv()).await
+            {
+                break;
             }
-        })
-        .await?;
-        let _ = crossed;
-        let _ = device_events.poll();
-        app.publish("commands/reboot", QoS::AtLeastOnce, false, "now").await?;
-        let command = next4(&mut device_events, publish4).await?;
+        }
+        for i in 0..20 {
+            device
+                .publish(
+                    format!("telemetry/{i}"),
+                    QoS::AtLeastOnce,
+                    false,
+                    format!("{round}.{i}"),
+                )
+                .await?;
+        }
+        let mut got = Vec::new();
+        while got.len() < 20 {
+            let p = tokio::time::timeout(DEADLINE, at_app.recv())
+                .await?
+                .context("app gone")?;
+            if p.topic != "telemetry/probe" {
+                got.push(String::from_utf8_lossy(&p.payload).into_owned());
+            }
+        }
+        let sent: Vec<String> = (0..20).map(|i| format!("{round}.{i}")).collect();
+        assert_eq!(got, sent, "each once, in order");
+        app.publish("commands/reboot", QoS::AtLeastOnce, false, "now")
+            .await?;
+        let command = tokio::time::timeout(DEADLINE, at_device.recv())
+            .await?
+            .context("device gone")?;
         assert_eq!(command.topic, "commands/reboot");
         assert_eq!(command.payload.as_ref(), b"now");
         if round == 0 {
-            drop((device, device_events, app, app_events));
+            drop((device, app));
+            b.node.terminate().await?;
             b.node.restart().await?;
             wait_links(&[&a, &b], &["system"]).await?;
         }
     }
     Ok(())
 }
-
-#[allow(dead_code)]
-fn unused(_: bail::Never) {}
