@@ -144,7 +144,7 @@ const CLOSE_WAIT: Duration = Duration::from_secs(2);
 pub struct Broker {
     parts: BrokerParts,
     options: MqttOptions,
-    limits: QueueLimits,
+    limits: Arc<QueueLimits>,
     /// Sessions by client identifier.
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// Plain-topic subscriptions.
@@ -177,12 +177,13 @@ impl Broker {
         if let Err(error) = persist::prepare(&parts.store).await {
             tracing::warn!(%error, "MQTT sessions are not saved: no table for them");
         }
-        let limits = QueueLimits {
+        let limits = Arc::new(QueueLimits {
             messages: options.max_queued_messages,
             bytes: options.max_queued_bytes,
-        };
+            dropped: AtomicU64::new(0),
+        });
         let broker = Arc::new(Broker {
-            tables: Arc::new(Tables::new(parts.clone(), limits)),
+            tables: Arc::new(Tables::new(parts.clone(), limits.clone())),
             parts,
             options,
             limits,
@@ -325,7 +326,7 @@ impl Broker {
             sessions: sessions.len(),
             connected: 0,
             queued: 0,
-            dropped: session::DROPPED.load(Ordering::Relaxed),
+            dropped: self.limits.dropped.load(Ordering::Relaxed),
         };
         for session in sessions {
             let state = session.state();
@@ -590,7 +591,7 @@ impl Broker {
     /// Delivers a plain-topic message to this node's subscribers.
     fn route(&self, message: Arc<Message>) {
         for (session, delivery) in self.router.route(&message) {
-            session.push(delivery, self.limits);
+            session.push(delivery, &self.limits);
         }
     }
 

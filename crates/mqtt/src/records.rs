@@ -294,7 +294,7 @@ struct Subscriber {
 /// Table subscriptions of every session, and the followers that feed them.
 pub(crate) struct Tables {
     parts: BrokerParts,
-    limits: QueueLimits,
+    limits: Arc<QueueLimits>,
     /// Subscribers by (database, table).
     subscribers: RwLock<HashMap<(String, String), Vec<Subscriber>>>,
     /// Databases whose commits are followed.
@@ -305,7 +305,7 @@ pub(crate) struct Tables {
 
 impl Tables {
     /// No subscriptions yet.
-    pub(crate) fn new(parts: BrokerParts, limits: QueueLimits) -> Tables {
+    pub(crate) fn new(parts: BrokerParts, limits: Arc<QueueLimits>) -> Tables {
         Tables {
             parts,
             limits,
@@ -445,7 +445,7 @@ impl Tables {
                     retain,
                     ids: subscriber.options.id.into_iter().collect(),
                 },
-                self.limits,
+                &self.limits,
             );
         }
     }

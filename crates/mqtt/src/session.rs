@@ -103,13 +103,15 @@ pub(crate) struct State {
     pub(crate) dirty: bool,
 }
 
-/// Bounds on what one session queues.
-#[derive(Debug, Clone, Copy)]
+/// Bounds on what one session queues, and what the bounds dropped across sessions.
+#[derive(Debug)]
 pub(crate) struct QueueLimits {
     /// Messages.
     pub(crate) messages: usize,
     /// Bytes.
     pub(crate) bytes: usize,
+    /// Messages dropped from full queues since the broker started.
+    pub(crate) dropped: AtomicU64,
 }
 
 /// A client's session, shared by the broker's indexes and its connection.
@@ -121,9 +123,6 @@ pub(crate) struct Session {
     /// Woken when there is something to send.
     pub(crate) wake: Notify,
 }
-
-/// Messages dropped from full queues, across sessions.
-pub(crate) static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 impl Session {
     /// A new, empty session.
@@ -145,7 +144,7 @@ impl Session {
 
     /// Queues a delivery, dropping the oldest beyond the limits. A QoS 0 delivery to a
     /// client not connected is dropped at once, as other brokers do.
-    pub(crate) fn push(&self, delivery: Delivery, limits: QueueLimits) {
+    pub(crate) fn push(&self, delivery: Delivery, limits: &QueueLimits) {
         let size = delivery.message.size();
         {
             let mut state = self.state();
@@ -165,7 +164,7 @@ impl Session {
                 }
             }
             if dropped > 0 {
-                let total = DROPPED.fetch_add(dropped, Ordering::Relaxed) + dropped;
+                let total = limits.dropped.fetch_add(dropped, Ordering::Relaxed) + dropped;
                 // One line per power of two keeps a flood of drops from flooding the log.
                 if total.is_power_of_two() {
                     tracing::warn!(

@@ -63,6 +63,11 @@ impl std::fmt::Debug for MqttServer {
 }
 
 impl MqttServer {
+    /// What the broker holds now.
+    pub fn stats(&self) -> shoal_mqtt::MqttStats {
+        self.broker.stats()
+    }
+
     /// `broker` on the network, its connections capped by `port`, with the broker's
     /// packet size and write timeout (`options`) bounding WebSocket messages and sends.
     pub fn new(broker: Arc<Broker>, port: Arc<Port>, options: &MqttOptions) -> Arc<MqttServer> {

@@ -412,6 +412,12 @@ async fn a_persistent_session_gets_what_was_published_across_a_node_restart() ->
     drop(pub_events);
     node.terminate().await?;
     node.restart().await?;
+    let info = node
+        .op_ok(json!({"operation": "system_information", "attributes": ["mqtt"]}))
+        .await?;
+    assert_eq!(info["mqtt"]["sessions"], 1, "restored: {info}");
+    assert_eq!(info["mqtt"]["connected"], 0, "{info}");
+    assert_eq!(info["mqtt"]["queued_messages"], 3, "{info}");
 
     let (_sub, mut events) = persistent(&node);
     let mut got = Vec::new();

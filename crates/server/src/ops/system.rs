@@ -71,6 +71,18 @@ pub(super) fn system_information(state: &AppState, req: OpRequest) -> Result<Rep
             "body_bytes_in_flight": state.body_budget.in_use(),
         }),
     );
+    if let Some(mqtt) = &state.mqtt {
+        let broker = mqtt.stats();
+        all.insert(
+            "mqtt".into(),
+            json!({
+                "sessions": broker.sessions,
+                "connected": broker.connected,
+                "queued_messages": broker.queued,
+                "dropped_messages": broker.dropped,
+            }),
+        );
+    }
     // The node's background work: what runs now, and how much has ended (and failed).
     let totals = workers.totals();
     all.insert(
