@@ -536,3 +536,176 @@ async fn two_nodes_exchange_messages_both_ways_also_after_one_restarts() -> anyh
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn websocket_clients_and_tls_clients_with_certificates_share_the_broker() -> anyhow::Result<()>
+{
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    // A CA of the test's own, the node's certificate from it, mTLS on.
+    let dir = tempfile::tempdir()?;
+    let ca = shoal_testkit::TestCa::new("MQTT test CA")?;
+    let server = ca.server(&["127.0.0.1", "localhost"])?;
+    let client = ca.client(DEFAULT_ADMIN_USER)?;
+    let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    for (name, pem) in [
+        ("ca.pem", ca.pem()),
+        ("server.pem", server.cert_pem.clone()),
+        ("server.key", server.key_pem.clone()),
+        ("client.pem", client.cert_pem.clone()),
+        ("client.key", client.key_pem.clone()),
+    ] {
+        std::fs::write(path(name), pem)?;
+    }
+    let node = start_with(
+        "mq-secure",
+        &[
+            "--mqtt-secure-port",
+            "0",
+            "--tls-certificate",
+            &path("server.pem"),
+            "--tls-private-key",
+            &path("server.key"),
+            "--tls-certificate-authority",
+            &path("ca.pem"),
+            "--mtls",
+            "true",
+        ],
+    )
+    .await?;
+
+    // A WebSocket client (subprotocol `mqtt`) logs in with a password and leaves a
+    // retained message.
+    let mut request = format!("ws://{}/mqtt", node.http_addr()).into_client_request()?;
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", "mqtt".parse()?);
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
+    let mut connect = vec![
+        0,
+        4,
+        b'M',
+        b'Q',
+        b'T',
+        b'T',
+        4,
+        0b1100_0010,
+        0,
+        60,
+        0,
+        2,
+        b'w',
+        b's',
+    ];
+    for field in [DEFAULT_ADMIN_USER, DEFAULT_ADMIN_PASSWORD] {
+        connect.extend((field.len() as u16).to_be_bytes());
+        connect.extend(field.as_bytes());
+    }
+    let mut packet = vec![0x10, connect.len() as u8];
+    packet.extend(connect);
+    // PUBLISH, QoS 1, retained: topic "cert/x", packet id 1, payload "over-ws".
+    packet.extend([0x33, 17, 0, 6]);
+    packet.extend(b"cert/x");
+    packet.extend([0, 1]);
+    packet.extend(b"over-ws");
+    ws.send(Message::Binary(packet.into())).await?;
+    let mut answer = Vec::new();
+    while answer.len() < 8 {
+        match tokio::time::timeout(DEADLINE, ws.next()).await? {
+            Some(Ok(Message::Binary(bytes))) => answer.extend_from_slice(&bytes),
+            Some(Ok(_)) => {}
+            other => anyhow::bail!("the WebSocket ended: {other:?}"),
+        }
+    }
+    assert_eq!(
+        answer,
+        vec![0x20, 2, 0, 0, 0x40, 2, 0, 1],
+        "CONNACK accepted, then PUBACK"
+    );
+
+    // Mosquitto over TLS, logged in by its certificate alone, gets it.
+    let mqtts = node.mqtts_addr().context("mqtts= in the ready line")?;
+    let (code, out, err) = mosquitto(
+        "mosquitto_sub",
+        &[
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &mqtts.port().to_string(),
+            "--cafile",
+            &path("ca.pem"),
+            "--cert",
+            &path("client.pem"),
+            "--key",
+            &path("client.key"),
+            "-t",
+            "cert/#",
+            "-C",
+            "1",
+            "-v",
+        ],
+    )
+    .await?;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "cert/x over-ws");
+    Ok(())
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_packets_end_only_their_own_connection() -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let node = start_with("mq-malformed", &["--mqtt-max-packet-bytes", "1024"]).await?;
+    let send = |bytes: Vec<u8>| {
+        let addr = mqtt(&node);
+        async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await?;
+            stream.write_all(&bytes).await?;
+            let mut answer = Vec::new();
+            tokio::time::timeout(DEADLINE, stream.read_to_end(&mut answer))
+                .await
+                .context("the node closes the connection")?
+                .ok();
+            anyhow::Ok(answer)
+        }
+    };
+    // Noise instead of CONNECT: closed without an answer.
+    assert!(send(b"GET / HTTP/1.1\r\n\r\n".to_vec()).await?.is_empty());
+    // A 5.0 client that logs in, then sends a PUBLISH larger than the node takes: told
+    // why (DISCONNECT 0x95, packet too large).
+    let mut connect = vec![
+        0,
+        4,
+        b'M',
+        b'Q',
+        b'T',
+        b'T',
+        5,
+        0b1100_0010,
+        0,
+        60,
+        0,
+        0,
+        1,
+        b'z',
+    ];
+    for field in [DEFAULT_ADMIN_USER, DEFAULT_ADMIN_PASSWORD] {
+        connect.extend((field.len() as u16).to_be_bytes());
+        connect.extend(field.as_bytes());
+    }
+    let mut bytes = vec![0x10, connect.len() as u8];
+    bytes.extend(connect);
+    bytes.extend([0x30, 0x80, 0x10]); // remaining length 2048
+    bytes.extend(vec![0u8; 2048]);
+    let answer = send(bytes).await?;
+    assert_eq!(answer.first(), Some(&0x20), "CONNACK first: {answer:?}");
+    assert_eq!(&answer[answer.len() - 3..], &[0xe0, 1, 0x95], "{answer:?}");
+    // Everyone else is still served.
+    let base = target(&node, "mqttv5");
+    let mut publish = strs(&base);
+    publish.extend(["-t", "still/here", "-m", "yes", "-q", "1"]);
+    let (code, _, err) = mosquitto("mosquitto_pub", &publish).await?;
+    assert_eq!(code, 0, "{err}");
+    Ok(())
+}
