@@ -36,7 +36,7 @@ pub const NOT_AUTHORIZED: &str =
     "This operation is not authorized due to role restrictions and/or invalid database items";
 
 /// What a request does, as the permission check sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Action {
     /// Read records: searches, REST reads, subscriptions.

@@ -14,7 +14,6 @@ use rumqttc::v5::mqttbytes::v5::{
     Packet, PingResp, Publish, SubAck, Subscribe, SubscribeReasonCode, UnsubAck, UnsubAckReason,
     Unsubscribe,
 };
-use shoal_auth::User;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
@@ -158,7 +157,7 @@ where
         broker: broker.clone(),
         session: attached.session.clone(),
         version,
-        user,
+        username: user.as_ref().map(|u| u.username.clone()),
         will,
         aliases: HashMap::new(),
         control: control.clone(),
@@ -189,7 +188,7 @@ where
         && matches!(end, End::WithWill | End::Closed | End::Refused(_))
         && end != End::Refused(DisconnectReasonCode::ServerShuttingDown)
     {
-        broker.will(&attached.session, will, conn.user.clone());
+        broker.will(&attached.session, will, conn.username.clone());
     }
 }
 
@@ -241,7 +240,8 @@ struct Conn {
     broker: Arc<Broker>,
     session: Arc<Session>,
     version: Version,
-    user: Option<Arc<User>>,
+    /// The user the client logged in as; `None` for an anonymous client.
+    username: Option<String>,
     will: Option<LastWill>,
     aliases: HashMap<u16, String>,
     control: mpsc::Sender<Out>,
@@ -416,7 +416,7 @@ impl Conn {
         let message = Message::published(&publish, topic, &self.session.client_id);
         let refused = self
             .broker
-            .publish(message, self.user.as_deref())
+            .publish(message, self.username.as_deref())
             .await
             .err();
         if let Some(refusal) = refused {
@@ -433,16 +433,17 @@ impl Conn {
         let mut codes = Vec::with_capacity(subscribe.filters.len());
         let mut retained = Vec::new();
         for filter in &subscribe.filters {
-            let code = match self
-                .broker
-                .subscribe(&self.session, self.user.as_deref(), filter, id)
-            {
-                Ok((qos, messages)) => {
-                    retained.extend(messages.into_iter().map(|m| (m, filter.clone())));
-                    SubscribeReasonCode::Success(qos)
-                }
-                Err(code) => code,
-            };
+            let code =
+                match self
+                    .broker
+                    .subscribe(&self.session, self.username.as_deref(), filter, id)
+                {
+                    Ok((qos, messages)) => {
+                        retained.extend(messages.into_iter().map(|m| (m, filter.clone())));
+                        SubscribeReasonCode::Success(qos)
+                    }
+                    Err(code) => code,
+                };
             codes.push(code);
         }
         let ack = Packet::SubAck(SubAck {

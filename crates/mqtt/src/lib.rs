@@ -8,6 +8,7 @@
 //! broker. Packets are read and written with rumqttc's codecs; everything else (sessions,
 //! flows, routing, limits) is here.
 
+mod access;
 mod codec;
 mod connection;
 mod message;
@@ -30,13 +31,14 @@ use rumqttc::v5::mqttbytes::v5::{
     ConnectReturnCode, DisconnectReasonCode, Filter, LastWill, Login, RetainForwardRule,
     SubscribeReasonCode,
 };
-use shoal_auth::{Access, Action, Auth, User, Via};
+use shoal_auth::{Action, Auth, User};
 use shoal_cluster::Cluster;
 use shoal_components::Components;
 use shoal_store::Store;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
+use crate::access::Access;
 use crate::codec::Refusal;
 use crate::connection::End;
 use crate::message::{Message, Relay};
@@ -151,6 +153,8 @@ pub struct Broker {
     router: Router,
     /// Table-topic subscriptions and the feeds that serve them.
     tables: Arc<Tables>,
+    /// Who may do what.
+    access: Arc<Access>,
     /// Numbers connections (and generated client identifiers).
     connections: AtomicU64,
     /// Set when the broker closes.
@@ -182,8 +186,17 @@ impl Broker {
             bytes: options.max_queued_bytes,
             dropped: AtomicU64::new(0),
         });
+        let anonymous_plain =
+            !options.require_authentication && options.plain_topics == PlainTopics::Authenticated;
+        let access = Arc::new(Access::new(
+            parts.auth.clone(),
+            &parts.store,
+            options.plain_topics,
+            anonymous_plain,
+        ));
         let broker = Arc::new(Broker {
-            tables: Arc::new(Tables::new(parts.clone(), limits.clone())),
+            tables: Arc::new(Tables::new(parts.clone(), limits.clone(), access.clone())),
+            access,
             parts,
             options,
             limits,
@@ -497,7 +510,7 @@ impl Broker {
     }
 
     /// Publishes a client's will: now, or after its delay unless the client is back.
-    fn will(self: &Arc<Self>, session: &Arc<Session>, will: LastWill, user: Option<Arc<User>>) {
+    fn will(self: &Arc<Self>, session: &Arc<Session>, will: LastWill, username: Option<String>) {
         let message = Message::will(&will, &session.client_id);
         let delay = will
             .properties
@@ -518,61 +531,31 @@ impl Broker {
                     return;
                 }
             }
-            if let Err(refusal) = broker.publish(message, user.as_deref()).await {
+            if let Err(refusal) = broker.publish(message, username.as_deref()).await {
                 tracing::debug!(client = %session.client_id, ?refusal, "MQTT will not published");
             }
         });
     }
 
-    /// Whether `user` may publish and subscribe to plain topics.
-    fn may_use_plain(&self, user: Option<&User>) -> bool {
-        let Some(user) = user else {
-            return !self.options.require_authentication
-                && self.options.plain_topics == PlainTopics::Authenticated;
-        };
-        let action = match self.options.plain_topics {
-            PlainTopics::SuperUsers => Action::Admin,
-            PlainTopics::Authenticated => Action::Own,
-        };
-        let access = Access {
-            via: Via::Mqtt,
-            operation: "plain topic",
-            action,
-            database: None,
-            table: None,
-        };
-        // Asked of the user as it is now: a dropped or deactivated one may do nothing.
-        self.parts
-            .auth
-            .user_named(&user.username)
-            .is_ok_and(|live| self.parts.auth.check(&live, &access).is_ok())
-    }
-
     /// Takes a message a client (or a will) published: a record write for a retained
     /// message on a table topic, a live delivery otherwise; peers get what they need.
-    async fn publish(&self, message: Message, user: Option<&User>) -> Result<(), Refusal> {
+    async fn publish(&self, message: Message, username: Option<&str>) -> Result<(), Refusal> {
         if let Some(resolved) = records::resolve(&self.parts, &message.topic, false) {
             if message.retain {
                 // Subscribers here and on every peer learn of it from the commit.
-                return records::write(&self.parts.auth, user, &resolved, &message).await;
+                return records::write(&self.access, username, &resolved, &message).await;
             }
             let (database, table) = (resolved.db.name(), resolved.table.name.as_str());
-            records::grant(
-                &self.parts.auth,
-                user,
-                Action::Upsert,
-                "publish",
-                database,
-                table,
-            )
-            .ok_or(Refusal::NotAuthorized)?;
+            self.access
+                .table(username, Action::Upsert, database, table)
+                .ok_or(Refusal::NotAuthorized)?;
             let key = resolved.key().ok_or(Refusal::TopicInvalid)?;
             self.relay(&message);
             self.tables
                 .deliver(database, &resolved.table, &key, None, Some(&message));
             return Ok(());
         }
-        if !self.may_use_plain(user) {
+        if !self.access.plain(username) {
             return Err(Refusal::NotAuthorized);
         }
         if message.retain {
@@ -641,7 +624,7 @@ impl Broker {
     fn subscribe(
         &self,
         session: &Arc<Session>,
-        user: Option<&User>,
+        username: Option<&str>,
         filter: &Filter,
         id: Option<usize>,
     ) -> Result<(QoS, Vec<Arc<Message>>), SubscribeReasonCode> {
@@ -649,16 +632,11 @@ impl Broker {
             .target(&filter.path)
             .ok_or(SubscribeReasonCode::TopicFilterInvalid)?;
         let allowed = match &target {
-            Target::Table(table) => records::grant(
-                &self.parts.auth,
-                user,
-                Action::Read,
-                "subscribe",
-                &table.database,
-                &table.table,
-            )
-            .is_some(),
-            Target::Plain(_) => self.may_use_plain(user),
+            Target::Table(table) => self
+                .access
+                .table(username, Action::Read, &table.database, &table.table)
+                .is_some(),
+            Target::Plain(_) => self.access.plain(username),
         };
         if !allowed {
             return Err(SubscribeReasonCode::NotAuthorized);
@@ -669,8 +647,13 @@ impl Broker {
             retain_as_published: filter.preserve_retain,
             id,
         };
-        let username = user.map(|u| u.username.clone());
-        let existed = self.index(session, &filter.path, &target, options, username.clone());
+        let existed = self.index(
+            session,
+            &filter.path,
+            &target,
+            options,
+            username.map(str::to_owned),
+        );
         let send_retained = match filter.retain_forward_rule {
             RetainForwardRule::OnEverySubscribe => true,
             RetainForwardRule::OnNewSubscribe => !existed,
@@ -682,7 +665,7 @@ impl Broker {
             (Target::Plain(s), true) => retained::matching(&self.parts.store, &s.filter),
             (Target::Table(table), true) => self
                 .tables
-                .current(table, username.as_deref(), &filter.path)
+                .current(table, username, &filter.path)
                 .map(Arc::new)
                 .into_iter()
                 .collect(),

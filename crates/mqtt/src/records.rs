@@ -13,12 +13,13 @@ use base64::Engine;
 use bytes::Bytes;
 use rumqttc::v5::mqttbytes::QoS;
 use serde_json::{Map, Value};
-use shoal_auth::{Access, Action, Auth, Grant, User, Via};
+use shoal_auth::Action;
 use shoal_store::{
     ChangeKind, Database, FollowError, FollowOptions, Mode, SYSTEM_DATABASE, Start, TableDef, Write,
 };
 
 use crate::BrokerParts;
+use crate::access::Access;
 use crate::codec::Refusal;
 use crate::message::{Message, Properties};
 use crate::router::min_qos;
@@ -133,39 +134,19 @@ pub(crate) fn resolve(parts: &BrokerParts, topic: &str, filter: bool) -> Option<
     })
 }
 
-/// Asks the permission check whether `user` may do `action` on the table.
-pub(crate) fn grant(
-    auth: &Auth,
-    user: Option<&User>,
-    action: Action,
-    operation: &str,
-    database: &str,
-    table: &str,
-) -> Option<Grant> {
-    let user = user?;
-    let access = Access {
-        via: Via::Mqtt,
-        operation,
-        action,
-        database: Some(database),
-        table: Some(table),
-    };
-    auth.check(user, &access).ok()
-}
-
 /// Writes a retained publish to its record: upserts it, or deletes it when the payload
 /// is empty.
 pub(crate) async fn write(
-    auth: &Auth,
-    user: Option<&User>,
+    access: &Access,
+    username: Option<&str>,
     resolved: &Resolved,
     message: &Message,
 ) -> Result<(), Refusal> {
     let key = resolved.key().ok_or(Refusal::TopicInvalid)?;
     let (database, table) = (resolved.db.name(), resolved.table.name.as_str());
-    let username = user.map(|u| u.username.as_str());
     if message.payload.is_empty() {
-        grant(auth, user, Action::Delete, "publish", database, table)
+        access
+            .table(username, Action::Delete, database, table)
             .ok_or(Refusal::NotAuthorized)?;
         let write = Write::Delete {
             table: table.to_owned(),
@@ -178,7 +159,8 @@ pub(crate) async fn write(
             .map_err(|e| failed(&e))?;
         return Ok(());
     }
-    let grant = grant(auth, user, Action::Upsert, "publish", database, table)
+    let grant = access
+        .table(username, Action::Upsert, database, table)
         .ok_or(Refusal::NotAuthorized)?;
     let mut record = record_of(message);
     record.insert(resolved.table.primary_key.clone(), key);
@@ -278,9 +260,6 @@ pub(crate) fn record_message(
     }
 }
 
-/// A grant (or a refusal), and the `system` commit it was asked after.
-type Asked = (u64, Option<Grant>);
-
 /// A table subscriber.
 #[derive(Debug, Clone)]
 struct Subscriber {
@@ -299,19 +278,19 @@ pub(crate) struct Tables {
     subscribers: RwLock<HashMap<(String, String), Vec<Subscriber>>>,
     /// Databases whose commits are followed.
     followed: Mutex<HashMap<String, shoal_workers::WorkerHandle>>,
-    /// Grants by (user, database, table), with the `system` commit they were asked after.
-    grants: Mutex<HashMap<(String, String, String), Asked>>,
+    /// What subscribers may read.
+    access: Arc<Access>,
 }
 
 impl Tables {
     /// No subscriptions yet.
-    pub(crate) fn new(parts: BrokerParts, limits: Arc<QueueLimits>) -> Tables {
+    pub(crate) fn new(parts: BrokerParts, limits: Arc<QueueLimits>, access: Arc<Access>) -> Tables {
         Tables {
             parts,
             limits,
             subscribers: RwLock::default(),
             followed: Mutex::default(),
-            grants: Mutex::default(),
+            access,
         }
     }
 
@@ -359,36 +338,6 @@ impl Tables {
         removed
     }
 
-    /// What `username` may read of the table now: asked again whenever `system` (users,
-    /// roles) has changed since it was last asked.
-    fn readable(&self, username: Option<&str>, database: &str, table: &str) -> Option<Grant> {
-        let username = username?;
-        let head = self
-            .parts
-            .store
-            .database(SYSTEM_DATABASE)
-            .map(|db| *db.watch_commits().borrow())
-            .unwrap_or(0);
-        let key = (username.to_owned(), database.to_owned(), table.to_owned());
-        let mut grants = self.grants.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((seen, grant)) = grants.get(&key)
-            && *seen == head
-        {
-            return grant.clone();
-        }
-        let user = self.parts.auth.user_named(username).ok();
-        let grant = grant(
-            &self.parts.auth,
-            user.as_deref(),
-            Action::Read,
-            "subscribe",
-            database,
-            table,
-        );
-        grants.insert(key, (head, grant.clone()));
-        grant
-    }
-
     /// Delivers a change of one record to the table's subscribers: `record` is the
     /// record now (`None`: deleted); `message` overrides it for a non-retained publish.
     pub(crate) fn deliver(
@@ -411,7 +360,10 @@ impl Tables {
             if subscriber.filter.key.as_ref().is_some_and(|k| k != key) {
                 continue;
             }
-            let Some(grant) = self.readable(subscriber.username.as_deref(), database, &table.name)
+            let username = subscriber.username.as_deref();
+            let Some(grant) = self
+                .access
+                .table(username, Action::Read, database, &table.name)
             else {
                 continue;
             };
@@ -459,7 +411,9 @@ impl Tables {
         topic: &str,
     ) -> Option<Message> {
         let key = filter.key.as_ref()?;
-        let grant = self.readable(username, &filter.database, &filter.table)?;
+        let grant = self
+            .access
+            .table(username, Action::Read, &filter.database, &filter.table)?;
         let db = self.parts.store.database(&filter.database).ok()?;
         let snapshot = db.snapshot().ok()?;
         let table = snapshot.table(&filter.table).ok()?;

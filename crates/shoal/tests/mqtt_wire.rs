@@ -300,7 +300,16 @@ async fn a_websocket_offering_mqtt_goes_to_the_broker_and_the_rest_stays_rest() 
 
 #[tokio::test]
 async fn mqtt_websocket_false_leaves_every_upgrade_to_rest() -> anyhow::Result<()> {
-    let node = start_with("mqtt-ws-off", &["--mqtt-websocket", "false"]).await?;
+    let node = start_with(
+        "mqtt-ws-off",
+        &[
+            "--mqtt-websocket",
+            "false",
+            "--mqtt-connect-timeout-ms",
+            CONNECT_TIMEOUT_MS,
+        ],
+    )
+    .await?;
     create_table(&node, "dog").await?;
     // What was the broker's is now a REST subscription, which needs credentials.
     let request = ws_request("ws", node.http_addr(), "/dev/dog/1", Some("mqtt"), None)?;
