@@ -505,3 +505,19 @@ pub(crate) async fn create_table_with(
     ))
     .context("creating a benchmark table")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quick_leaves_mqtt_out_unless_named() {
+        let all = selected(&[], false).unwrap_or_default();
+        let quick = selected(&[], true).unwrap_or_default();
+        assert!(mqtt::WORKLOADS.iter().all(|w| all.contains(w)));
+        assert!(mqtt::WORKLOADS.iter().all(|w| !quick.contains(w)));
+        assert!(quick.contains(&"rest_get"));
+        let named = selected(&["mqtt".to_owned()], true).unwrap_or_default();
+        assert_eq!(named, mqtt::WORKLOADS);
+    }
+}

@@ -305,7 +305,7 @@ impl Mosquitto {
             // window), and with its default of 1000, Mosquitto 2.0.11 dropped QoS 1
             // messages for the online subscriber with only 400 outstanding.
             format!(
-                "listener {port} {ip}\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n"
+                "listener {port} {ip}\nallow_anonymous true\npersistence false\nmax_queued_messages 0\nset_tcp_nodelay true\n"
             ),
         )?;
         let log = std::fs::File::create(dir.path().join("mosquitto.log"))?;
@@ -431,7 +431,8 @@ impl Client {
                     .set_credentials(&ends.user, &ends.password)
                     .set_clean_session(true)
                     .set_inflight(inflight.max(1));
-                let (client, events) = rumqttc::AsyncClient::new(options, CLIENT_CHANNEL);
+                let (client, mut events) = rumqttc::AsyncClient::new(options, CLIENT_CHANNEL);
+                events.set_network_options(network());
                 (Client::V4(client), Driver::V4(Box::new(events)))
             }
             Protocol::V5 => {
@@ -440,7 +441,8 @@ impl Client {
                     .set_keep_alive(Duration::from_secs(30))
                     .set_credentials(&ends.user, &ends.password)
                     .set_clean_start(true)
-                    .set_outgoing_inflight_upper_limit(inflight.max(1));
+                    .set_outgoing_inflight_upper_limit(inflight.max(1))
+                    .set_network_options(network());
                 let (client, events) = rumqttc::v5::AsyncClient::new(options, CLIENT_CHANNEL);
                 (Client::V5(client), Driver::V5(Box::new(events)))
             }
@@ -504,6 +506,14 @@ impl Client {
             Client::V5(c) => c.disconnect().await.map_err(|_| ()),
         };
     }
+}
+
+/// Socket options of every client: no Nagle delay (as the HTTP workloads' clients), so
+/// small messages are not held back waiting for the broker's delayed ACKs.
+fn network() -> rumqttc::NetworkOptions {
+    let mut options = rumqttc::NetworkOptions::new();
+    options.set_tcp_nodelay(true);
+    options
 }
 
 fn qos_v4(qos1: bool) -> rumqttc::QoS {
