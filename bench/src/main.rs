@@ -1,12 +1,14 @@
 //! `shoal-bench`: starts real `shoal` nodes (or targets a running one) and measures,
 //! over the wire, REST reads and writes, Operations API inserts and searches,
-//! replication lag, full copies, catch-up after an outage and resident memory.
+//! replication lag, full copies, catch-up after an outage, resident memory, and MQTT
+//! publish → deliver throughput and latency (side by side with Mosquitto).
 //!
 //! See `bench/README.md` for what each workload measures.
 
 mod client;
 mod engine;
 mod load;
+mod mqtt;
 mod nodes;
 mod repl;
 mod report;
@@ -39,6 +41,10 @@ const WORKLOADS: &[&str] = &[
     "replication_lag_3n",
     "full_copy",
     "catch_up",
+    "mqtt_qos0_plain",
+    "mqtt_qos1_plain",
+    "mqtt_qos0_table",
+    "mqtt_qos1_table",
 ];
 
 /// Workloads that run against the single node (started, or `--url`).
@@ -103,7 +109,8 @@ struct Args {
     #[arg(long, default_value_t = 10)]
     lag_rate: u32,
     /// Run only these workloads, comma-separated (`replication_lag`: both sizes;
-    /// `ops_search`: the three searches). Memory is always reported.
+    /// `ops_search`: the three searches; `mqtt`: the four MQTT workloads). Memory is
+    /// always reported. `--quick` without `--only` leaves the MQTT workloads out.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// A short smoke configuration (explicit flags still win).
@@ -128,6 +135,33 @@ struct Args {
     /// Seed for the random ids and values.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// MQTT: publisher connections.
+    #[arg(long, default_value_t = 4)]
+    mqtt_publishers: usize,
+    /// MQTT: subscriber connections (each receives every message).
+    #[arg(long, default_value_t = 1)]
+    mqtt_subscribers: usize,
+    /// MQTT: messages one publisher may have sent that not every subscriber received yet.
+    #[arg(long, default_value_t = 100)]
+    mqtt_window: u64,
+    /// MQTT: QoS 1 publishes a client may have without PUBACK (rumqttc's `inflight`).
+    #[arg(long, default_value_t = 100)]
+    mqtt_inflight: u16,
+    /// MQTT: client protocol versions, comma-separated (v4 = 3.1.1, v5 = 5.0).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "v4")]
+    mqtt_protocol: Vec<mqtt::Protocol>,
+    /// MQTT: brokers to measure, comma-separated (shoal1: one node; shoal2: publishers on
+    /// node A, subscribers on node B; mosquitto: plain topics only).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "shoal1,shoal2,mosquitto"
+    )]
+    mqtt_brokers: Vec<mqtt::Target>,
+    /// The Mosquitto binary [default: `mosquitto` in PATH, /usr/sbin, /usr/local/sbin].
+    #[arg(long)]
+    mosquitto: Option<PathBuf>,
 }
 
 /// Settings after defaults and `--quick` are applied.
@@ -165,9 +199,13 @@ fn workspace_root() -> PathBuf {
         .map_or_else(|| PathBuf::from("."), PathBuf::from)
 }
 
-fn selected(only: &[String]) -> anyhow::Result<Vec<&'static str>> {
+fn selected(only: &[String], quick: bool) -> anyhow::Result<Vec<&'static str>> {
     if only.is_empty() {
-        return Ok(WORKLOADS.to_vec());
+        return Ok(WORKLOADS
+            .iter()
+            .copied()
+            .filter(|w| !quick || !mqtt::WORKLOADS.contains(w))
+            .collect());
     }
     let mut chosen = Vec::new();
     for name in only {
@@ -179,11 +217,12 @@ fn selected(only: &[String]) -> anyhow::Result<Vec<&'static str>> {
                 "ops_search_by_value",
                 "ops_search_by_conditions",
             ],
+            "mqtt" => mqtt::WORKLOADS.to_vec(),
             _ => WORKLOADS.iter().copied().filter(|w| *w == name).collect(),
         };
         if matches.is_empty() {
             bail!(
-                "unknown workload '{name}'; known: {}, replication_lag, ops_search",
+                "unknown workload '{name}'; known: {}, replication_lag, ops_search, mqtt",
                 WORKLOADS.join(", ")
             );
         }
@@ -227,7 +266,16 @@ async fn main() -> anyhow::Result<()> {
         },
         tag: format!("{nanos:x}"),
     };
-    let workloads = selected(&args.only)?;
+    let workloads = selected(&args.only, q)?;
+    let mqtt_settings = mqtt::MqttSettings {
+        publishers: args.mqtt_publishers.max(1),
+        subscribers: args.mqtt_subscribers.max(1),
+        window: args.mqtt_window.max(1),
+        inflight: args.mqtt_inflight.max(1),
+        protocols: args.mqtt_protocol.clone(),
+        targets: args.mqtt_brokers.clone(),
+        mosquitto: args.mosquitto.clone(),
+    };
     let out = args
         .out
         .clone()
@@ -240,7 +288,16 @@ async fn main() -> anyhow::Result<()> {
         .shoal
         .clone()
         .unwrap_or_else(|| workspace_root().join("target/release/shoal"));
-    if args.url.is_none() && !shoal.exists() {
+    // Only the engine ceiling and the MQTT workloads against Mosquitto need no node.
+    let needs_nodes = workloads.iter().any(|w| {
+        *w != "engine_ceiling"
+            && (!mqtt::WORKLOADS.contains(w)
+                || mqtt_settings
+                    .targets
+                    .iter()
+                    .any(|t| *t != mqtt::Target::Mosquitto))
+    });
+    if args.url.is_none() && needs_nodes && !shoal.exists() {
         bail!(
             "no shoal binary at {}: build it with `cargo build --release -p shoal` or pass --shoal",
             shoal.display()
@@ -269,6 +326,14 @@ async fn main() -> anyhow::Result<()> {
             "copy_records": settings.copy_records,
             "away_s": settings.away.as_secs_f64(),
             "lag_rate_per_s": settings.lag_rate,
+            "mqtt": {
+                "publishers": mqtt_settings.publishers,
+                "subscribers": mqtt_settings.subscribers,
+                "window_per_publisher": mqtt_settings.window,
+                "inflight": mqtt_settings.inflight,
+                "protocols": mqtt_settings.protocols,
+                "brokers": mqtt_settings.targets,
+            },
             "workloads": workloads,
             "cpus": std::thread::available_parallelism().map(usize::from).unwrap_or(0),
             "data_dir": args.data_dir.as_ref().map_or_else(|| std::env::temp_dir().display().to_string(), |d| d.display().to_string()),
@@ -309,7 +374,11 @@ async fn main() -> anyhow::Result<()> {
             });
         }
     }
-    for workload in workloads.iter().copied().filter(|w| !SINGLE.contains(w)) {
+    let others = workloads
+        .iter()
+        .copied()
+        .filter(|w| !SINGLE.contains(w) && !mqtt::WORKLOADS.contains(w));
+    for workload in others {
         if args.url.is_some() && workload != "engine_ceiling" {
             report.failed.push(Skipped {
                 workload: workload.into(),
@@ -342,6 +411,29 @@ async fn main() -> anyhow::Result<()> {
                 workload: workload.into(),
                 reason: format!("{e:#}"),
             });
+        }
+    }
+
+    let mqtt_workloads: Vec<&'static str> = workloads
+        .iter()
+        .copied()
+        .filter(|w| mqtt::WORKLOADS.contains(w))
+        .collect();
+    if !mqtt_workloads.is_empty() {
+        if args.url.is_some() {
+            report.failed.push(Skipped {
+                workload: mqtt_workloads.join(","),
+                reason: "needs nodes the benchmark starts itself (not with --url)".into(),
+            });
+        } else {
+            mqtt::run(
+                &settings,
+                &mqtt_settings,
+                &launcher,
+                &mqtt_workloads,
+                &mut report,
+            )
+            .await;
         }
     }
 
@@ -412,4 +504,20 @@ pub(crate) async fn create_table_with(
         "create_table {database}.{table} answered {status}: {body}"
     ))
     .context("creating a benchmark table")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quick_leaves_mqtt_out_unless_named() {
+        let all = selected(&[], false).unwrap_or_default();
+        let quick = selected(&[], true).unwrap_or_default();
+        assert!(mqtt::WORKLOADS.iter().all(|w| all.contains(w)));
+        assert!(mqtt::WORKLOADS.iter().all(|w| !quick.contains(w)));
+        assert!(quick.contains(&"rest_get"));
+        let named = selected(&["mqtt".to_owned()], true).unwrap_or_default();
+        assert_eq!(named, mqtt::WORKLOADS);
+    }
 }

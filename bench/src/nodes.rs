@@ -42,7 +42,7 @@ pub(crate) struct BenchNode {
 }
 
 /// A free TCP port on `ip` (bound and released; the node binds it right after).
-fn free_port(ip: Ipv4Addr) -> anyhow::Result<u16> {
+pub(crate) fn free_port(ip: Ipv4Addr) -> anyhow::Result<u16> {
     let listener = TcpListener::bind((ip, 0)).with_context(|| format!("binding {ip}:0"))?;
     Ok(listener.local_addr()?.port())
 }

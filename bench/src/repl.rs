@@ -368,24 +368,26 @@ fn endpoint(settings: &Settings, node: &BenchNode) -> Endpoint {
 }
 
 /// The nodes of one cluster workload.
-struct ClusterSpec<'a> {
+pub(crate) struct ClusterSpec<'a> {
     /// Workload name (for the memory report).
-    workload: &'a str,
+    pub(crate) workload: &'a str,
     /// Node names are this plus `a`, `b`, `c`...
-    prefix: &'a str,
+    pub(crate) prefix: &'a str,
     /// How many nodes.
-    count: usize,
+    pub(crate) count: usize,
     /// The first node's address; the others follow it.
-    first_ip: Ipv4Addr,
+    pub(crate) first_ip: Ipv4Addr,
+    /// The database of `tables`.
+    pub(crate) database: &'a str,
     /// Tables created on the first node.
-    tables: &'a [&'a str],
+    pub(crate) tables: &'a [&'a str],
     /// Extra command-line arguments for every node.
-    extra: &'a [&'a str],
+    pub(crate) extra: &'a [&'a str],
 }
 
 /// Starts the nodes on consecutive addresses, joins them all from the first, creates the
 /// tables on the first and waits until every other node receives them.
-async fn cluster(
+pub(crate) async fn cluster(
     settings: &Settings,
     launcher: &Launcher,
     spec: &ClusterSpec<'_>,
@@ -400,14 +402,15 @@ async fn cluster(
     let tables = spec.tables;
     let others: Vec<&BenchNode> = nodes[1..].iter().collect();
     join_all(&nodes[0], &others, &settings.creds).await?;
+    let database = spec.database;
     for table in tables {
-        crate::create_table(&nodes[0].control, DB, table).await?;
+        crate::create_table(&nodes[0].control, database, table).await?;
     }
     for other in &nodes[1..] {
         for table in tables {
-            wait_table(other, DB, table, Duration::from_secs(60)).await?;
+            wait_table(other, database, table, Duration::from_secs(60)).await?;
         }
-        wait_link(other, nodes[0].name(), DB, Duration::from_secs(60)).await?;
+        wait_link(other, nodes[0].name(), database, Duration::from_secs(60)).await?;
     }
     Ok(nodes)
 }
@@ -427,6 +430,7 @@ pub(crate) async fn replication_lag(
         prefix: &prefix,
         count,
         first_ip,
+        database: DB,
         tables: &["marks", "lag"],
         extra: &["--subscription-max-lag", SUBSCRIBER_MAX_LAG],
     };
@@ -731,6 +735,7 @@ pub(crate) async fn catch_up(
         prefix: "catch-",
         count: 2,
         first_ip: Ipv4Addr::new(127, 0, 0, 41),
+        database: DB,
         tables: &["catch"],
         extra: &[],
     };

@@ -233,7 +233,7 @@ impl Report {
         const BAR_MAX: f64 = 520.0;
         const ROW: f64 = 22.0;
         let mut panels: Vec<(String, Vec<Bar>)> = Vec::new();
-        for unit in ["req/s", "records/s", "s"] {
+        for unit in ["req/s", "records/s", "msgs/s", "s"] {
             let bars: Vec<Bar> = self
                 .rows
                 .iter()
