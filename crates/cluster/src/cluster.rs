@@ -246,6 +246,12 @@ impl Cluster {
         self.shared.relays.relay(&payload);
     }
 
+    /// Whether [`Cluster::relay`] would send to any peer now: a caller may skip encoding
+    /// a message when no peer's link is live.
+    pub fn relays_to_peers(&self) -> bool {
+        self.shared.relays.has_outboxes()
+    }
+
     /// Messages peers relay to this node from now on, each peer's in the order it sent
     /// them.
     pub fn relayed(&self) -> RelayedMessages {

@@ -101,6 +101,15 @@ impl Relays {
         }
     }
 
+    /// Whether a relayed message would go anywhere now (some peer's link is live).
+    pub(crate) fn has_outboxes(&self) -> bool {
+        !self
+            .outboxes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+    }
+
     /// Queues `payload` for every peer with an open mailbox; a peer whose queue has no
     /// room misses it. Never waits.
     pub(crate) fn relay(&self, payload: &Bytes) {

@@ -14,10 +14,11 @@ use rumqttc::v5::mqttbytes::v5::{
     Packet, PingResp, Publish, SubAck, Subscribe, SubscribeReasonCode, UnsubAck, UnsubAckReason,
     Unsubscribe,
 };
+use shoal_store::Pending;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
-use crate::codec::{self, CodecError, Version};
+use crate::codec::{self, CodecError, Refusal, Version};
 use crate::message::Message;
 use crate::session::{Delivery, Session};
 use crate::{Broker, Peer};
@@ -81,6 +82,15 @@ where
     let Packet::Connect(connect, will, login) = packet else {
         return;
     };
+    // A will is published like any message, so its topic must be one a client could
+    // publish to.
+    if let Some(will) = &will
+        && !std::str::from_utf8(&will.topic).is_ok_and(crate::topic::valid_name)
+    {
+        let refused = connack(ConnectReturnCode::TopicNameInvalid, false, None);
+        let _ = send(&mut writer, &refused, version, &broker).await;
+        return;
+    }
     let user = match broker.login(login.as_ref(), &peer).await {
         Ok(user) => user,
         Err(code) => {
@@ -150,9 +160,18 @@ where
         broker.detach(&attached.session, attached.connection, &End::Closed);
         return;
     }
+    tracing::debug!(
+        client = %client_id,
+        peer = %peer.address,
+        secure = peer.secure,
+        ?version,
+        resumed = attached.present,
+        "MQTT client connected"
+    );
     let keep_alive = (connect.keep_alive > 0)
         .then(|| Duration::from_millis(u64::from(connect.keep_alive) * 1500));
     let (control, outgoing) = mpsc::channel(CONTROL_QUEUE);
+    let (acks, owed) = mpsc::channel(CONTROL_QUEUE);
     let mut conn = Conn {
         broker: broker.clone(),
         session: attached.session.clone(),
@@ -161,7 +180,9 @@ where
         will,
         aliases: HashMap::new(),
         control: control.clone(),
+        acks,
     };
+    let mut acking = std::pin::pin!(ack_loop(owed, control.clone(), &attached.session));
     let mut writing = std::pin::pin!(write_loop(
         &broker,
         &attached.session,
@@ -181,6 +202,7 @@ where
             end
         }
         end = &mut writing => end,
+        end = &mut acking => end,
     };
     let will = conn.will.take();
     broker.detach(&attached.session, attached.connection, &end);
@@ -245,6 +267,63 @@ struct Conn {
     will: Option<LastWill>,
     aliases: HashMap<u16, String>,
     control: mpsc::Sender<Out>,
+    acks: mpsc::Sender<Owed>,
+}
+
+/// An answer owed to the client, sent in order.
+enum Owed {
+    /// PUBACK or PUBREC.
+    Publish(Ack),
+    /// PUBCOMP for a PUBREL: its packet id, and whether that id awaited release.
+    Release(u16, bool),
+}
+
+/// The acknowledgement a QoS 1 or 2 PUBLISH is owed.
+struct Ack {
+    qos: QoS,
+    pkid: u16,
+    /// The write it made, if any: acknowledged once durable.
+    pending: Option<Pending>,
+    /// Why it was not taken.
+    refused: Option<Refusal>,
+}
+
+/// Sends acknowledgements in the order the packets came (as the specification asks),
+/// each once its write is durable; writes queued meanwhile commit together, so one
+/// client's retained publishes are not one fsync each.
+async fn ack_loop(
+    mut owed: mpsc::Receiver<Owed>,
+    control: mpsc::Sender<Out>,
+    session: &Session,
+) -> End {
+    while let Some(owed) = owed.recv().await {
+        let ack = match owed {
+            Owed::Publish(ack) => ack,
+            Owed::Release(pkid, known) => {
+                let packet = codec::pubcomp(pkid, known);
+                if control.send(Out::Packet(Box::new(packet))).await.is_err() {
+                    return End::Closed;
+                }
+                continue;
+            }
+        };
+        let mut refused = ack.refused;
+        if let Some(pending) = ack.pending
+            && let Err(error) = pending.await
+        {
+            tracing::debug!(client = %session.client_id, %error, "MQTT publish not written");
+            refused = Some(Refusal::Failed);
+        }
+        if refused.is_some() && ack.qos == QoS::ExactlyOnce {
+            session.state().incoming.remove(&ack.pkid);
+        }
+        if let Some(packet) = codec::publish_ack(ack.qos, ack.pkid, refused)
+            && control.send(Out::Packet(Box::new(packet))).await.is_err()
+        {
+            return End::Closed;
+        }
+    }
+    End::Closed
 }
 
 impl Conn {
@@ -342,7 +421,8 @@ impl Conn {
             }
             Packet::PubRel(rel) => {
                 let known = self.session.state().incoming.remove(&rel.pkid);
-                self.out(codec::pubcomp(rel.pkid, known)).await
+                // After the PUBREC it answers, which may still await its write.
+                self.ack(Owed::Release(rel.pkid, known)).await
             }
             Packet::Subscribe(subscribe) => self.subscribe(subscribe).await,
             Packet::Unsubscribe(unsubscribe) => self.unsubscribe(unsubscribe).await,
@@ -405,27 +485,47 @@ impl Conn {
             };
             if taken {
                 // A resent message already taken: acknowledge it again, deliver it once.
-                return self
-                    .out(codec::publish_ack(publish.qos, publish.pkid, None)?)
-                    .await;
+                let ack = Ack {
+                    qos: publish.qos,
+                    pkid: publish.pkid,
+                    pending: None,
+                    refused: None,
+                };
+                return self.ack(Owed::Publish(ack)).await;
             }
             if window_full {
                 return Some(End::Refused(DisconnectReasonCode::ReceiveMaximumExceeded));
             }
         }
         let message = Message::published(&publish, topic, &self.session.client_id);
-        let refused = self
-            .broker
-            .publish(message, self.username.as_deref())
-            .await
-            .err();
-        if let Some(refusal) = refused {
-            tracing::debug!(client = %self.session.client_id, ?refusal, "MQTT publish refused");
-        } else if publish.qos == QoS::ExactlyOnce {
+        let (pending, refused) = match self.broker.publish(message, self.username.as_deref()).await
+        {
+            Ok(pending) => (pending, None),
+            Err(refusal) => {
+                tracing::debug!(client = %self.session.client_id, ?refusal, "MQTT publish refused");
+                (None, Some(refusal))
+            }
+        };
+        if publish.qos == QoS::AtMostOnce {
+            // Nothing to answer: a write queued goes on without anyone awaiting it.
+            return None;
+        }
+        if refused.is_none() && publish.qos == QoS::ExactlyOnce {
             self.session.state().incoming.insert(publish.pkid);
         }
-        let ack = codec::publish_ack(publish.qos, publish.pkid, refused)?;
-        self.out(ack).await
+        self.ack(Owed::Publish(Ack {
+            qos: publish.qos,
+            pkid: publish.pkid,
+            pending,
+            refused,
+        }))
+        .await
+    }
+
+    /// Hands an acknowledgement to the acker, which sends them in the order the
+    /// packets came, each PUBLISH's once its write (if any) is durable.
+    async fn ack(&self, ack: Owed) -> Option<End> {
+        self.acks.send(ack).await.err().map(|_| End::Closed)
     }
 
     async fn subscribe(&mut self, subscribe: Subscribe) -> Option<End> {

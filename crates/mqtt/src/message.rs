@@ -158,7 +158,7 @@ impl Message {
     }
 }
 
-/// A message as it travels to a peer broker (MessagePack): non-retained publishes only.
+/// A message as it travels to a peer broker (MessagePack), for its live subscribers.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Relay {
     /// Topic name.
@@ -168,6 +168,10 @@ pub(crate) struct Relay {
     pub(crate) payload: Vec<u8>,
     /// QoS as published (0, 1, 2).
     pub(crate) qos: u8,
+    /// Whether it was published retained (kept on every node as a replicated record;
+    /// the flag matters to retain-as-published subscriptions).
+    #[serde(default)]
+    pub(crate) retain: bool,
     /// Seconds left before it expires.
     pub(crate) expiry: Option<u32>,
     /// Its properties.
@@ -182,6 +186,7 @@ impl Relay {
             topic: message.topic.clone(),
             payload: message.payload.to_vec(),
             qos: message.qos as u8,
+            retain: message.retain,
             expiry: message.expires.map(|at| {
                 u32::try_from(at.saturating_duration_since(now).as_secs()).unwrap_or(u32::MAX)
             }),
@@ -201,7 +206,7 @@ impl Relay {
                 1 => QoS::AtLeastOnce,
                 _ => QoS::ExactlyOnce,
             },
-            retain: false,
+            retain: relay.retain,
             properties: relay.properties,
             expires: relay
                 .expiry

@@ -29,7 +29,10 @@ pub(crate) async fn prepare(store: &Store) -> Result<(), StoreError> {
     let spec = TableSpec {
         name: TABLE.into(),
         primary_key: "clientId".into(),
-        attributes: Vec::new(),
+        // Read whole, by client: indexing queues and subscriptions would only cost writes.
+        attributes: ["username", "subscriptions", "queue", "inflight"]
+            .map(|name| (name.to_owned(), false))
+            .to_vec(),
         replicate: Some(false),
     };
     match system.write(Write::CreateTable(spec), None).await {

@@ -15,7 +15,8 @@ use rumqttc::v5::mqttbytes::QoS;
 use serde_json::{Map, Value};
 use shoal_auth::Action;
 use shoal_store::{
-    ChangeKind, Database, FollowError, FollowOptions, Mode, SYSTEM_DATABASE, Start, TableDef, Write,
+    ChangeKind, Database, FollowError, FollowOptions, Mode, Pending, SYSTEM_DATABASE, Start,
+    TableDef, Write,
 };
 
 use crate::BrokerParts;
@@ -134,55 +135,44 @@ pub(crate) fn resolve(parts: &BrokerParts, topic: &str, filter: bool) -> Option<
     })
 }
 
-/// Writes a retained publish to its record: upserts it, or deletes it when the payload
-/// is empty.
-pub(crate) async fn write(
+/// Queues the write a retained publish makes to its record: an upsert, or a delete when
+/// the payload is empty. Writes queued one after another commit in that order; the
+/// answer resolves once this one is durable.
+pub(crate) async fn submit(
     access: &Access,
     username: Option<&str>,
     resolved: &Resolved,
     message: &Message,
-) -> Result<(), Refusal> {
+) -> Result<Pending, Refusal> {
     let key = resolved.key().ok_or(Refusal::TopicInvalid)?;
     let (database, table) = (resolved.db.name(), resolved.table.name.as_str());
-    if message.payload.is_empty() {
+    let write = if message.payload.is_empty() {
         access
             .table(username, Action::Delete, database, table)
             .ok_or(Refusal::NotAuthorized)?;
-        let write = Write::Delete {
+        Write::Delete {
             table: table.to_owned(),
             ids: vec![key],
-        };
-        resolved
-            .db
-            .write(write, username)
-            .await
-            .map_err(|e| failed(&e))?;
-        return Ok(());
-    }
-    let grant = access
-        .table(username, Action::Upsert, database, table)
-        .ok_or(Refusal::NotAuthorized)?;
-    let mut record = record_of(message);
-    record.insert(resolved.table.primary_key.clone(), key);
-    grant
-        .check_attributes(Action::Upsert, record.keys().map(String::as_str))
-        .map_err(|_| Refusal::NotAuthorized)?;
-    let write = Write::Records {
-        table: table.to_owned(),
-        mode: Mode::Upsert,
-        records: vec![record],
+        }
+    } else {
+        let grant = access
+            .table(username, Action::Upsert, database, table)
+            .ok_or(Refusal::NotAuthorized)?;
+        let mut record = record_of(message);
+        record.insert(resolved.table.primary_key.clone(), key);
+        grant
+            .check_attributes(Action::Upsert, record.keys().map(String::as_str))
+            .map_err(|_| Refusal::NotAuthorized)?;
+        Write::Records {
+            table: table.to_owned(),
+            mode: Mode::Upsert,
+            records: vec![record],
+        }
     };
-    resolved
-        .db
-        .write(write, username)
-        .await
-        .map_err(|e| failed(&e))?;
-    Ok(())
-}
-
-fn failed(error: &shoal_store::StoreError) -> Refusal {
-    tracing::debug!(%error, "MQTT publish to a record failed");
-    Refusal::Failed
+    resolved.db.submit(write, username).await.map_err(|error| {
+        tracing::debug!(%error, "MQTT publish to a record not taken");
+        Refusal::Failed
+    })
 }
 
 /// The record a payload makes: a JSON object as it is; anything else as `value` with its

@@ -36,6 +36,7 @@ impl Broker {
             existing => {
                 if let Some(old) = existing {
                     self.discard(&old);
+                    self.ended(&old);
                 }
                 let session = Arc::new(Session::new(client_id.to_owned()));
                 sessions.insert(client_id.to_owned(), session.clone());
@@ -49,6 +50,8 @@ impl Broker {
             set(&mut state);
             state.connection = Some((connection, close_tx));
             state.generation += 1;
+            // Saved (if it is kept) even when nothing else about it changes.
+            state.dirty = true;
         }
         Attached {
             session,
@@ -116,13 +119,19 @@ impl Broker {
             sessions.remove(&session.client_id);
         }
         drop(sessions);
+        self.ended(session);
+        self.discard(session);
+    }
+
+    /// Notes that a session that may have been saved is gone, so that the next save
+    /// removes it.
+    fn ended(&self, session: &Session) {
         if !session.state().expiry.is_zero() {
             self.ended
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .push(session.client_id.clone());
         }
-        self.discard(session);
     }
 
     /// Removes a session's subscriptions from the indexes.
@@ -172,8 +181,13 @@ impl Broker {
                     return;
                 }
             }
-            if let Err(refusal) = broker.publish(message, username.as_deref()).await {
-                tracing::debug!(client = %session.client_id, ?refusal, "MQTT will not published");
+            let published = match broker.publish(message, username.as_deref()).await {
+                Ok(Some(pending)) => pending.await.map(drop).map_err(|error| error.to_string()),
+                Ok(None) => Ok(()),
+                Err(refusal) => Err(format!("{refusal:?}")),
+            };
+            if let Err(why) = published {
+                tracing::debug!(client = %session.client_id, why, "MQTT will not published");
             }
         });
     }
@@ -208,7 +222,19 @@ impl Broker {
 
     /// Saves the sessions that changed and forgets those that ended.
     pub(crate) async fn save(&self) {
-        let sessions: Vec<Arc<Session>> = self.sessions().values().cloned().collect();
+        let (sessions, ended) = {
+            let sessions = self.sessions();
+            let mut ended =
+                std::mem::take(&mut *self.ended.lock().unwrap_or_else(PoisonError::into_inner));
+            // A new session kept under the same identifier is saved over the old one.
+            ended.retain(|id| {
+                sessions
+                    .get(id)
+                    .is_none_or(|live| live.state().expiry.is_zero())
+            });
+            let live: Vec<Arc<Session>> = sessions.values().cloned().collect();
+            (live, ended)
+        };
         let mut changed = Vec::new();
         for session in sessions {
             let mut state = session.state();
@@ -217,7 +243,6 @@ impl Broker {
                 changed.push(persist::save(&session.client_id, &state));
             }
         }
-        let ended = std::mem::take(&mut *self.ended.lock().unwrap_or_else(PoisonError::into_inner));
         if changed.is_empty() && ended.is_empty() {
             return;
         }

@@ -9,7 +9,7 @@ use base64::Engine;
 use bytes::Bytes;
 use rumqttc::v5::mqttbytes::QoS;
 use serde_json::{Map, Value, json};
-use shoal_store::{Database, Mode, SYSTEM_DATABASE, Store, TableSpec, Write};
+use shoal_store::{Database, Mode, Pending, SYSTEM_DATABASE, Store, StoreError, TableSpec, Write};
 
 use crate::message::{Message, Properties};
 use crate::topic::matches;
@@ -20,7 +20,7 @@ pub(crate) const TABLE: &str = "hdb_mqtt_retained";
 pub(crate) const MAX_SENT: usize = 10_000;
 
 /// Makes the table if it is missing.
-pub(crate) async fn prepare(store: &Store) -> Result<(), shoal_store::StoreError> {
+pub(crate) async fn prepare(store: &Store) -> Result<(), StoreError> {
     let system = store.database(SYSTEM_DATABASE)?;
     if system.catalog().tables.contains_key(TABLE) {
         return Ok(());
@@ -28,18 +28,22 @@ pub(crate) async fn prepare(store: &Store) -> Result<(), shoal_store::StoreError
     let spec = TableSpec {
         name: TABLE.into(),
         primary_key: "topic".into(),
-        attributes: Vec::new(),
+        // Read by topic only: indexing payloads would only cost writes.
+        attributes: ["payload", "qos", "properties", "expires"]
+            .map(|name| (name.to_owned(), false))
+            .to_vec(),
         replicate: Some(true),
     };
     match system.write(Write::CreateTable(spec), None).await {
-        Ok(_) | Err(shoal_store::StoreError::TableExists { .. }) => Ok(()),
+        Ok(_) | Err(StoreError::TableExists { .. }) => Ok(()),
         Err(error) => Err(error),
     }
 }
 
-/// Keeps `message` as its topic's retained message, or forgets the topic's retained
-/// message when the payload is empty.
-pub(crate) async fn keep(store: &Store, message: &Message) -> Result<(), shoal_store::StoreError> {
+/// Queues the write that keeps `message` as its topic's retained message, or forgets the
+/// topic's retained message when the payload is empty; the answer resolves once it is
+/// durable.
+pub(crate) async fn submit(store: &Store, message: &Message) -> Result<Pending, StoreError> {
     let system = store.database(SYSTEM_DATABASE)?;
     let write = if message.payload.is_empty() {
         Write::Delete {
@@ -53,7 +57,7 @@ pub(crate) async fn keep(store: &Store, message: &Message) -> Result<(), shoal_s
             records: vec![record(message)],
         }
     };
-    system.write(write, None).await.map(drop)
+    system.submit(write, None).await
 }
 
 fn record(message: &Message) -> Map<String, Value> {
@@ -111,7 +115,7 @@ pub(crate) fn matching(store: &Store, filter: &str) -> Vec<Arc<Message>> {
     read(&system, filter).unwrap_or_default()
 }
 
-fn read(system: &Database, filter: &str) -> Result<Vec<Arc<Message>>, shoal_store::StoreError> {
+fn read(system: &Database, filter: &str) -> Result<Vec<Arc<Message>>, StoreError> {
     let snapshot = system.snapshot()?;
     let Ok(table) = snapshot.table(TABLE) else {
         return Ok(Vec::new());

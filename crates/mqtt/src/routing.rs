@@ -6,6 +6,7 @@ use std::sync::Arc;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Filter, RetainForwardRule, SubscribeReasonCode};
 use shoal_auth::Action;
+use shoal_store::Pending;
 
 use crate::codec::Refusal;
 use crate::message::{Message, Relay};
@@ -15,16 +16,19 @@ use crate::{Broker, records, retained};
 
 impl Broker {
     /// Takes a message a client (or a will) published: a record write for a retained
-    /// message on a table topic, a live delivery otherwise; peers get what they need.
+    /// message on a table topic, a live delivery otherwise (and a durable copy for a
+    /// retained one); peers get what they need. When a write was queued, the answer
+    /// resolves once it is durable.
     pub(crate) async fn publish(
         &self,
         message: Message,
         username: Option<&str>,
-    ) -> Result<(), Refusal> {
+    ) -> Result<Option<Pending>, Refusal> {
         if let Some(resolved) = records::resolve(&self.parts, &message.topic, false) {
             if message.retain {
                 // Subscribers here and on every peer learn of it from the commit.
-                return records::write(&self.access, username, &resolved, &message).await;
+                let pending = records::submit(&self.access, username, &resolved, &message);
+                return pending.await.map(Some);
             }
             let (database, table) = (resolved.db.name(), resolved.table.name.as_str());
             self.access
@@ -34,22 +38,22 @@ impl Broker {
             self.relay(&message);
             self.tables
                 .deliver(database, &resolved.table, &key, None, Some(&message));
-            return Ok(());
+            return Ok(None);
         }
         if !self.access.plain(username) {
             return Err(Refusal::NotAuthorized);
         }
+        let mut pending = None;
         if message.retain {
-            retained::keep(&self.parts.store, &message)
-                .await
-                .map_err(|error| {
-                    tracing::warn!(%error, "MQTT retained message not kept");
-                    Refusal::Failed
-                })?;
+            let submitted = retained::submit(&self.parts.store, &message).await;
+            pending = Some(submitted.map_err(|error| {
+                tracing::warn!(%error, "MQTT retained message not kept");
+                Refusal::Failed
+            })?);
         }
         self.relay(&message);
         self.route(Arc::new(message));
-        Ok(())
+        Ok(pending)
     }
 
     /// Delivers a plain-topic message to this node's subscribers.
@@ -62,6 +66,7 @@ impl Broker {
     /// Sends a live message to the cluster's other nodes.
     pub(crate) fn relay(&self, message: &Message) {
         if let Some(cluster) = &self.parts.cluster
+            && cluster.relays_to_peers()
             && let Some(bytes) = Relay::encode(message)
         {
             cluster.relay(bytes.into());

@@ -439,6 +439,17 @@ async fn malformed_and_oversized_packets_close_the_connection_with_a_reason() {
     let answer = raw(&node, &bytes).await;
     assert_eq!(&answer[answer.len() - 3..], &[0xe0, 1, 0x95], "{answer:?}");
 
+    // A will whose topic no one could publish to: CONNACK 0x90 (topic name invalid).
+    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 5, 0b1100_0110, 0, 60, 0];
+    body.extend([0, 1, b'w', 0, 0, 3, b'a', b'/', b'#', 0, 1, b'x']);
+    body.extend([0, 5]);
+    body.extend(b"admin");
+    body.extend([0, 6]);
+    body.extend(b"secret");
+    let mut bytes = vec![0x10, body.len() as u8];
+    bytes.extend(body);
+    assert_eq!(raw(&node, &bytes).await, vec![0x20, 3, 0, 0x90, 0]);
+
     // The broker still serves.
     let (client, mut events) = client5(&node, "after");
     client
