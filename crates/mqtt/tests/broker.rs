@@ -774,3 +774,42 @@ fn packets(bytes: &[u8]) -> Vec<&[u8]> {
     }
     out
 }
+
+#[tokio::test]
+async fn a_clean_start_forgets_the_saved_session_for_good() {
+    let node = node(MqttOptions::default()).await;
+    let connect = |node: &Node, clean: bool| {
+        let mut options = rumqttc::MqttOptions::new("forgetful", "127.0.0.1", node.port);
+        options.set_credentials("admin", "secret");
+        options.set_clean_session(clean);
+        rumqttc::AsyncClient::new(options, 10)
+    };
+    let connack = |e: &Event| match e {
+        Event::Incoming(Packet::ConnAck(ack)) => Some(ack.session_present),
+        _ => None,
+    };
+    // A kept session with a subscription, saved when the broker closes...
+    let (client, mut events) = connect(&node, false);
+    client.subscribe("kept/#", QoS::AtLeastOnce).await.unwrap();
+    until4(&mut events, suback4).await;
+    drop(events);
+    let node = node.restart(MqttOptions::default()).await;
+    let (_client, mut events) = connect(&node, false);
+    assert!(until4(&mut events, connack).await, "restored");
+    drop(events);
+    // ...then the client starts clean: after a restart nothing of it is left.
+    let (client, mut events) = connect(&node, true);
+    assert!(!until4(&mut events, connack).await);
+    client.disconnect().await.unwrap();
+    until4(&mut events, |e| {
+        matches!(e, Event::Outgoing(rumqttc::Outgoing::Disconnect)).then_some(())
+    })
+    .await;
+    drop(events);
+    let node = node.restart(MqttOptions::default()).await;
+    let (_client, mut events) = connect(&node, false);
+    assert!(
+        !until4(&mut events, connack).await,
+        "the clean start forgot it"
+    );
+}
