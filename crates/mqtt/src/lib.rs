@@ -32,7 +32,7 @@ use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, DisconnectReasonCode, Login}
 use shoal_auth::{Auth, User};
 use shoal_cluster::Cluster;
 use shoal_components::Components;
-use shoal_store::Store;
+use shoal_store::{SYSTEM_DATABASE, Store, StoreError, TableSpec, Write};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
@@ -119,6 +119,19 @@ pub struct Peer {
     /// The user a verified client certificate names, if any: it logs the client in
     /// when CONNECT carries no username.
     pub certificate_user: Option<String>,
+}
+
+/// Makes one of the broker's tables in `system` if it is missing (another node's copy
+/// may have replicated first).
+async fn system_table(store: &Store, spec: TableSpec) -> Result<(), StoreError> {
+    let system = store.database(SYSTEM_DATABASE)?;
+    if system.catalog().tables.contains_key(&spec.name) {
+        return Ok(());
+    }
+    match system.write(Write::CreateTable(spec), None).await {
+        Ok(_) | Err(StoreError::TableExists { .. }) => Ok(()),
+        Err(error) => Err(error),
+    }
 }
 
 /// What the broker holds now, for operators.

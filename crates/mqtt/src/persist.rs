@@ -22,10 +22,6 @@ const TABLE: &str = "hdb_mqtt_session";
 
 /// Makes the table if it is missing.
 pub(crate) async fn prepare(store: &Store) -> Result<(), StoreError> {
-    let system = store.database(SYSTEM_DATABASE)?;
-    if system.catalog().tables.contains_key(TABLE) {
-        return Ok(());
-    }
     let spec = TableSpec {
         name: TABLE.into(),
         primary_key: "clientId".into(),
@@ -35,10 +31,7 @@ pub(crate) async fn prepare(store: &Store) -> Result<(), StoreError> {
             .to_vec(),
         replicate: Some(false),
     };
-    match system.write(Write::CreateTable(spec), None).await {
-        Ok(_) | Err(StoreError::TableExists { .. }) => Ok(()),
-        Err(error) => Err(error),
-    }
+    crate::system_table(store, spec).await
 }
 
 /// A message as saved.

@@ -21,10 +21,6 @@ pub(crate) const MAX_SENT: usize = 10_000;
 
 /// Makes the table if it is missing.
 pub(crate) async fn prepare(store: &Store) -> Result<(), StoreError> {
-    let system = store.database(SYSTEM_DATABASE)?;
-    if system.catalog().tables.contains_key(TABLE) {
-        return Ok(());
-    }
     let spec = TableSpec {
         name: TABLE.into(),
         primary_key: "topic".into(),
@@ -34,10 +30,7 @@ pub(crate) async fn prepare(store: &Store) -> Result<(), StoreError> {
             .to_vec(),
         replicate: Some(true),
     };
-    match system.write(Write::CreateTable(spec), None).await {
-        Ok(_) | Err(StoreError::TableExists { .. }) => Ok(()),
-        Err(error) => Err(error),
-    }
+    crate::system_table(store, spec).await
 }
 
 /// Queues the write that keeps `message` as its topic's retained message, or forgets the

@@ -32,7 +32,7 @@ use tokio::sync::{OnceCell, OwnedSemaphorePermit, mpsc, watch};
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::serve::{ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN, Port};
+use crate::serve::{ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN, Port, accept};
 use crate::tls::{ServerTls, TlsClient};
 
 /// The WebSocket subprotocol of MQTT, which clients offer and the server selects.
@@ -135,23 +135,9 @@ async fn serve_on(
     // Every connection task holds a sender; `recv` answers `None` once all are gone.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
     let mut backoff = Backoff::new(ACCEPT_BACKOFF_MIN, ACCEPT_BACKOFF_MAX);
-    loop {
-        let (stream, address) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accepting an MQTT connection failed");
-                    ctx.error(format_args!("accept failed: {e}"));
-                    if ctx.backoff(&mut backoff).await {
-                        continue;
-                    }
-                    break;
-                }
-            },
-            () = ctx.stopping() => break,
-        };
-        backoff.reset();
-        ctx.count(1);
+    while let Some((stream, address)) =
+        accept(&listener, &mut backoff, ctx, "an MQTT connection").await
+    {
         // Past the cap: dropped, which closes it.
         let Some(permit) = server.port.try_enter() else {
             tracing::debug!(%address, "MQTT port full; connection closed");

@@ -120,6 +120,35 @@ pub async fn serve(
     serve_on(listener, None, router, port, options, ctx).await;
 }
 
+/// The next connection on `listener`, failed accepts retried with `backoff`; `None` once
+/// the worker `ctx` is asked to stop (or gives up). `ctx` counts the connections accepted.
+pub(crate) async fn accept(
+    listener: &TcpListener,
+    backoff: &mut Backoff,
+    ctx: &Ctx,
+    what: &str,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => {
+                    backoff.reset();
+                    ctx.count(1);
+                    return Some(accepted);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting {what} failed");
+                    ctx.error(format_args!("accept failed: {e}"));
+                    if !ctx.backoff(backoff).await {
+                        return None;
+                    }
+                }
+            },
+            () = ctx.stopping() => return None,
+        }
+    }
+}
+
 /// Like [`serve()`], over TLS: each connection completes its handshake (within the
 /// handshake timeout) before its requests are read, and a verified client certificate
 /// logs its requests in (mTLS).
@@ -146,23 +175,7 @@ async fn serve_on(
     // Every connection task holds a sender; `recv` answers `None` once all are gone.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
     let mut backoff = Backoff::new(ACCEPT_BACKOFF_MIN, ACCEPT_BACKOFF_MAX);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accepting a connection failed");
-                    ctx.error(format_args!("accept failed: {e}"));
-                    if ctx.backoff(&mut backoff).await {
-                        continue;
-                    }
-                    break;
-                }
-            },
-            () = ctx.stopping() => break,
-        };
-        backoff.reset();
-        ctx.count(1);
+    while let Some((stream, peer)) = accept(&listener, &mut backoff, ctx, "a connection").await {
         match port.try_enter() {
             Some(permit) => {
                 tokio::spawn(connection(
