@@ -600,8 +600,12 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     mut close: watch::Receiver<Option<DisconnectReasonCode>>,
     resume: bool,
 ) -> End {
-    let mut buf = BytesMut::with_capacity(WRITE_BATCH);
-    let max_packet = session.state().max_packet.map(|m| m as usize);
+    let mut out = Writer {
+        session,
+        version,
+        buf: BytesMut::with_capacity(WRITE_BATCH),
+        max_packet: session.state().max_packet.map(|m| m as usize),
+    };
     if resume {
         let inflight: Vec<(u16, crate::session::Inflight)> = session
             .state()
@@ -611,98 +615,108 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             .collect();
         let now = Instant::now();
         for (pkid, inflight) in inflight {
-            let packet = if inflight.released {
-                codec::pubrel(pkid)
+            if inflight.released {
+                out.packet(&codec::pubrel(pkid));
             } else {
-                let d = &inflight.delivery;
-                let mut publish = d.message.publish(d.qos, pkid, d.retain, &d.ids, now);
-                publish.dup = true;
-                Packet::Publish(publish)
-            };
-            encode(&packet, version, &mut buf, max_packet);
+                out.delivery(&inflight.delivery, pkid, true, now);
+            }
         }
     }
     let max_inflight = broker.options.max_inflight;
     loop {
         let now = Instant::now();
         // Acknowledgements and retained messages first, in the order the reader made them.
-        while buf.len() < WRITE_BATCH {
-            match outgoing.try_recv() {
-                Ok(Out::Packet(packet)) => {
-                    encode(&packet, version, &mut buf, max_packet);
-                }
-                Ok(Out::Retained(delivery)) => {
-                    let pkid = if delivery.qos == QoS::AtMostOnce {
-                        0
-                    } else {
-                        let mut state = session.state();
-                        match state.track(&delivery) {
-                            Some(pkid) => pkid,
-                            None => continue,
-                        }
-                    };
-                    let d = &delivery;
-                    let publish = d.message.publish(d.qos, pkid, d.retain, &d.ids, now);
-                    encode(&Packet::Publish(publish), version, &mut buf, max_packet);
-                }
-                Ok(Out::Close(reason)) => {
-                    let _ = flush(&mut writer, &buf, broker).await;
-                    return disconnect(&mut writer, version, reason, broker).await;
-                }
+        let mut closing = None;
+        while out.buf.len() < WRITE_BATCH && closing.is_none() {
+            closing = match outgoing.try_recv() {
+                Ok(taken) => out.take(taken, now),
                 Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    let _ = flush(&mut writer, &buf, broker).await;
-                    return End::Closed;
-                }
-            }
+                Err(mpsc::error::TryRecvError::Disconnected) => Some(None),
+            };
         }
-        while buf.len() < WRITE_BATCH {
-            let Some((d, pkid)) = session.next(max_inflight, now) else {
+        if let Some(reason) = closing {
+            let _ = flush(&mut writer, &out.buf, broker).await;
+            return match reason {
+                Some(reason) => disconnect(&mut writer, version, reason, broker).await,
+                None => End::Closed,
+            };
+        }
+        while out.buf.len() < WRITE_BATCH {
+            let Some((delivery, pkid)) = session.next(max_inflight, now) else {
                 break;
             };
-            let publish = d.message.publish(d.qos, pkid, d.retain, &d.ids, now);
-            if !encode(&Packet::Publish(publish), version, &mut buf, max_packet) && pkid != 0 {
-                // Larger than the client takes: dropped, as the specification says.
-                session.state().inflight.remove(&pkid);
-            }
+            out.delivery(&delivery, pkid, false, now);
         }
-        if !buf.is_empty() {
-            if flush(&mut writer, &buf, broker).await.is_err() {
+        if !out.buf.is_empty() {
+            if flush(&mut writer, &out.buf, broker).await.is_err() {
                 return End::Closed;
             }
-            buf.clear();
+            out.buf.clear();
             continue;
         }
-        tokio::select! {
-            out = outgoing.recv() => match out {
-                Some(Out::Packet(packet)) => { encode(&packet, version, &mut buf, max_packet); }
-                Some(Out::Retained(delivery)) => {
-                    // Handled by the loop's first step on the next turn.
-                    let pkid = if delivery.qos == QoS::AtMostOnce {
-                        Some(0)
-                    } else {
-                        session.state().track(&delivery)
-                    };
-                    if let Some(pkid) = pkid {
-                        let d = &delivery;
-                        let publish = d.message.publish(d.qos, pkid, d.retain, &d.ids, Instant::now());
-                        encode(&Packet::Publish(publish), version, &mut buf, max_packet);
-                    }
-                }
-                Some(Out::Close(reason)) => return disconnect(&mut writer, version, reason, broker).await,
-                None => return End::Closed,
+        let reason = tokio::select! {
+            taken = outgoing.recv() => match taken {
+                Some(taken) => match out.take(taken, Instant::now()) {
+                    None => continue,
+                    Some(reason) => reason,
+                },
+                None => None,
             },
-            () = session.wake.notified() => {}
-            changed = close.changed() => {
-                let reason = match changed {
-                    Ok(()) => *close.borrow(),
-                    Err(_) => None,
+            () = session.wake.notified() => continue,
+            changed = close.changed() => match changed {
+                Ok(()) => *close.borrow(),
+                Err(_) => None,
+            },
+        };
+        return match reason {
+            Some(reason) => disconnect(&mut writer, version, reason, broker).await,
+            None => End::Closed,
+        };
+    }
+}
+
+/// What the writer gathers before a write to the socket.
+struct Writer<'a> {
+    session: &'a Session,
+    version: Version,
+    buf: BytesMut,
+    /// The largest packet the client takes.
+    max_packet: Option<usize>,
+}
+
+impl Writer<'_> {
+    /// Takes what the reader handed over; `Some` when the connection is to close (with a
+    /// DISCONNECT of that reason, or none).
+    fn take(&mut self, out: Out, now: Instant) -> Option<Option<DisconnectReasonCode>> {
+        match out {
+            Out::Packet(packet) => self.packet(&packet),
+            Out::Retained(delivery) => {
+                let pkid = match delivery.qos {
+                    QoS::AtMostOnce => Some(0),
+                    _ => self.session.state().track(&delivery),
                 };
-                return match reason {
-                    Some(reason) => disconnect(&mut writer, version, reason, broker).await,
-                    None => End::Closed,
-                };
+                // With every packet id in flight, a retained message is skipped.
+                if let Some(pkid) = pkid {
+                    self.delivery(&delivery, pkid, false, now);
+                }
             }
+            Out::Close(reason) => return Some(Some(reason)),
+        }
+        None
+    }
+
+    fn packet(&mut self, packet: &Packet) {
+        encode(packet, self.version, &mut self.buf, self.max_packet);
+    }
+
+    /// Encodes a delivery as PUBLISH; one larger than the client takes is dropped (and
+    /// leaves the in-flight window), as the specification says.
+    fn delivery(&mut self, d: &Delivery, pkid: u16, dup: bool, now: Instant) {
+        let mut publish = d.message.publish(d.qos, pkid, d.retain, &d.ids, now);
+        publish.dup = dup;
+        let packet = Packet::Publish(publish);
+        if !encode(&packet, self.version, &mut self.buf, self.max_packet) && pkid != 0 {
+            self.session.state().inflight.remove(&pkid);
         }
     }
 }
