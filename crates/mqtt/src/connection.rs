@@ -132,6 +132,12 @@ where
             .max(1);
         state.max_packet = properties.and_then(|p| p.max_packet_size);
     });
+    let Some(attached) = attached else {
+        tracing::warn!(client = %client_id, "MQTT session refused: mqtt.max_sessions reached");
+        let refused = connack(ConnectReturnCode::QuotaExceeded, false, None);
+        let _ = send(&mut writer, &refused, version, &broker).await;
+        return;
+    };
     let mut ack_properties = None;
     if version == Version::V5 {
         ack_properties = Some(ConnAckProperties {

@@ -67,6 +67,11 @@ pub struct MqttOptions {
     pub max_queued_messages: usize,
     /// Most bytes of messages queued for one session; the oldest are dropped beyond it.
     pub max_queued_bytes: usize,
+    /// Most sessions at once, connected or kept for clients that are away; a client
+    /// that would start one more is refused (CONNACK 0x97, quota exceeded).
+    pub max_sessions: usize,
+    /// Most subscriptions one session holds; more are refused (SUBACK 0x97).
+    pub max_subscriptions: usize,
     /// Longest a session may outlive its connection (5.0 session expiry is capped to
     /// it; 3.1.1 persistent sessions get it).
     pub max_session_expiry: Duration,
@@ -88,6 +93,8 @@ impl Default for MqttOptions {
             max_inflight: 100,
             max_queued_messages: 1000,
             max_queued_bytes: 16 << 20,
+            max_sessions: 100_000,
+            max_subscriptions: 10_000,
             max_session_expiry: Duration::from_secs(24 * 3600),
             connect_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),

@@ -18,14 +18,18 @@ use crate::{Attached, Broker};
 impl Broker {
     /// Gives `client_id`'s session to a new connection: the existing one (whose
     /// connection, if live, is told it was taken over) unless `clean` asks for a new one.
+    /// `None` when a new session would pass `max_sessions`.
     pub(crate) fn attach(
         &self,
         client_id: &str,
         clean: bool,
         set: impl FnOnce(&mut State),
-    ) -> Attached {
+    ) -> Option<Attached> {
         let mut sessions = self.sessions();
         let existing = sessions.get(client_id).cloned();
+        if existing.is_none() && sessions.len() >= self.options.max_sessions {
+            return None;
+        }
         if let Some(existing) = &existing
             && let Some((_, close)) = existing.state().connection.take()
         {
@@ -53,12 +57,12 @@ impl Broker {
             // Saved (if it is kept) even when nothing else about it changes.
             state.dirty = true;
         }
-        Attached {
+        Some(Attached {
             session,
             present,
             connection,
             close,
-        }
+        })
     }
 
     /// A connection ended: its session ends too unless it is kept (then it expires

@@ -127,6 +127,14 @@ impl Broker {
         if !allowed {
             return Err(SubscribeReasonCode::NotAuthorized);
         }
+        {
+            let state = session.state();
+            if !state.subscriptions.contains_key(&filter.path)
+                && state.subscriptions.len() >= self.options.max_subscriptions
+            {
+                return Err(SubscribeReasonCode::QuotaExceeded);
+            }
+        }
         let options = SubOptions {
             qos: filter.qos,
             no_local: filter.nolocal,

@@ -813,3 +813,44 @@ async fn a_clean_start_forgets_the_saved_session_for_good() {
         "the clean start forgot it"
     );
 }
+
+#[tokio::test]
+async fn sessions_and_subscriptions_are_bounded() {
+    use rumqttc::v5::mqttbytes::QoS as Q;
+    let options = MqttOptions {
+        max_sessions: 1,
+        max_subscriptions: 2,
+        ..MqttOptions::default()
+    };
+    let node = node(options).await;
+    let (first, mut events) = client5(&node, "first");
+    for topic in ["a", "b", "c", "a"] {
+        first.subscribe(topic, Q::AtMostOnce).await.unwrap();
+    }
+    let mut codes = Vec::new();
+    while codes.len() < 4 {
+        let ack = until5(&mut events, |e| match e {
+            rumqttc::v5::Event::Incoming(Packet5::SubAck(ack)) => Some(ack.return_codes.clone()),
+            _ => None,
+        })
+        .await;
+        codes.extend(ack);
+    }
+    use rumqttc::v5::mqttbytes::v5::SubscribeReasonCode as R;
+    let granted = R::Success(Q::AtMostOnce);
+    // A third filter is one too many; subscribing again to one it has is not.
+    assert_eq!(codes, vec![granted, granted, R::QuotaExceeded, granted]);
+
+    // A second session is one too many while the first lives.
+    let (_second, mut refused) = client5(&node, "second");
+    let error = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Err(error) = refused.poll().await {
+                return error;
+            }
+        }
+    })
+    .await
+    .expect("refused in time");
+    assert!(format!("{error:?}").contains("QuotaExceeded"), "{error:?}");
+}

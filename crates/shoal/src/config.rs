@@ -69,6 +69,11 @@ pub(crate) struct MqttSection {
     pub(crate) max_queued_messages: usize,
     /// Most bytes of messages queued for one session; the oldest are dropped beyond it.
     pub(crate) max_queued_bytes: usize,
+    /// Most MQTT sessions at once, connected or kept for clients that are away; a
+    /// client that would start one more is refused.
+    pub(crate) max_sessions: usize,
+    /// Most subscriptions one MQTT session holds; more are refused.
+    pub(crate) max_subscriptions_per_session: usize,
     /// Longest a session may outlive its connection, in seconds.
     pub(crate) max_session_expiry_seconds: u64,
     /// A client that sends no CONNECT this long after connecting is dropped, in
@@ -110,6 +115,8 @@ impl Default for MqttSection {
             max_inflight: defaults.max_inflight,
             max_queued_messages: defaults.max_queued_messages,
             max_queued_bytes: defaults.max_queued_bytes,
+            max_sessions: defaults.max_sessions,
+            max_subscriptions_per_session: defaults.max_subscriptions,
             max_session_expiry_seconds: defaults.max_session_expiry.as_secs(),
             connect_timeout_ms: defaults.connect_timeout.as_millis() as u64,
             write_timeout_ms: defaults.write_timeout.as_millis() as u64,
@@ -133,6 +140,8 @@ impl MqttSection {
             max_inflight: self.max_inflight.max(1),
             max_queued_messages: self.max_queued_messages,
             max_queued_bytes: self.max_queued_bytes,
+            max_sessions: self.max_sessions.max(1),
+            max_subscriptions: self.max_subscriptions_per_session.max(1),
             max_session_expiry: Duration::from_secs(self.max_session_expiry_seconds),
             connect_timeout: Duration::from_millis(self.connect_timeout_ms.max(1)),
             write_timeout: Duration::from_millis(self.write_timeout_ms.max(1)),
@@ -738,6 +747,12 @@ pub(crate) struct Overrides {
     /// Most bytes of messages queued for one MQTT session.
     #[arg(long, env = "SHOAL_MQTT_MAX_QUEUED_BYTES")]
     pub(crate) mqtt_max_queued_bytes: Option<usize>,
+    /// Most MQTT sessions at once.
+    #[arg(long, env = "SHOAL_MQTT_MAX_SESSIONS")]
+    pub(crate) mqtt_max_sessions: Option<usize>,
+    /// Most subscriptions one MQTT session holds.
+    #[arg(long, env = "SHOAL_MQTT_MAX_SUBSCRIPTIONS_PER_SESSION")]
+    pub(crate) mqtt_max_subscriptions_per_session: Option<usize>,
     /// Longest an MQTT session may outlive its connection, in seconds.
     #[arg(long, env = "SHOAL_MQTT_MAX_SESSION_EXPIRY_SECONDS")]
     pub(crate) mqtt_max_session_expiry_seconds: Option<u64>,
@@ -895,6 +910,10 @@ impl Config {
             .mqtt_max_queued_messages
             .unwrap_or(mqtt.max_queued_messages);
         mqtt.max_queued_bytes = o.mqtt_max_queued_bytes.unwrap_or(mqtt.max_queued_bytes);
+        mqtt.max_sessions = o.mqtt_max_sessions.unwrap_or(mqtt.max_sessions);
+        mqtt.max_subscriptions_per_session = o
+            .mqtt_max_subscriptions_per_session
+            .unwrap_or(mqtt.max_subscriptions_per_session);
         mqtt.max_session_expiry_seconds = o
             .mqtt_max_session_expiry_seconds
             .unwrap_or(mqtt.max_session_expiry_seconds);
