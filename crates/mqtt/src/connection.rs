@@ -538,18 +538,21 @@ impl Conn {
         let id = subscribe.properties.as_ref().and_then(|p| p.id);
         let mut codes = Vec::with_capacity(subscribe.filters.len());
         let mut retained = Vec::new();
+        let mut budget = crate::retained::MAX_SENT;
         for filter in &subscribe.filters {
-            let code =
-                match self
-                    .broker
-                    .subscribe(&self.session, self.username.as_deref(), filter, id)
-                {
-                    Ok((qos, messages)) => {
-                        retained.extend(messages.into_iter().map(|m| (m, filter.clone())));
-                        SubscribeReasonCode::Success(qos)
-                    }
-                    Err(code) => code,
-                };
+            let code = match self.broker.subscribe(
+                &self.session,
+                self.username.as_deref(),
+                filter,
+                id,
+                &mut budget,
+            ) {
+                Ok((qos, messages)) => {
+                    retained.extend(messages.into_iter().map(|m| (m, filter.clone())));
+                    SubscribeReasonCode::Success(qos)
+                }
+                Err(code) => code,
+            };
             codes.push(code);
         }
         let ack = Packet::SubAck(SubAck {

@@ -16,8 +16,11 @@ use crate::topic::matches;
 
 /// The table that holds them.
 pub(crate) const TABLE: &str = "hdb_mqtt_retained";
-/// Most retained messages one subscription is sent, however many its filter matches.
+/// Most retained messages one SUBSCRIBE is sent, however many its filters match.
 pub(crate) const MAX_SENT: usize = 10_000;
+/// Most retained topics one filter's look-up reads: a filter with a leading wildcard
+/// reads them all.
+const MAX_SCANNED: usize = 100_000;
 
 /// Makes the table if it is missing.
 pub(crate) async fn prepare(store: &Store) -> Result<(), StoreError> {
@@ -99,16 +102,20 @@ fn message(record: &Map<String, Value>, now_ms: u64) -> Option<Message> {
     })
 }
 
-/// The retained messages `filter` matches, at most [`MAX_SENT`]: read from the range of
-/// topics that share the filter's levels before its first wildcard.
-pub(crate) fn matching(store: &Store, filter: &str) -> Vec<Arc<Message>> {
+/// The retained messages `filter` matches, at most `limit`: read from the range of topics
+/// that share the filter's levels before its first wildcard, at most [`MAX_SCANNED`] of
+/// them.
+pub(crate) fn matching(store: &Store, filter: &str, limit: usize) -> Vec<Arc<Message>> {
     let Ok(system) = store.database(SYSTEM_DATABASE) else {
         return Vec::new();
     };
-    read(&system, filter).unwrap_or_default()
+    read(&system, filter, limit).unwrap_or_default()
 }
 
-fn read(system: &Database, filter: &str) -> Result<Vec<Arc<Message>>, StoreError> {
+fn read(system: &Database, filter: &str, limit: usize) -> Result<Vec<Arc<Message>>, StoreError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
     let snapshot = system.snapshot()?;
     let Ok(table) = snapshot.table(TABLE) else {
         return Ok(Vec::new());
@@ -131,22 +138,24 @@ fn read(system: &Database, filter: &str) -> Result<Vec<Arc<Message>>, StoreError
     let lower = Value::String(prefix.clone());
     let upper = Value::String(format!("{prefix}\u{10ffff}"));
     let mut found = Vec::new();
-    for row in snapshot.scan(
+    let rows = snapshot.scan(
         &table,
         Bound::Included(&lower),
         Bound::Included(&upper),
         false,
-    )? {
-        let (_, version) = row?;
+    )?;
+    for row in rows.take(MAX_SCANNED) {
+        let (topic, version) = row?;
+        // The key is the topic: only matching records are decoded.
+        if !topic.as_str().is_some_and(|topic| matches(filter, topic)) {
+            continue;
+        }
         let Some(record) = version.value()? else {
             continue;
         };
-        let Some(message) = message(&record, now_ms) else {
-            continue;
-        };
-        if matches(filter, &message.topic) {
+        if let Some(message) = message(&record, now_ms) {
             found.push(Arc::new(message));
-            if found.len() >= MAX_SENT {
+            if found.len() >= limit {
                 break;
             }
         }

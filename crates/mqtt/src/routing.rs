@@ -106,13 +106,14 @@ impl Broker {
     }
 
     /// Adds one subscription of a SUBSCRIBE: the QoS granted and the retained messages
-    /// it starts with, or the reason it is refused.
+    /// it starts with (at most `budget`, which they use up), or the reason it is refused.
     pub(crate) fn subscribe(
         &self,
         session: &Arc<Session>,
         username: Option<&str>,
         filter: &Filter,
         id: Option<usize>,
+        budget: &mut usize,
     ) -> Result<(QoS, Vec<Arc<Message>>), SubscribeReasonCode> {
         let target = self
             .target(&filter.path)
@@ -152,11 +153,11 @@ impl Broker {
             RetainForwardRule::OnEverySubscribe => true,
             RetainForwardRule::OnNewSubscribe => !existed,
             RetainForwardRule::Never => false,
-        };
+        } && *budget > 0;
         let retained = match (&target, send_retained) {
             (_, false) => Vec::new(),
             (Target::Plain(s), true) if s.group.is_some() => Vec::new(),
-            (Target::Plain(s), true) => retained::matching(&self.parts.store, &s.filter),
+            (Target::Plain(s), true) => retained::matching(&self.parts.store, &s.filter, *budget),
             (Target::Table(table), true) => self
                 .tables
                 .current(table, username, &filter.path)
@@ -164,6 +165,7 @@ impl Broker {
                 .into_iter()
                 .collect(),
         };
+        *budget = budget.saturating_sub(retained.len());
         Ok((filter.qos, retained))
     }
 
